@@ -1,0 +1,545 @@
+//! Algorithm 1 on a weight matrix: every vector of the matrix is expanded in one harmonic frame,
+//! its coefficients pass through first-order ΣΔ, and the codes, δ values and certificates are
+//! kept in a [`QuantizedTensor`] (MATH.md §3).
+//!
+//! Orientation: a PyTorch-layout weight W ∈ R^{out×in} acts as y = W·x. The paper quantizes its
+//! **columns** (d = out, `in` vectors); [`Orientation::Rows`] quantizes its rows (d = in). With a
+//! bias b, the matrix quantized is [W | b] (one more column, or one more entry per row).
+
+#[cfg(feature = "parallel")]
+use rayon::prelude::*;
+
+use super::alphabet::Alphabet;
+use super::bound;
+use super::sigma_delta;
+use super::step::{smallest_delta, Deltas, StepPolicy};
+use crate::error::{Error, Result};
+use crate::frame::{FrameDescriptor, HarmonicFrame, Permutation, Workspace};
+
+/// Which vectors of a weight matrix are quantized.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Orientation {
+    /// The paper's orientation: the columns of W[out, in], d = out, `in` vectors.
+    #[default]
+    Columns,
+    /// The rows of W[out, in]: d = in, `out` vectors.
+    Rows,
+}
+
+impl Orientation {
+    /// `columns` or `rows`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Orientation::Columns => "columns",
+            Orientation::Rows => "rows",
+        }
+    }
+}
+
+/// The shape of a (possibly bias-augmented) weight matrix and the orientation of its vectors:
+/// everything needed to move vectors between a row-major W (plus bias) and vector-major storage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MatrixLayout {
+    /// Rows of W (`out`).
+    pub rows: usize,
+    /// Columns of W (`in`), without the bias.
+    pub cols: usize,
+    /// Whether the bias is appended as one more column.
+    pub has_bias: bool,
+    /// Which vectors are quantized.
+    pub orientation: Orientation,
+}
+
+impl MatrixLayout {
+    fn aug_cols(&self) -> usize {
+        self.cols + usize::from(self.has_bias)
+    }
+
+    /// The dimension d of each vector.
+    pub fn vector_len(&self) -> usize {
+        match self.orientation {
+            Orientation::Columns => self.rows,
+            Orientation::Rows => self.aug_cols(),
+        }
+    }
+
+    /// The number m of vectors.
+    pub fn vector_count(&self) -> usize {
+        match self.orientation {
+            Orientation::Columns => self.aug_cols(),
+            Orientation::Rows => self.rows,
+        }
+    }
+
+    /// Writes vector `j` (length d) into the row-major weight buffer (rows × cols) and, for the
+    /// bias entries, into `bias` (length rows). Either output may be omitted.
+    pub(crate) fn scatter(
+        &self,
+        j: usize,
+        v: &[f64],
+        weight: Option<&mut [f32]>,
+        bias: Option<&mut [f32]>,
+    ) {
+        let cols = self.cols;
+        match self.orientation {
+            Orientation::Columns if j < cols => {
+                if let Some(w) = weight {
+                    for (i, &x) in v.iter().enumerate() {
+                        if let Some(o) = w.get_mut(i * cols + j) {
+                            *o = x as f32;
+                        }
+                    }
+                }
+            }
+            Orientation::Columns => {
+                if let Some(b) = bias {
+                    for (o, &x) in b.iter_mut().zip(v) {
+                        *o = x as f32;
+                    }
+                }
+            }
+            Orientation::Rows => {
+                if let Some(w) = weight {
+                    if let Some(row) = w.get_mut(j * cols..(j + 1) * cols) {
+                        for (o, &x) in row.iter_mut().zip(v) {
+                            *o = x as f32;
+                        }
+                    }
+                }
+                if self.has_bias {
+                    if let (Some(b), Some(&x)) = (bias, v.get(cols)) {
+                        if let Some(o) = b.get_mut(j) {
+                            *o = x as f32;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A borrowed row-major weight matrix W[rows, cols] (f32), optionally with a bias b[rows] that is
+/// quantized with it as one more column, as the paper does.
+#[derive(Debug, Clone, Copy)]
+pub struct Matrix<'a> {
+    data: &'a [f32],
+    bias: Option<&'a [f32]>,
+    rows: usize,
+    cols: usize,
+}
+
+impl<'a> Matrix<'a> {
+    /// Views `data` as a row-major rows × cols matrix. Conv weights [out, in, kh, kw] are passed
+    /// as rows = out, cols = in·kh·kw.
+    pub fn new(data: &'a [f32], rows: usize, cols: usize) -> Result<Self> {
+        let len = rows
+            .checked_mul(cols)
+            .ok_or_else(|| Error::param(format!("matrix {rows} x {cols} overflows")))?;
+        if rows == 0 || cols == 0 || data.len() != len {
+            return Err(Error::param(format!(
+                "matrix of {} values cannot be viewed as {rows} x {cols} (both must be at least 1)",
+                data.len()
+            )));
+        }
+        Ok(Matrix {
+            data,
+            bias: None,
+            rows,
+            cols,
+        })
+    }
+
+    /// Appends the bias b (length rows) as one more column: [W | b].
+    pub fn with_bias(mut self, bias: &'a [f32]) -> Result<Self> {
+        if bias.len() != self.rows {
+            return Err(Error::param(format!(
+                "bias has {} entries, the weight has {} rows",
+                bias.len(),
+                self.rows
+            )));
+        }
+        self.bias = Some(bias);
+        Ok(self)
+    }
+
+    /// The layout of this matrix's vectors in the given orientation.
+    pub fn layout(&self, orientation: Orientation) -> MatrixLayout {
+        MatrixLayout {
+            rows: self.rows,
+            cols: self.cols,
+            has_bias: self.bias.is_some(),
+            orientation,
+        }
+    }
+
+    /// Copies vector `j` of the given orientation into `out` (length d), as f64.
+    pub fn load_vector(&self, orientation: Orientation, j: usize, out: &mut [f64]) -> Result<()> {
+        let layout = self.layout(orientation);
+        if j >= layout.vector_count() || out.len() != layout.vector_len() {
+            return Err(Error::param(format!(
+                "vector {j} of length {} is not in a matrix of {} vectors of length {}",
+                out.len(),
+                layout.vector_count(),
+                layout.vector_len()
+            )));
+        }
+        let cols = self.cols;
+        let at = |i: usize, c: usize| -> f32 {
+            if c < cols {
+                self.data.get(i * cols + c).copied().unwrap_or(f32::NAN)
+            } else {
+                self.bias
+                    .and_then(|b| b.get(i))
+                    .copied()
+                    .unwrap_or(f32::NAN)
+            }
+        };
+        for (i, o) in out.iter_mut().enumerate() {
+            let x = match orientation {
+                Orientation::Columns => at(i, j),
+                Orientation::Rows => at(j, i),
+            };
+            if !x.is_finite() {
+                return Err(Error::Data(format!(
+                    "non-finite weight {x} in vector {j}, entry {i}"
+                )));
+            }
+            *o = f64::from(x);
+        }
+        Ok(())
+    }
+
+    /// The largest Euclidean norm of a vector in the given orientation (for a network-wide δ).
+    pub fn max_vector_norm(&self, orientation: Orientation) -> Result<f64> {
+        let layout = self.layout(orientation);
+        let mut buf = vec![0.0; layout.vector_len()];
+        let mut max = 0.0f64;
+        for j in 0..layout.vector_count() {
+            self.load_vector(orientation, j, &mut buf)?;
+            max = max.max(norm(&buf));
+        }
+        Ok(max)
+    }
+}
+
+fn norm(v: &[f64]) -> f64 {
+    v.iter().map(|x| x * x).sum::<f64>().sqrt()
+}
+
+/// Runs Algorithm 1: `FrameQuantizer::new(frame, K, policy)?.quantize(&matrix, orientation)`.
+#[derive(Debug, Clone)]
+pub struct FrameQuantizer {
+    frame: HarmonicFrame,
+    alphabet: Alphabet,
+    policy: StepPolicy,
+    order: Permutation,
+    sigma: f64,
+}
+
+impl FrameQuantizer {
+    /// A quantizer for vectors of dimension d = `frame.dim()`, with 2K levels (K = `levels`).
+    pub fn new(frame: FrameDescriptor, levels: u32, policy: StepPolicy) -> Result<Self> {
+        policy.validate()?;
+        let frame = frame.build()?;
+        let sigma = frame.variation_identity();
+        Ok(FrameQuantizer {
+            frame,
+            alphabet: Alphabet::new(levels)?,
+            policy,
+            order: Permutation::Identity,
+            sigma,
+        })
+    }
+
+    /// Runs ΣΔ along an explicit ordering of the frame vectors (validated; σ recomputed).
+    pub fn with_order(mut self, order: Permutation) -> Result<Self> {
+        let mut ws = self.frame.workspace();
+        self.sigma = order.variation(&self.frame, &mut ws)?;
+        self.order = order;
+        Ok(self)
+    }
+
+    /// The frame variation σ(F, p) of the frame and ordering in use.
+    pub fn sigma(&self) -> f64 {
+        self.sigma
+    }
+
+    /// Quantizes every vector of `matrix` (Algorithm 1). Fails on a dimension mismatch or a
+    /// non-finite weight.
+    pub fn quantize(&self, matrix: &Matrix, orientation: Orientation) -> Result<QuantizedTensor> {
+        let layout = matrix.layout(orientation);
+        let (n, d, m) = (
+            self.frame.frame_size(),
+            self.frame.dim(),
+            layout.vector_count(),
+        );
+        if layout.vector_len() != d {
+            return Err(Error::param(format!(
+                "the {} of this {}x{} matrix have length {}, the frame is for d = {d}",
+                orientation.name(),
+                layout.rows,
+                layout.aug_cols(),
+                layout.vector_len()
+            )));
+        }
+        let total = n
+            .checked_mul(m)
+            .ok_or_else(|| Error::param("code count N·m overflows"))?;
+        let k_half = f64::from(self.alphabet.k()) - 0.5;
+        // The paper's rule needs the largest norm first; the explicit δ is given.
+        let tensor_delta = match self.policy {
+            StepPolicy::Tensor => Some(smallest_delta(
+                matrix.max_vector_norm(orientation)?,
+                self.alphabet.k(),
+            )),
+            StepPolicy::Explicit(delta) => Some(delta),
+            StepPolicy::Vector | StepPolicy::Coefficient => None,
+        };
+
+        let mut codes = vec![0u16; total];
+        let one_vector = |ws: &mut (Workspace, Vec<f64>, Vec<f64>),
+                          j: usize,
+                          codes: &mut [u16]|
+         -> Result<(f64, bool)> {
+            let (ws, w, x) = ws;
+            matrix.load_vector(orientation, j, w)?;
+            self.frame.analyse(w, x, ws)?;
+            let max_coeff = x.iter().fold(0.0f64, |a, &c| a.max(c.abs()));
+            let delta = match self.policy {
+                StepPolicy::Vector => smallest_delta(norm(w), self.alphabet.k()),
+                StepPolicy::Coefficient => smallest_delta(max_coeff, self.alphabet.k()),
+                _ => tensor_delta.unwrap_or(0.0),
+            };
+            // The norm policies are certified by |⟨w, e_n⟩| ≤ ‖w‖ ≤ (K − ½)δ, the coefficient
+            // policy by construction; an explicit δ must be checked.
+            let certified =
+                !matches!(self.policy, StepPolicy::Explicit(_)) || max_coeff <= k_half * delta;
+            sigma_delta::quantize(x, &self.order, self.alphabet, delta, codes);
+            Ok((delta, certified))
+        };
+        let new_ws = || (self.frame.workspace(), vec![0.0; d], vec![0.0; n]);
+
+        #[cfg(feature = "parallel")]
+        let results: Vec<Result<(f64, bool)>> = codes
+            .par_chunks_mut(n)
+            .enumerate()
+            .map_init(new_ws, |ws, (j, c)| one_vector(ws, j, c))
+            .collect();
+        #[cfg(not(feature = "parallel"))]
+        let results: Vec<Result<(f64, bool)>> = {
+            let mut ws = new_ws();
+            codes
+                .chunks_mut(n)
+                .enumerate()
+                .map(|(j, c)| one_vector(&mut ws, j, c))
+                .collect()
+        };
+
+        let mut deltas = Vec::with_capacity(m);
+        let mut certified = Vec::with_capacity(m);
+        for r in results {
+            let (delta, cert) = r?;
+            deltas.push(delta);
+            certified.push(cert);
+        }
+        let deltas = match tensor_delta {
+            Some(delta) => Deltas::Tensor(delta),
+            None => Deltas::Vector(deltas),
+        };
+        Ok(QuantizedTensor {
+            frame: self.frame.clone(),
+            order: self.order.clone(),
+            alphabet: self.alphabet,
+            policy: self.policy,
+            layout,
+            deltas,
+            sigma: self.sigma,
+            codes,
+            certified,
+        })
+    }
+}
+
+/// The result of Algorithm 1 on one matrix: integer codes (vector by vector, each vector's N codes
+/// in ΣΔ step order), the δ values, the frame's descriptor and ordering, and the certificates.
+#[derive(Debug, Clone)]
+pub struct QuantizedTensor {
+    frame: HarmonicFrame,
+    order: Permutation,
+    alphabet: Alphabet,
+    policy: StepPolicy,
+    layout: MatrixLayout,
+    deltas: Deltas,
+    sigma: f64,
+    codes: Vec<u16>,
+    certified: Vec<bool>,
+}
+
+impl QuantizedTensor {
+    /// The frame's descriptor harmonic(N, d).
+    pub fn frame(&self) -> FrameDescriptor {
+        self.frame.descriptor()
+    }
+    /// The ordering ΣΔ ran along.
+    pub fn order(&self) -> &Permutation {
+        &self.order
+    }
+    /// The alphabet (K and bits per code).
+    pub fn alphabet(&self) -> Alphabet {
+        self.alphabet
+    }
+    /// The δ policy used.
+    pub fn policy(&self) -> StepPolicy {
+        self.policy
+    }
+    /// Shape, bias and orientation of the quantized matrix.
+    pub fn layout(&self) -> MatrixLayout {
+        self.layout
+    }
+    /// The δ values.
+    pub fn deltas(&self) -> &Deltas {
+        &self.deltas
+    }
+    /// The frame variation σ(F, p) used in the bounds.
+    pub fn sigma(&self) -> f64 {
+        self.sigma
+    }
+    /// All codes, vector by vector: codes `j·N .. (j+1)·N` belong to vector j, in step order.
+    pub fn codes(&self) -> &[u16] {
+        &self.codes
+    }
+    /// Whether vector j's bound is certified (the coefficient condition held).
+    pub fn is_certified(&self, j: usize) -> bool {
+        self.certified.get(j).copied().unwrap_or(false)
+    }
+    /// Number of vectors whose bound is not certified (only possible with an explicit δ).
+    pub fn uncertified_count(&self) -> usize {
+        self.certified.iter().filter(|c| !**c).count()
+    }
+
+    /// Theorem 3.1 bound of vector j, (δ_j·d / 2N)(σ + 1); `None` if it is not certified.
+    pub fn bound(&self, j: usize) -> Option<f64> {
+        self.is_certified(j).then(|| {
+            bound::vector_bound(
+                self.deltas.get(j),
+                self.frame.dim(),
+                self.frame.frame_size(),
+                self.sigma,
+            )
+        })
+    }
+
+    /// The largest certified vector bound (over the certified vectors).
+    pub fn max_bound(&self) -> f64 {
+        (0..self.layout.vector_count())
+            .filter_map(|j| self.bound(j))
+            .fold(0.0, f64::max)
+    }
+
+    /// Lemma 5.1 bound on ‖W − W̃‖_F (and so on the spectral norm), over the certified vectors.
+    pub fn matrix_bound(&self) -> f64 {
+        bound::matrix_bound(self.max_bound(), self.layout.vector_count())
+    }
+
+    /// Rebuilds vector j: w̃_j = (d/N)·δ_j·Σ_n level(c_n)·e_{p(n)}, into `out` (length d).
+    pub fn reconstruct_vector(&self, j: usize, out: &mut [f64]) -> Result<()> {
+        let n = self.frame.frame_size();
+        let codes = self
+            .codes
+            .get(j * n..(j + 1) * n)
+            .ok_or_else(|| Error::param(format!("vector {j} is out of range")))?;
+        let mut ws = self.frame.workspace();
+        synthesise_codes(
+            &self.frame,
+            &self.order,
+            self.alphabet,
+            self.deltas.get(j),
+            codes,
+            out,
+            &mut ws,
+        )
+    }
+
+    /// Rebuilds W̃ into `weight` (rows × cols, row-major) and, for a tensor quantized with its
+    /// bias, b̃ into `bias` (length rows). Pass `None` for a part you do not need.
+    pub fn reconstruct_into(
+        &self,
+        mut weight: Option<&mut [f32]>,
+        mut bias: Option<&mut [f32]>,
+    ) -> Result<()> {
+        let l = self.layout;
+        if let Some(w) = weight.as_deref() {
+            if w.len() != l.rows * l.cols {
+                return Err(Error::param(format!(
+                    "weight buffer has {} values, the tensor has {}",
+                    w.len(),
+                    l.rows * l.cols
+                )));
+            }
+        }
+        if let Some(b) = bias.as_deref() {
+            if !l.has_bias || b.len() != l.rows {
+                return Err(Error::param(
+                    "bias buffer given for a tensor without bias, or of the wrong length",
+                ));
+            }
+        }
+        let mut v = vec![0.0; self.frame.dim()];
+        for j in 0..l.vector_count() {
+            self.reconstruct_vector(j, &mut v)?;
+            l.scatter(j, &v, weight.as_deref_mut(), bias.as_deref_mut());
+        }
+        Ok(())
+    }
+
+    /// Measured error ‖w_j − w̃_j‖ of every vector against the original matrix.
+    pub fn measured_errors(&self, original: &Matrix) -> Result<Vec<f64>> {
+        let d = self.frame.dim();
+        if original.layout(self.layout.orientation) != self.layout {
+            return Err(Error::param("the original matrix has another shape"));
+        }
+        let (mut w, mut v) = (vec![0.0; d], vec![0.0; d]);
+        (0..self.layout.vector_count())
+            .map(|j| {
+                original.load_vector(self.layout.orientation, j, &mut w)?;
+                self.reconstruct_vector(j, &mut v)?;
+                Ok(w.iter()
+                    .zip(&v)
+                    .map(|(a, b)| (a - b) * (a - b))
+                    .sum::<f64>()
+                    .sqrt())
+            })
+            .collect()
+    }
+}
+
+/// Synthesis of one vector from its codes: scatter the levels to their frame positions, one FFT,
+/// scale by δ·d/N. Codes must be below 2K (decoders check this before calling).
+pub fn synthesise_codes(
+    frame: &HarmonicFrame,
+    order: &Permutation,
+    alphabet: Alphabet,
+    delta: f64,
+    codes: &[u16],
+    out: &mut [f64],
+    ws: &mut Workspace,
+) -> Result<()> {
+    let n = frame.frame_size();
+    if codes.len() != n {
+        return Err(Error::param(format!(
+            "{} codes given for a frame of N = {n}",
+            codes.len()
+        )));
+    }
+    let input = frame.fft_input(ws);
+    for (k, &c) in codes.iter().enumerate() {
+        // Frame position p (zero-based) is e_{p+1}, read by the FFT at index (p + 1) mod N.
+        let p = order.position(k) + 1;
+        let idx = if p == n { 0 } else { p };
+        if let Some(slot) = input.get_mut(idx) {
+            *slot = alphabet.level(c);
+        }
+    }
+    let scale = delta * frame.dim() as f64 / n as f64;
+    frame.synthesise_workspace(scale, out, ws)
+}
