@@ -11,6 +11,8 @@
 //! Weights are stored in PyTorch layout, row-major `[out, in]`, acting as `y = W·x`.
 //! Everything (split, initialisation, batch order, arithmetic) is single-threaded and
 //! driven by an explicit seed, so a run is bit-for-bit reproducible on a given machine.
+//! (`matrixmultiply` picks its SIMD kernel at run time, so another CPU may round
+//! differently: compare accuracies with a tolerance, not weights bit for bit.)
 //!
 //! This file is a module, not an example binary: examples include it with `mod mnist;`
 //! and tests with `#[path = "../examples/mnist/mod.rs"] mod mnist;`.
