@@ -30,6 +30,11 @@ pub mod frame;
 pub mod limits;
 pub mod quant;
 
+/// The README's Rust examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
+
 pub use error::{Error, FormatError, Result};
 pub use frame::{FrameDescriptor, HarmonicFrame, Permutation};
 pub use quant::{
