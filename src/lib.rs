@@ -26,6 +26,7 @@
 #![warn(missing_docs)]
 
 pub mod error;
+pub mod format;
 pub mod frame;
 pub mod limits;
 pub mod quant;
@@ -35,7 +36,8 @@ pub mod quant;
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
 
-pub use error::{Error, FormatError, Result};
+pub use error::{Error, FileKind, FileLimit, FormatError, Result};
+pub use format::{DeltaPolicy, Dtype, SdqFile, SdqStreamWriter, SdqWriter, StorageReport, TensorPlan};
 pub use frame::{FrameDescriptor, HarmonicFrame, Permutation};
 pub use quant::{
     Alphabet, Deltas, FrameQuantizer, Matrix, Orientation, QuantizedTensor, StepPolicy,

@@ -7,3 +7,26 @@ pub const MAX_DIM: u64 = 1 << 22;
 pub const MAX_FRAME_SIZE: u64 = 1 << 24;
 /// Largest K (half the number of quantization levels): codes then fit in 16 bits.
 pub const MAX_LEVELS: u32 = 1 << 15;
+
+// Container limits (spec/sdq-v1.md §9). A reader refuses a file past any of them with
+// `FormatError::LimitExceeded` before allocating anything for the value; a writer refuses to
+// produce such a file.
+
+/// Largest header (the bytes between the preamble and the first section): 64 MiB.
+pub const MAX_HEADER_LEN: u64 = 64 << 20;
+/// Most tensors in one file.
+pub const MAX_TENSORS: u64 = 1_000_000;
+/// Most metadata entries in one file.
+pub const MAX_METADATA_ENTRIES: u64 = 65_536;
+/// Longest metadata key, in bytes (1 KiB).
+pub const MAX_KEY_LEN: u64 = 1024;
+/// Longest metadata value, in bytes (1 MiB).
+pub const MAX_VALUE_LEN: u64 = 1 << 20;
+/// Longest tensor name, in bytes.
+pub const MAX_NAME_LEN: u64 = 1024;
+/// Largest tensor rank.
+pub const MAX_RANK: u64 = 8;
+/// Most elements in one tensor (2^40).
+pub const MAX_ELEMENTS: u64 = 1 << 40;
+/// Largest decoded size of one section, in bytes (2^40).
+pub const MAX_SECTION_LEN: u64 = 1 << 40;

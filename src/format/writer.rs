@@ -1,0 +1,594 @@
+//! Streaming writers: [`SdqStreamWriter`] over any `Write + Seek`, and [`SdqWriter`], which
+//! writes a temporary file beside the target and renames it over the target only when the file
+//! is complete, synced and accepted by the reader's own parser.
+//!
+//! The header's size depends only on the plan (records are fixed-width apart from names and
+//! shapes), so a zero placeholder is written first, the sections stream out in plan order with
+//! their CRCs computed on the way, and `finish` goes back to fill in the header and preamble.
+//! Only the small header table is kept in memory.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::{File, OpenOptions};
+use std::io::{BufWriter, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::bitpack;
+use super::header::{
+    self, Compression, DeltaMode, DeltaPolicy, Encoding, Section, SigmaDeltaInfo, TensorInfo,
+};
+use super::layout::{align_up, sigma_delta as sd, Dtype, PREAMBLE_LEN, SECTION_DESCRIPTOR_LEN};
+use crate::error::{Error, Result};
+use crate::limits;
+use crate::quant::{Deltas, QuantizedTensor};
+
+/// How a planned tensor will be stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TensorKind {
+    /// The original bytes ([`SdqStreamWriter::write_raw`]).
+    Raw,
+    /// Frame-quantized ([`SdqStreamWriter::write_quantized`]); `has_bias` says whether the
+    /// quantized matrix is [W | b], whose bias is then planned as a [`TensorKind::BiasOf`].
+    SigmaDelta {
+        /// Whether the bias is quantized with this weight.
+        has_bias: bool,
+    },
+    /// The bias quantized with the sigma-delta tensor named `weight` (no data of its own).
+    BiasOf {
+        /// Name of the weight tensor.
+        weight: String,
+    },
+}
+
+/// One tensor of a file to be written: name, original dtype, shape and how it is stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TensorPlan {
+    /// Unique, non-empty name (≤ 1024 bytes).
+    pub name: String,
+    /// The original dtype.
+    pub dtype: Dtype,
+    /// The shape.
+    pub shape: Vec<u64>,
+    /// How it is stored.
+    pub kind: TensorKind,
+}
+
+impl TensorPlan {
+    /// A tensor stored raw.
+    pub fn raw(name: impl Into<String>, dtype: Dtype, shape: &[u64]) -> Self {
+        TensorPlan {
+            name: name.into(),
+            dtype,
+            shape: shape.to_vec(),
+            kind: TensorKind::Raw,
+        }
+    }
+
+    /// A frame-quantized tensor.
+    pub fn sigma_delta(
+        name: impl Into<String>,
+        dtype: Dtype,
+        shape: &[u64],
+        has_bias: bool,
+    ) -> Self {
+        TensorPlan {
+            name: name.into(),
+            dtype,
+            shape: shape.to_vec(),
+            kind: TensorKind::SigmaDelta { has_bias },
+        }
+    }
+
+    /// A bias quantized with the weight `weight` (shape [rows of the weight]).
+    pub fn bias_of(
+        name: impl Into<String>,
+        dtype: Dtype,
+        rows: u64,
+        weight: impl Into<String>,
+    ) -> Self {
+        TensorPlan {
+            name: name.into(),
+            dtype,
+            shape: vec![rows],
+            kind: TensorKind::BiasOf {
+                weight: weight.into(),
+            },
+        }
+    }
+
+    /// Length of this tensor's header record (spec §5).
+    fn record_len(&self) -> u64 {
+        let body = match self.kind {
+            TensorKind::Raw => SECTION_DESCRIPTOR_LEN,
+            TensorKind::SigmaDelta { .. } => sd::FIXED_LEN + sd::SLOTS * SECTION_DESCRIPTOR_LEN,
+            TensorKind::BiasOf { .. } => 4,
+        };
+        4 + self.name.len() as u64 + 1 + 1 + 8 * self.shape.len() as u64 + 1 + body
+    }
+}
+
+/// Writes an .sdq file to any `Write + Seek` sink, tensor by tensor in plan order.
+pub struct SdqStreamWriter<W: Write + Seek> {
+    out: W,
+    plan: Vec<TensorPlan>,
+    metadata: Vec<(String, String)>,
+    encodings: Vec<Option<Encoding>>,
+    bias_index: HashMap<usize, usize>,
+    header_len: u64,
+    pos: u64,
+    next: usize,
+    zstd_level: Option<i32>,
+}
+
+fn check_limit(what: &'static str, value: u64, limit: u64) -> Result<()> {
+    if value > limit {
+        Err(Error::Limit { what, value, limit })
+    } else {
+        Ok(())
+    }
+}
+
+impl SdqStreamWriter<std::io::Cursor<Vec<u8>>> {
+    /// A writer into memory; `finish` returns the cursor (`.into_inner()` gives the bytes).
+    pub fn in_memory(plan: &[TensorPlan], metadata: &[(String, String)]) -> Result<Self> {
+        Self::new(std::io::Cursor::new(Vec::new()), plan, metadata)
+    }
+}
+
+impl<W: Write + Seek> SdqStreamWriter<W> {
+    /// Starts a file in `out` (at its current position 0) for the tensors of `plan` and the
+    /// given metadata. The plan is checked now: names, shapes, limits, bias links.
+    pub fn new(mut out: W, plan: &[TensorPlan], metadata: &[(String, String)]) -> Result<Self> {
+        check_limit(
+            "metadata entries",
+            metadata.len() as u64,
+            limits::MAX_METADATA_ENTRIES,
+        )?;
+        check_limit("tensors", plan.len() as u64, limits::MAX_TENSORS)?;
+        let mut keys = HashSet::new();
+        let mut header_len: u64 = 8;
+        for (k, v) in metadata {
+            check_limit("metadata key bytes", k.len() as u64, limits::MAX_KEY_LEN)?;
+            check_limit(
+                "metadata value bytes",
+                v.len() as u64,
+                limits::MAX_VALUE_LEN,
+            )?;
+            if k.is_empty() || !keys.insert(k.as_str()) {
+                return Err(Error::param(format!(
+                    "metadata key {k:?} is empty or repeated"
+                )));
+            }
+            header_len += 8 + k.len() as u64 + v.len() as u64;
+        }
+        let mut names = HashMap::new();
+        for (i, t) in plan.iter().enumerate() {
+            check_limit(
+                "tensor name bytes",
+                t.name.len() as u64,
+                limits::MAX_NAME_LEN,
+            )?;
+            check_limit("tensor rank", t.shape.len() as u64, limits::MAX_RANK)?;
+            if t.name.is_empty() || names.insert(t.name.as_str(), i).is_some() {
+                return Err(Error::param(format!(
+                    "tensor name {:?} is empty or repeated",
+                    t.name
+                )));
+            }
+            let elements = t
+                .shape
+                .iter()
+                .try_fold(1u64, |a, &d| a.checked_mul(d))
+                .ok_or_else(|| Error::param(format!("the shape of {:?} overflows", t.name)))?;
+            check_limit("tensor elements", elements, limits::MAX_ELEMENTS)?;
+            header_len += t.record_len();
+        }
+        check_limit("header bytes", header_len, limits::MAX_HEADER_LEN)?;
+        let mut bias_index = HashMap::new();
+        for (i, t) in plan.iter().enumerate() {
+            if let TensorKind::BiasOf { weight } = &t.kind {
+                let w = names.get(weight.as_str()).copied();
+                let ok = w.and_then(|w| plan.get(w)).is_some_and(|p| {
+                    p.kind == TensorKind::SigmaDelta { has_bias: true }
+                        && p.shape.first().is_some_and(|&r| t.shape == [r])
+                });
+                match w {
+                    Some(w) if ok && !bias_index.values().any(|&x| x == w) => {
+                        bias_index.insert(i, w);
+                    }
+                    _ => {
+                        return Err(Error::param(format!(
+                            "bias {:?} must name a distinct sigma-delta weight planned with has_bias and have shape [rows]",
+                            t.name
+                        )))
+                    }
+                }
+            }
+        }
+        for (i, t) in plan.iter().enumerate() {
+            if t.kind == (TensorKind::SigmaDelta { has_bias: true })
+                && !bias_index.values().any(|&w| w == i)
+            {
+                return Err(Error::param(format!(
+                    "tensor {:?} is planned with a bias but no bias-of entry names it",
+                    t.name
+                )));
+            }
+        }
+        let start = PREAMBLE_LEN + header_len;
+        out.seek(SeekFrom::Start(0)).map_err(io)?;
+        write_zeros(&mut out, start)?;
+        let mut w = SdqStreamWriter {
+            out,
+            plan: plan.to_vec(),
+            metadata: metadata.to_vec(),
+            encodings: vec![None; plan.len()],
+            bias_index,
+            header_len,
+            pos: start,
+            next: 0,
+            zstd_level: None,
+        };
+        w.skip_bias_entries();
+        Ok(w)
+    }
+
+    /// Compresses each following section with zstd at `level` (when that makes it smaller), or
+    /// stores sections as they are (`None`, the default).
+    pub fn set_zstd(&mut self, level: Option<i32>) -> Result<()> {
+        if level.is_some() && !cfg!(feature = "zstd") {
+            return Err(Error::param("zstd compression needs the `zstd` feature"));
+        }
+        self.zstd_level = level;
+        Ok(())
+    }
+
+    fn skip_bias_entries(&mut self) {
+        while let Some(p) = self.plan.get(self.next) {
+            let TensorKind::BiasOf { .. } = p.kind else {
+                break;
+            };
+            let weight = self.bias_index.get(&self.next).copied().unwrap_or(0);
+            if let Some(e) = self.encodings.get_mut(self.next) {
+                *e = Some(Encoding::BiasOf { weight });
+            }
+            self.next += 1;
+        }
+    }
+
+    /// The next planned tensor, which must be `name`.
+    fn expect(&self, name: &str) -> Result<&TensorPlan> {
+        match self.plan.get(self.next) {
+            Some(p) if p.name == name => Ok(p),
+            Some(p) => Err(Error::param(format!(
+                "tensors must be written in plan order: expected {:?}, got {name:?}",
+                p.name
+            ))),
+            None => Err(Error::param(format!(
+                "every planned tensor is written; {name:?} is not expected"
+            ))),
+        }
+    }
+
+    fn done(&mut self, encoding: Encoding) {
+        if let Some(e) = self.encodings.get_mut(self.next) {
+            *e = Some(encoding);
+        }
+        self.next += 1;
+        self.skip_bias_entries();
+    }
+
+    /// Writes one section at the next aligned offset (after zero padding).
+    fn section(&mut self, bytes: &[u8]) -> Result<Section> {
+        let offset = align_up(self.pos).ok_or_else(|| Error::param("file offset overflows"))?;
+        write_zeros(&mut self.out, offset - self.pos)?;
+        let decoded_len = bytes.len() as u64;
+        check_limit("section bytes", decoded_len, limits::MAX_SECTION_LEN)?;
+        let compressed = self.compress(bytes)?;
+        let (stored, compression): (&[u8], _) = match &compressed {
+            Some(c) if c.len() < bytes.len() => (c, Compression::Zstd),
+            _ => (bytes, Compression::None),
+        };
+        self.out.write_all(stored).map_err(io)?;
+        self.pos = offset + stored.len() as u64;
+        Ok(Section {
+            offset,
+            stored_len: stored.len() as u64,
+            decoded_len,
+            compression,
+            crc32: crc32fast::hash(stored),
+        })
+    }
+
+    #[cfg(feature = "zstd")]
+    fn compress(&self, bytes: &[u8]) -> Result<Option<Vec<u8>>> {
+        match self.zstd_level {
+            Some(level) => zstd::bulk::compress(bytes, level)
+                .map(Some)
+                .map_err(|e| Error::param(format!("zstd compression failed: {e}"))),
+            None => Ok(None),
+        }
+    }
+
+    #[cfg(not(feature = "zstd"))]
+    fn compress(&self, _: &[u8]) -> Result<Option<Vec<u8>>> {
+        Ok(None)
+    }
+
+    /// Writes the next planned tensor, a raw one: `bytes` are its elements, row-major,
+    /// little-endian, exactly elements × dtype size bytes.
+    pub fn write_raw(&mut self, name: &str, bytes: &[u8]) -> Result<()> {
+        let p = self.expect(name)?;
+        if p.kind != TensorKind::Raw {
+            return Err(Error::param(format!(
+                "tensor {name:?} is not planned as raw"
+            )));
+        }
+        let want = p
+            .shape
+            .iter()
+            .try_fold(p.dtype.size(), |a, &d| a.checked_mul(d));
+        if want != Some(bytes.len() as u64) {
+            return Err(Error::param(format!(
+                "tensor {name:?} needs {want:?} bytes for its shape and dtype, got {}",
+                bytes.len()
+            )));
+        }
+        let data = self.section(bytes)?;
+        self.done(Encoding::Raw { data });
+        Ok(())
+    }
+
+    /// Writes the next planned tensor, a frame-quantized one, from Algorithm 1's result.
+    /// `policy` is recorded for information (pass [`DeltaPolicy::from_step`] of the quantizer's
+    /// policy, or [`DeltaPolicy::Uniform`] for a network-wide δ).
+    pub fn write_quantized(
+        &mut self,
+        name: &str,
+        q: &QuantizedTensor,
+        policy: DeltaPolicy,
+    ) -> Result<()> {
+        let p = self.expect(name)?;
+        let TensorKind::SigmaDelta { has_bias } = p.kind else {
+            return Err(Error::param(format!(
+                "tensor {name:?} is not planned as sigma-delta"
+            )));
+        };
+        let l = q.layout();
+        let rows = p.shape.first().copied().unwrap_or(0);
+        let cols = p.shape.iter().skip(1).product::<u64>();
+        if p.shape.len() < 2
+            || l.rows as u64 != rows
+            || l.cols as u64 != cols
+            || l.has_bias != has_bias
+            || !p.dtype.is_quantizable_float()
+        {
+            return Err(Error::param(format!(
+                "tensor {name:?} is planned as {} {:?} (bias: {has_bias}), the quantized matrix is {} x {} (bias: {}); sigma-delta needs rank >= 2 and a float dtype",
+                p.dtype, p.shape, l.rows, l.cols, l.has_bias
+            )));
+        }
+        let alphabet = q.alphabet();
+        let bits = alphabet.bits();
+        let mut packed =
+            vec![0u8; bitpack::packed_len(q.codes().len() as u64, bits).unwrap_or(0) as usize];
+        bitpack::pack(q.codes(), bits, &mut packed)?;
+        let codes = self.section(&packed)?;
+        drop(packed);
+        let (delta, deltas) = match q.deltas() {
+            Deltas::Tensor(d) => (DeltaMode::Tensor(*d), None),
+            Deltas::Vector(v) => {
+                let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+                (DeltaMode::PerVector, Some(self.section(&bytes)?))
+            }
+        };
+        let permutation = if q.order().is_identity() {
+            None
+        } else {
+            let n = q.frame().frame_size();
+            let bytes: Vec<u8> = (0..n)
+                .flat_map(|k| (q.order().position(k) as u32).to_le_bytes())
+                .collect();
+            Some(self.section(&bytes)?)
+        };
+        let info = SigmaDeltaInfo {
+            scheme_version: sd::SCHEME_VERSION,
+            frame: q.frame(),
+            orientation: l.orientation,
+            has_bias,
+            k: alphabet.k(),
+            bits: bits as u8,
+            delta,
+            policy,
+            sigma: q.sigma(),
+            max_bound: q.max_bound(),
+            uncertified: q.uncertified_count() as u64,
+            codes,
+            deltas,
+            permutation,
+            rows,
+            cols,
+        };
+        self.done(Encoding::SigmaDelta(Box::new(info)));
+        Ok(())
+    }
+
+    /// Completes the file: fills in the header and preamble (after checking them with the
+    /// reader's own parser) and returns the sink, positioned at the end of the file.
+    pub fn finish(mut self) -> Result<W> {
+        let mut tensors = Vec::with_capacity(self.plan.len());
+        for (p, e) in self.plan.iter().zip(&self.encodings) {
+            let Some(encoding) = e.clone() else {
+                return Err(Error::param(format!(
+                    "tensor {:?} was never written",
+                    p.name
+                )));
+            };
+            let elements = p.shape.iter().product();
+            tensors.push(TensorInfo {
+                name: p.name.clone(),
+                dtype: p.dtype,
+                shape: p.shape.clone(),
+                elements,
+                encoding,
+                record_len: p.record_len(),
+            });
+        }
+        let hbytes = header::encode_header(&self.metadata, &tensors);
+        if hbytes.len() as u64 != self.header_len {
+            return Err(Error::param(format!(
+                "internal error: header is {} bytes, {} were planned",
+                hbytes.len(),
+                self.header_len
+            )));
+        }
+        let file_len = self.pos;
+        let pre_bytes = header::encode_preamble(&hbytes, file_len);
+        // Refuse to produce a file the reader would reject (padding is zero by construction).
+        let pre = header::parse_preamble(&pre_bytes, file_len)?;
+        header::parse_header(&hbytes, &pre)?;
+        self.out.seek(SeekFrom::Start(0)).map_err(io)?;
+        self.out.write_all(&pre_bytes).map_err(io)?;
+        self.out.write_all(&hbytes).map_err(io)?;
+        self.out.seek(SeekFrom::Start(file_len)).map_err(io)?;
+        self.out.flush().map_err(io)?;
+        Ok(self.out)
+    }
+}
+
+fn io(e: std::io::Error) -> Error {
+    Error::io("<sdq output>", e)
+}
+
+fn write_zeros(out: &mut impl Write, mut n: u64) -> Result<()> {
+    let zeros = [0u8; 4096];
+    while n > 0 {
+        let k = n.min(zeros.len() as u64) as usize;
+        out.write_all(zeros.get(..k).unwrap_or(&[])).map_err(io)?;
+        n -= k as u64;
+    }
+    Ok(())
+}
+
+static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// Writes an .sdq file atomically: into `.{name}.{pid}.{counter}.tmp` beside the target, then
+/// `sync_all`, rename over the target and sync the directory. Dropping an unfinished writer
+/// deletes the temporary file; the target is never seen half-written.
+pub struct SdqWriter {
+    // Declared before `temp` so the file is closed before the temporary file is removed.
+    inner: Option<SdqStreamWriter<BufWriter<File>>>,
+    temp: PathBuf,
+    target: PathBuf,
+}
+
+impl SdqWriter {
+    /// Starts writing `path` for the tensors of `plan` (written in that order) and `metadata`.
+    pub fn create(
+        path: impl AsRef<Path>,
+        plan: &[TensorPlan],
+        metadata: &[(String, String)],
+    ) -> Result<Self> {
+        let target = path.as_ref().to_owned();
+        let dir = match target.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
+            _ => PathBuf::from("."),
+        };
+        let file_name = target
+            .file_name()
+            .ok_or_else(|| Error::param(format!("{} is not a file path", target.display())))?
+            .to_string_lossy()
+            .into_owned();
+        let temp = dir.join(format!(
+            ".{file_name}.{}.{}.tmp",
+            std::process::id(),
+            TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&temp)
+            .map_err(|e| Error::io(&temp, e))?;
+        let mut w = SdqWriter {
+            inner: None,
+            temp,
+            target,
+        };
+        w.inner = Some(SdqStreamWriter::new(
+            BufWriter::with_capacity(1 << 20, file),
+            plan,
+            metadata,
+        )?);
+        Ok(w)
+    }
+
+    fn inner(&mut self) -> Result<&mut SdqStreamWriter<BufWriter<File>>> {
+        self.inner
+            .as_mut()
+            .ok_or_else(|| Error::param("the writer is already finished"))
+    }
+
+    /// See [`SdqStreamWriter::set_zstd`].
+    pub fn set_zstd(&mut self, level: Option<i32>) -> Result<()> {
+        self.inner()?.set_zstd(level)
+    }
+
+    /// See [`SdqStreamWriter::write_raw`].
+    pub fn write_raw(&mut self, name: &str, bytes: &[u8]) -> Result<()> {
+        self.inner()?.write_raw(name, bytes)
+    }
+
+    /// See [`SdqStreamWriter::write_quantized`].
+    pub fn write_quantized(
+        &mut self,
+        name: &str,
+        q: &QuantizedTensor,
+        policy: DeltaPolicy,
+    ) -> Result<()> {
+        self.inner()?.write_quantized(name, q, policy)
+    }
+
+    /// Completes the file, syncs it, renames it over the target and syncs the directory.
+    pub fn finish(mut self) -> Result<()> {
+        let inner = self
+            .inner
+            .take()
+            .ok_or_else(|| Error::param("the writer is already finished"))?;
+        let temp = self.temp.clone();
+        let buf = inner.finish()?;
+        let file = buf
+            .into_inner()
+            .map_err(|e| Error::io(&temp, e.into_error()))?;
+        file.sync_all().map_err(|e| Error::io(&temp, e))?;
+        drop(file);
+        std::fs::rename(&temp, &self.target).map_err(|e| Error::io(&self.target, e))?;
+        // The rename is done: nothing to clean up any more.
+        self.temp = PathBuf::new();
+        sync_dir(&self.target)
+    }
+}
+
+#[cfg(unix)]
+fn sync_dir(target: &Path) -> Result<()> {
+    let dir = match target.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io(dir, e))
+}
+
+#[cfg(not(unix))]
+fn sync_dir(_: &Path) -> Result<()> {
+    Ok(())
+}
+
+impl Drop for SdqWriter {
+    fn drop(&mut self) {
+        drop(self.inner.take());
+        if !self.temp.as_os_str().is_empty() {
+            let _ = std::fs::remove_file(&self.temp);
+        }
+    }
+}
