@@ -39,7 +39,7 @@ impl Compression {
     }
 }
 
-/// Where a section lies and how to read it (the 25-byte descriptor of spec §6).
+/// Where a section lies and how to read it (the 29-byte descriptor of spec §6).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Section {
     /// Absolute file offset (a multiple of 64).

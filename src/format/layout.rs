@@ -12,8 +12,9 @@ pub const MINOR: u16 = 0;
 pub const PREAMBLE_LEN: u64 = 64;
 /// Alignment of the first data section and of every data section.
 pub const ALIGN: u64 = 64;
-/// Length of one encoded section descriptor.
-pub const SECTION_DESCRIPTOR_LEN: u64 = 25;
+/// Length of one encoded section descriptor: offset u64, stored_len u64, decoded_len u64,
+/// compression u8, crc32 u32.
+pub const SECTION_DESCRIPTOR_LEN: u64 = 29;
 
 /// Preamble field offsets (see spec §3).
 pub(crate) mod preamble {
