@@ -2,14 +2,17 @@
 //! u_0 = 0 and, for the steps n = 1..N in the order p,
 //! q_n = Q(u_{n−1} + x_{p(n)}),  u_n = u_{n−1} + x_{p(n)} − q_n.
 //!
-//! In floating point the state is computed exactly as `v = u + x; u = v − q`, so that every
-//! implementation that follows the spec produces the same codes.
+//! The recursion is computed in units of δ, exactly as: ξ = x_{p(n)} / δ; v = u + ξ;
+//! t = clamp(⌊v⌋, −K, K − 1); code = t + K; u = v − (t + ½). This is the same quantizer (an exact
+//! tie goes up, values past the outer levels saturate) with the division taken off the serial
+//! dependency chain, so the loop runs at the speed of one add, one floor and one subtract per step.
 
 use super::alphabet::Alphabet;
 use crate::frame::Permutation;
 
 /// Runs first-order ΣΔ over `coeffs` (indexed by zero-based frame position) in the order `order`,
-/// writing one code per step into `codes` (step order). Returns the largest |u_n| reached.
+/// writing one code per step into `codes` (step order). Returns the largest |u_n| reached, in the
+/// units of `coeffs` (so the state bound of Theorem 3.1 reads `max_state ≤ δ/2`).
 ///
 /// `delta` must be finite and ≥ 0; δ = 0 is allowed only for an all-zero vector, whose codes are
 /// then all K (the level +½·0 = 0). `order` must be a validated permutation of 0..N−1, and
@@ -25,15 +28,28 @@ pub fn quantize(
         codes.fill(alphabet.k() as u16);
         return 0.0;
     }
+    let x_at = |k: usize| coeffs.get(order.position(k)).copied().unwrap_or(0.0) / delta;
     let mut u = 0.0f64;
     let mut max_state = 0.0f64;
-    for (k, code) in codes.iter_mut().enumerate() {
-        let x = coeffs.get(order.position(k)).copied().unwrap_or(0.0);
-        let v = u + x;
-        let c = alphabet.quantize(v, delta);
-        u = v - alphabet.level(c) * delta;
-        max_state = max_state.max(u.abs());
-        *code = c;
+    if alphabet.k() == 1 {
+        // Two levels ±½: t = 0 if v ≥ 0 else −1.
+        for (k, code) in codes.iter_mut().enumerate() {
+            let v = u + x_at(k);
+            let up = v >= 0.0;
+            u = v - if up { 0.5 } else { -0.5 };
+            max_state = max_state.max(u.abs());
+            *code = u16::from(up);
+        }
+    } else {
+        let k_f = f64::from(alphabet.k());
+        for (k, code) in codes.iter_mut().enumerate() {
+            let v = u + x_at(k);
+            let t = v.floor().clamp(-k_f, k_f - 1.0);
+            u = v - (t + 0.5);
+            max_state = max_state.max(u.abs());
+            // t + K is an integer in 0..2K−1 ≤ 65535.
+            *code = (t + k_f) as u16;
+        }
     }
-    max_state
+    max_state * delta
 }
