@@ -1,0 +1,598 @@
+//! The committed fixtures in `fixtures/`: each decodes to its committed expected output, each is
+//! rebuilt byte for byte from its deterministic inputs, and the spec's worked-example hex dump is
+//! the worked example's bytes.
+//!
+//! Regenerate with `SDQ_REGENERATE_FIXTURES=1 cargo test --test format_fixtures`.
+
+use std::path::{Path, PathBuf};
+
+use sdq::format::{layout::MAGIC, DeltaPolicy, Dtype, SdqFile, SdqStreamWriter, TensorPlan};
+use sdq::{
+    Deltas, FrameDescriptor, FrameQuantizer, HarmonicFrame, Matrix, Orientation, Permutation,
+    QuantizedTensor, StepPolicy,
+};
+
+/// Decoders must agree with the expected output to this tolerance, relative to the largest
+/// magnitude in the tensor (spec §8.4).
+const TOLERANCE: f32 = 1e-6;
+
+fn dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures")
+}
+
+/// Exactly representable pseudo-random inputs (multiples of 2^-12 in [-1, 1)): no libm, so the
+/// inputs are the same on every platform.
+fn inputs(n: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            ((s >> 40) % 8192) as f32 / 4096.0 - 1.0
+        })
+        .collect()
+}
+
+/// The dense reference decoder of spec §8: w̃_j = (d/N)·δ_j·Σ_k (c_k − K + ½)·e_{p(k)+1}, with
+/// e_n computed from its closed form — independent of the FFT path the reader uses.
+fn dense_decode(q: &QuantizedTensor) -> (Vec<f32>, Vec<f32>) {
+    let fd = q.frame();
+    let (n, d) = (fd.frame_size(), fd.dim());
+    let frame = HarmonicFrame::new(n, d).unwrap();
+    let l = q.layout();
+    let k = f64::from(q.alphabet().k());
+    let mut w = vec![0f32; l.rows * l.cols];
+    let mut b = vec![0f32; if l.has_bias { l.rows } else { 0 }];
+    let mut e = vec![0f64; d];
+    let m = l.vector_count();
+    for j in 0..m {
+        let delta = q.deltas().get(j);
+        let mut v = vec![0f64; d];
+        for step in 0..n {
+            let c = f64::from(q.codes()[j * n + step]);
+            frame.row(q.order().position(step) + 1, &mut e).unwrap();
+            for (vi, ei) in v.iter_mut().zip(&e) {
+                *vi += (c - k + 0.5) * ei;
+            }
+        }
+        let scale = d as f64 / n as f64 * delta;
+        for (i, x) in v.iter().enumerate() {
+            let x = (x * scale) as f32;
+            let (r, c) = match l.orientation {
+                Orientation::Columns => (i, j),
+                Orientation::Rows => (j, i),
+            };
+            if c < l.cols {
+                w[r * l.cols + c] = x;
+            } else {
+                b[r] = x;
+            }
+        }
+    }
+    (w, b)
+}
+
+/// One fixture: its file bytes and the expected decoded tensors, in file order.
+struct Fixture {
+    name: &'static str,
+    bytes: Vec<u8>,
+    expected: Vec<(String, Vec<u64>, Vec<f32>)>,
+}
+
+fn quantize(
+    w: &[f32],
+    bias: Option<&[f32]>,
+    shape: [usize; 2],
+    o: Orientation,
+    n: usize,
+    k: u32,
+    policy: StepPolicy,
+    order: Option<Vec<u32>>,
+) -> QuantizedTensor {
+    let mut m = Matrix::new(w, shape[0], shape[1]).unwrap();
+    if let Some(b) = bias {
+        m = m.with_bias(b).unwrap();
+    }
+    let d = m.layout(o).vector_len();
+    let mut fq = FrameQuantizer::new(FrameDescriptor::harmonic(n, d).unwrap(), k, policy).unwrap();
+    if let Some(order) = order {
+        fq = fq
+            .with_order(Permutation::explicit(order, n).unwrap())
+            .unwrap();
+    }
+    fq.quantize(&m, o).unwrap()
+}
+
+fn single(
+    name: &'static str,
+    tensor: &str,
+    shape: [usize; 2],
+    o: Orientation,
+    n: usize,
+    k: u32,
+    policy: StepPolicy,
+    meta: &[(&str, &str)],
+    seed: u64,
+) -> Fixture {
+    let w = inputs(shape[0] * shape[1], seed);
+    let q = quantize(&w, None, shape, o, n, k, policy, None);
+    let plan = [TensorPlan::sigma_delta(
+        tensor,
+        Dtype::F32,
+        &[shape[0] as u64, shape[1] as u64],
+        false,
+    )];
+    let meta: Vec<(String, String)> = meta
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
+    let mut wr = SdqStreamWriter::in_memory(&plan, &meta).unwrap();
+    wr.write_quantized(tensor, &q, DeltaPolicy::from_step(policy))
+        .unwrap();
+    let bytes = wr.finish().unwrap().into_inner();
+    let (dw, _) = dense_decode(&q);
+    Fixture {
+        name,
+        bytes,
+        expected: vec![(
+            tensor.to_string(),
+            vec![shape[0] as u64, shape[1] as u64],
+            dw,
+        )],
+    }
+}
+
+fn k1_tensor_delta() -> Fixture {
+    single(
+        "k1_tensor_delta",
+        "layer.weight",
+        [24, 10],
+        Orientation::Columns,
+        64,
+        1,
+        StepPolicy::Tensor,
+        &[],
+        1,
+    )
+}
+
+fn k4_vector_delta() -> Fixture {
+    let f = single(
+        "k4_vector_delta",
+        "w",
+        [16, 12],
+        Orientation::Columns,
+        48,
+        4,
+        StepPolicy::Coefficient,
+        &[],
+        2,
+    );
+    f
+}
+
+fn worked_example() -> Fixture {
+    single(
+        "worked_example",
+        "w",
+        [2, 3],
+        Orientation::Columns,
+        5,
+        1,
+        StepPolicy::Tensor,
+        &[("example", "sdq-v1")],
+        3,
+    )
+}
+
+fn f16_bits(x: f32) -> u16 {
+    // Exact for the values used (small multiples of 1/64 within f16's normal range).
+    let b = x.to_bits();
+    let sign = ((b >> 16) & 0x8000) as u16;
+    if x == 0.0 {
+        return sign;
+    }
+    let exp = ((b >> 23) & 0xFF) as i32 - 127 + 15;
+    let mant = ((b >> 13) & 0x3FF) as u16;
+    sign | ((exp as u16) << 10) | mant
+}
+
+fn mixed() -> Fixture {
+    let meta: Vec<(String, String)> = [
+        ("producer", "sdq fixtures"),
+        (
+            "note",
+            "raw F16/F32/I64, permuted rows, weight + bias, zstd",
+        ),
+    ]
+    .iter()
+    .map(|(a, b)| (a.to_string(), b.to_string()))
+    .collect();
+    let emb: Vec<f32> = (0..16 * 8).map(|i| ((i % 8) as f32 - 4.0) / 64.0).collect();
+    let emb_bytes: Vec<u8> = emb
+        .iter()
+        .flat_map(|&x| f16_bits(x).to_le_bytes())
+        .collect();
+    let scale = [0.5f32, -1.25, 3.0];
+    let scale_bytes: Vec<u8> = scale.iter().flat_map(|x| x.to_le_bytes()).collect();
+    let steps: Vec<i64> = (0..64).map(|i| i * 1000 - 7).collect();
+    let steps_bytes: Vec<u8> = steps.iter().flat_map(|x| x.to_le_bytes()).collect();
+
+    let pw = inputs(8 * 6, 4);
+    let order: Vec<u32> = (0..20u32).map(|i| (i * 7) % 20).collect();
+    let pq = quantize(
+        &pw,
+        None,
+        [8, 6],
+        Orientation::Rows,
+        20,
+        2,
+        StepPolicy::Vector,
+        Some(order),
+    );
+    let fw = inputs(10 * 7, 5);
+    let fb = inputs(10, 6);
+    let fq = quantize(
+        &fw,
+        Some(&fb),
+        [10, 7],
+        Orientation::Columns,
+        24,
+        3,
+        StepPolicy::Coefficient,
+        None,
+    );
+    let plan = [
+        TensorPlan::raw("emb", Dtype::F16, &[16, 8]),
+        TensorPlan::raw("scale", Dtype::F32, &[3]),
+        TensorPlan::sigma_delta("perm.weight", Dtype::F32, &[8, 6], false),
+        TensorPlan::raw("steps", Dtype::I64, &[64]),
+        TensorPlan::sigma_delta("fc.weight", Dtype::F32, &[10, 7], true),
+        TensorPlan::bias_of("fc.bias", Dtype::F32, 10, "fc.weight"),
+    ];
+    let mut wr = SdqStreamWriter::in_memory(&plan, &meta).unwrap();
+    wr.set_zstd(Some(19)).unwrap();
+    wr.write_raw("emb", &emb_bytes).unwrap();
+    wr.write_raw("scale", &scale_bytes).unwrap();
+    wr.write_quantized("perm.weight", &pq, DeltaPolicy::Vector)
+        .unwrap();
+    wr.write_raw("steps", &steps_bytes).unwrap();
+    wr.write_quantized("fc.weight", &fq, DeltaPolicy::Coefficient)
+        .unwrap();
+    let bytes = wr.finish().unwrap().into_inner();
+    let (pdw, _) = dense_decode(&pq);
+    let (fdw, fdb) = dense_decode(&fq);
+    Fixture {
+        name: "mixed",
+        bytes,
+        expected: vec![
+            ("emb".into(), vec![16, 8], emb),
+            ("scale".into(), vec![3], scale.to_vec()),
+            ("perm.weight".into(), vec![8, 6], pdw),
+            (
+                "steps".into(),
+                vec![64],
+                steps.iter().map(|&x| x as f32).collect(),
+            ),
+            ("fc.weight".into(), vec![10, 7], fdw),
+            ("fc.bias".into(), vec![10], fdb),
+        ],
+    }
+}
+
+fn all() -> Vec<Fixture> {
+    vec![
+        k1_tensor_delta(),
+        k4_vector_delta(),
+        mixed(),
+        worked_example(),
+    ]
+}
+
+fn expected_bytes(f: &Fixture) -> Vec<u8> {
+    f.expected
+        .iter()
+        .flat_map(|(_, _, v)| v.iter().flat_map(|x| x.to_le_bytes()))
+        .collect()
+}
+
+fn regenerate() -> bool {
+    std::env::var_os("SDQ_REGENERATE_FIXTURES").is_some_and(|v| v == "1")
+}
+
+#[test]
+fn fixtures_rebuild_byte_for_byte() {
+    for f in all() {
+        let sdq_path = dir().join(format!("{}.sdq", f.name));
+        let bin_path = dir().join(format!("{}.expected.bin", f.name));
+        if regenerate() {
+            std::fs::create_dir_all(dir()).unwrap();
+            std::fs::write(&sdq_path, &f.bytes).unwrap();
+            std::fs::write(&bin_path, expected_bytes(&f)).unwrap();
+            if f.name == "worked_example" {
+                std::fs::write(
+                    dir().join("worked_example.annotated.txt"),
+                    annotate(&f.bytes),
+                )
+                .unwrap();
+            }
+            continue;
+        }
+        let committed = std::fs::read(&sdq_path).unwrap();
+        assert!(
+            committed == f.bytes,
+            "{} differs from the bytes its inputs produce now (a format or quantizer change, or \
+             floating-point differences on this platform); regenerate with \
+             SDQ_REGENERATE_FIXTURES=1 if the change is intended",
+            sdq_path.display()
+        );
+        assert_eq!(std::fs::read(&bin_path).unwrap(), expected_bytes(&f));
+    }
+}
+
+#[test]
+fn fixtures_decode_to_expected_output() {
+    for f in all() {
+        let file = SdqFile::open(dir().join(format!("{}.sdq", f.name))).unwrap();
+        file.verify_all().unwrap();
+        let bin = std::fs::read(dir().join(format!("{}.expected.bin", f.name))).unwrap();
+        let mut floats = bin
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes(c.try_into().unwrap()));
+        assert_eq!(file.tensors().len(), f.expected.len());
+        for (t, (name, shape, _)) in file.tensors().iter().zip(&f.expected) {
+            assert_eq!(&t.name, name);
+            assert_eq!(&t.shape, shape);
+            let want: Vec<f32> = floats.by_ref().take(t.elements as usize).collect();
+            let got = file.decode(name).unwrap();
+            let scale = want
+                .iter()
+                .fold(0f32, |a, x| a.max(x.abs()))
+                .max(f32::MIN_POSITIVE);
+            for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                assert!(
+                    (g - w).abs() <= TOLERANCE * scale,
+                    "{}: {name}[{i}] decodes to {g}, expected {w}",
+                    f.name
+                );
+            }
+        }
+        assert!(floats.next().is_none());
+    }
+}
+
+#[test]
+fn mixed_fixture_has_what_it_claims() {
+    use sdq::format::{Compression, Encoding};
+    let file = SdqFile::open(dir().join("mixed.sdq")).unwrap();
+    assert_eq!(file.metadata().len(), 2);
+    let mut zstd = 0;
+    let mut permuted = false;
+    for t in file.tensors() {
+        zstd += t
+            .sections()
+            .iter()
+            .filter(|(_, s)| s.compression == Compression::Zstd)
+            .count();
+        if let Encoding::SigmaDelta(q) = &t.encoding {
+            permuted |= q.permutation.is_some();
+        }
+    }
+    assert!(zstd >= 1, "no zstd section");
+    assert!(permuted, "no stored permutation");
+    assert!(matches!(
+        file.tensor("fc.bias").unwrap().encoding,
+        Encoding::BiasOf { .. }
+    ));
+    let k4 = SdqFile::open(dir().join("k4_vector_delta.sdq")).unwrap();
+    let Encoding::SigmaDelta(q) = &k4.tensor("w").unwrap().encoding else {
+        panic!()
+    };
+    assert!(q.deltas.is_some() && q.k == 4);
+    let _ = Deltas::Tensor(0.0);
+}
+
+/// Writes one field per line of an annotated hex dump.
+struct Ann<'a> {
+    b: &'a [u8],
+    at: usize,
+    out: String,
+}
+
+impl Ann<'_> {
+    fn u8(&self) -> u8 {
+        self.b[self.at]
+    }
+    fn u32(&self) -> u32 {
+        u32::from_le_bytes(self.b[self.at..self.at + 4].try_into().unwrap())
+    }
+    fn u64(&self) -> u64 {
+        u64::from_le_bytes(self.b[self.at..self.at + 8].try_into().unwrap())
+    }
+    fn f64(&self) -> f64 {
+        f64::from_le_bytes(self.b[self.at..self.at + 8].try_into().unwrap())
+    }
+    fn field(&mut self, len: usize, what: String) {
+        let hex: Vec<String> = self.b[self.at..self.at + len]
+            .iter()
+            .map(|x| format!("{x:02x}"))
+            .collect();
+        // Long fields wrap at 16 bytes per line.
+        for (i, chunk) in hex.chunks(16).enumerate() {
+            let label = if i == 0 {
+                what.as_str()
+            } else {
+                "  (continued)"
+            };
+            self.out.push_str(&format!(
+                "{:04x}: {:<47} ; {}\n",
+                self.at + 16 * i,
+                chunk.join(" "),
+                label
+            ));
+        }
+        self.at += len;
+    }
+    fn string(&mut self, what: &str) {
+        let n = self.u32() as usize;
+        self.field(4, format!("{what} length = {n}"));
+        let s = String::from_utf8_lossy(&self.b[self.at..self.at + n]).into_owned();
+        self.field(n, format!("{what} = {s:?}"));
+    }
+}
+
+/// The annotated hex dump of a file whose tensors are all sigma-delta (spec §11), one line per
+/// field.
+fn annotate(b: &[u8]) -> String {
+    let mut a = Ann {
+        b,
+        at: 0,
+        out: String::new(),
+    };
+    assert_eq!(&b[..8], &MAGIC);
+    a.field(8, "magic: 89 'S' 'D' 'Q' CR LF 1A LF".into());
+    let v = a.u8();
+    a.field(2, format!("major = {v}"));
+    let v = a.u8();
+    a.field(2, format!("minor = {v}"));
+    let v = a.u32();
+    a.field(4, format!("flags = {v}"));
+    let header_len = a.u64() as usize;
+    a.field(8, format!("header_len = {header_len}"));
+    let v = a.u32();
+    a.field(4, format!("header_crc32 = {v:#010x}"));
+    let v = a.u64();
+    a.field(8, format!("file_len = {v}"));
+    a.field(24, "reserved (zero)".into());
+    let v = a.u32();
+    a.field(
+        4,
+        format!("preamble_crc32 = {v:#010x} (CRC-32 of bytes 0..60)"),
+    );
+    let tensors = a.u32();
+    a.field(4, format!("header: tensor_count = {tensors}"));
+    let meta = a.u32();
+    a.field(4, format!("metadata_count = {meta}"));
+    for _ in 0..meta {
+        a.string("metadata key");
+        a.string("metadata value");
+    }
+    for _ in 0..tensors {
+        a.string("tensor name");
+        let v = a.u8();
+        a.field(1, format!("dtype = {v} (F32)"));
+        let rank = a.u8() as usize;
+        a.field(1, format!("rank = {rank}"));
+        for i in 0..rank {
+            let v = a.u64();
+            a.field(8, format!("dim[{i}] = {v}"));
+        }
+        let fields: [(usize, &str, &str); 11] = [
+            (1, "encoding", " (sigma-delta)"),
+            (1, "scheme", " (first-order sigma-delta)"),
+            (1, "scheme_version", ""),
+            (1, "frame family", " (harmonic)"),
+            (4, "N", ""),
+            (4, "d", ""),
+            (1, "orientation", " (columns)"),
+            (1, "has_bias", ""),
+            (4, "K", ""),
+            (1, "bits", ""),
+            (1, "delta_mode", " (one delta per tensor)"),
+        ];
+        for (len, name, note) in fields {
+            let v = if len == 1 {
+                u64::from(a.u8())
+            } else {
+                u64::from(a.u32())
+            };
+            a.field(len, format!("{name} = {v}{note}"));
+        }
+        let v = a.u8();
+        a.field(1, format!("delta_policy = {v} (tensor)"));
+        for name in ["delta", "sigma", "max_bound"] {
+            let v = a.f64();
+            a.field(8, format!("{name} = {v:e} (f64)"));
+        }
+        let v = a.u64();
+        a.field(8, format!("uncertified = {v}"));
+        for slot in ["codes", "deltas", "permutation"] {
+            let absent = b[a.at..a.at + 29].iter().all(|&x| x == 0);
+            let tag = if absent {
+                " (slot absent: all zero)"
+            } else {
+                ""
+            };
+            let v = a.u64();
+            a.field(8, format!("{slot}.offset = {v}{tag}"));
+            let v = a.u64();
+            a.field(8, format!("{slot}.stored_len = {v}"));
+            let v = a.u64();
+            a.field(8, format!("{slot}.decoded_len = {v}"));
+            let v = a.u8();
+            a.field(1, format!("{slot}.compression = {v}"));
+            let v = a.u32();
+            a.field(4, format!("{slot}.crc32 = {v:#010x}"));
+        }
+    }
+    assert_eq!(a.at, 64 + header_len);
+    let first = a.at.div_ceil(64) * 64;
+    if first > a.at && first < b.len() {
+        a.field(first - a.at, "padding to a multiple of 64 (zero)".into());
+    }
+    let rest = b.len() - a.at;
+    let bits: Vec<String> = b[a.at..].iter().map(|x| format!("{x:08b}")).collect();
+    a.field(
+        rest,
+        format!(
+            "codes section: bytes in binary (bit 7..0) {}",
+            bits.join(" ")
+        ),
+    );
+    a.out
+}
+
+/// The bytes of the hex block between the worked-example markers of spec/sdq-v1.md.
+fn spec_hex() -> Vec<u8> {
+    let spec =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("spec/sdq-v1.md"))
+            .unwrap();
+    let start = spec
+        .find("<!-- BEGIN WORKED EXAMPLE HEX -->")
+        .expect("no BEGIN marker in the spec");
+    let end = spec
+        .find("<!-- END WORKED EXAMPLE HEX -->")
+        .expect("no END marker in the spec");
+    let mut bytes = Vec::new();
+    for line in spec[start..end].lines() {
+        let data = line.split(';').next().unwrap_or("");
+        let mut tokens = data.split_whitespace();
+        let Some(first) = tokens.next() else { continue };
+        let Some(offset) = first.strip_suffix(':') else {
+            continue;
+        };
+        let offset = usize::from_str_radix(offset, 16).unwrap();
+        assert_eq!(
+            offset,
+            bytes.len(),
+            "offset column out of step in the spec at {line:?}"
+        );
+        for t in tokens {
+            bytes.push(u8::from_str_radix(t, 16).unwrap());
+        }
+    }
+    bytes
+}
+
+#[test]
+fn spec_worked_example_is_the_fixture() {
+    let file = std::fs::read(dir().join("worked_example.sdq")).unwrap();
+    assert_eq!(
+        spec_hex(),
+        file,
+        "spec/sdq-v1.md's hex dump differs from fixtures/worked_example.sdq"
+    );
+    let annotated = std::fs::read_to_string(dir().join("worked_example.annotated.txt")).unwrap();
+    assert_eq!(annotated, annotate(&file));
+}
