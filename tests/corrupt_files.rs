@@ -1,0 +1,908 @@
+//! The corrupt-file matrix: each case damages a valid file in one way (recomputing the CRCs that
+//! would otherwise catch it first, so that the deeper rule is the one that fails) and asserts the
+//! exact error variant. No case may panic.
+//!
+//! With `SDQ_REGENERATE_FIXTURES=1` the damaged files are also written to `tests/corrupt/`; the
+//! committed ones are checked to fail in the same way.
+
+use std::path::Path;
+
+use sdq::format::{DeltaPolicy, Dtype, SdqFile, SdqStreamWriter, TensorPlan};
+use sdq::{
+    Error, FileKind, FileLimit, FormatError as F, FrameDescriptor, FrameQuantizer, Matrix,
+    Orientation, Permutation, StepPolicy,
+};
+
+// ---------------------------------------------------------------------------------------------
+// Valid base files.
+
+fn inputs(n: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            ((s >> 40) % 8192) as f32 / 4096.0 - 1.0
+        })
+        .collect()
+}
+
+/// metadata k1, k2; `a` raw F32 [4, 4]; `w` sigma-delta F32 [6, 5], columns, bias, K = 3,
+/// coefficient δ, permuted, harmonic(16, 6); `b` bias-of `w`; `z` raw U8 [100] zeros.
+fn base(zstd: bool) -> Vec<u8> {
+    let w = inputs(30, 1);
+    let b = inputs(6, 2);
+    let m = Matrix::new(&w, 6, 5).unwrap().with_bias(&b).unwrap();
+    let order: Vec<u32> = (0..16u32).map(|i| (i * 5) % 16).collect();
+    let q = FrameQuantizer::new(
+        FrameDescriptor::harmonic(16, 6).unwrap(),
+        3,
+        StepPolicy::Coefficient,
+    )
+    .unwrap()
+    .with_order(Permutation::explicit(order, 16).unwrap())
+    .unwrap()
+    .quantize(&m, Orientation::Columns)
+    .unwrap();
+    let plan = [
+        TensorPlan::raw("a", Dtype::F32, &[4, 4]),
+        TensorPlan::sigma_delta("w", Dtype::F32, &[6, 5], true),
+        TensorPlan::bias_of("b", Dtype::F32, 6, "w"),
+        TensorPlan::raw("z", Dtype::U8, &[100]),
+    ];
+    let meta = vec![
+        ("k1".to_string(), "x".to_string()),
+        ("k2".to_string(), "y".to_string()),
+    ];
+    let mut wr = SdqStreamWriter::in_memory(&plan, &meta).unwrap();
+    if zstd {
+        wr.set_zstd(Some(3)).unwrap();
+    }
+    let a: Vec<u8> = inputs(16, 3).iter().flat_map(|x| x.to_le_bytes()).collect();
+    wr.write_raw("a", &a).unwrap();
+    wr.write_quantized("w", &q, DeltaPolicy::Coefficient)
+        .unwrap();
+    wr.write_raw("z", &[0; 100]).unwrap();
+    wr.finish().unwrap().into_inner()
+}
+
+/// One sigma-delta tensor `t` F32 [3, 5], columns, harmonic(7, 3), K = 1, tensor δ: 35 code
+/// bits, so the last code byte has 5 unused bits.
+fn base_tensor_delta() -> Vec<u8> {
+    let w = inputs(15, 4);
+    let q = FrameQuantizer::new(
+        FrameDescriptor::harmonic(7, 3).unwrap(),
+        1,
+        StepPolicy::Tensor,
+    )
+    .unwrap()
+    .quantize(&Matrix::new(&w, 3, 5).unwrap(), Orientation::Columns)
+    .unwrap();
+    let plan = [TensorPlan::sigma_delta("t", Dtype::F32, &[3, 5], false)];
+    let mut wr = SdqStreamWriter::in_memory(&plan, &[]).unwrap();
+    wr.write_quantized("t", &q, DeltaPolicy::Tensor).unwrap();
+    wr.finish().unwrap().into_inner()
+}
+
+/// Two weights quantized with their biases: `w0`, `b0` (bias-of 0), `w1`, `b1` (bias-of 2).
+fn two_biases() -> Vec<u8> {
+    let plan = [
+        TensorPlan::sigma_delta("w0", Dtype::F32, &[4, 3], true),
+        TensorPlan::bias_of("b0", Dtype::F32, 4, "w0"),
+        TensorPlan::sigma_delta("w1", Dtype::F32, &[4, 3], true),
+        TensorPlan::bias_of("b1", Dtype::F32, 4, "w1"),
+    ];
+    let mut wr = SdqStreamWriter::in_memory(&plan, &[]).unwrap();
+    for (i, name) in ["w0", "w1"].iter().enumerate() {
+        let w = inputs(12, 10 + i as u64);
+        let b = inputs(4, 20 + i as u64);
+        let m = Matrix::new(&w, 4, 3).unwrap().with_bias(&b).unwrap();
+        let q = FrameQuantizer::new(
+            FrameDescriptor::harmonic(8, 4).unwrap(),
+            1,
+            StepPolicy::Tensor,
+        )
+        .unwrap()
+        .quantize(&m, Orientation::Columns)
+        .unwrap();
+        wr.write_quantized(name, &q, DeltaPolicy::Tensor).unwrap();
+    }
+    wr.finish().unwrap().into_inner()
+}
+
+fn base_empty() -> Vec<u8> {
+    SdqStreamWriter::in_memory(&[], &[])
+        .unwrap()
+        .finish()
+        .unwrap()
+        .into_inner()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Finding and patching fields.
+
+fn get_u32(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes(b[at..at + 4].try_into().unwrap())
+}
+fn get_u64(b: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(b[at..at + 8].try_into().unwrap())
+}
+fn put_u32(b: &mut [u8], at: usize, v: u32) {
+    b[at..at + 4].copy_from_slice(&v.to_le_bytes());
+}
+fn put_u64(b: &mut [u8], at: usize, v: u64) {
+    b[at..at + 8].copy_from_slice(&v.to_le_bytes());
+}
+
+/// Field offsets of one tensor record.
+#[derive(Clone, Copy)]
+struct Rec {
+    name: usize,
+    dtype: usize,
+    rank: usize,
+    dims: usize,
+    encoding: usize,
+    body: usize,
+}
+
+impl Rec {
+    /// Offset of a section descriptor: slot 0 of a raw body, or codes/deltas/permutation (0/1/2)
+    /// of a sigma-delta body.
+    fn slot(&self, b: &[u8], i: usize) -> usize {
+        if b[self.encoding] == 0 {
+            self.body
+        } else {
+            self.body + 52 + 29 * i
+        }
+    }
+}
+
+/// Offsets of metadata keys and of the tensor records of a valid file.
+fn walk(b: &[u8]) -> (Vec<usize>, Vec<Rec>) {
+    let mut at = 64;
+    let tensors = get_u32(b, at) as usize;
+    let meta = get_u32(b, at + 4) as usize;
+    at += 8;
+    let mut keys = Vec::new();
+    for _ in 0..meta {
+        keys.push(at);
+        at += 4 + get_u32(b, at) as usize;
+        at += 4 + get_u32(b, at) as usize;
+    }
+    let mut recs = Vec::new();
+    for _ in 0..tensors {
+        let name_len = get_u32(b, at) as usize;
+        let dtype = at + 4 + name_len;
+        let rank = b[dtype + 1] as usize;
+        let encoding = dtype + 2 + 8 * rank;
+        let body = encoding + 1;
+        recs.push(Rec {
+            name: at + 4,
+            dtype,
+            rank: dtype + 1,
+            dims: dtype + 2,
+            encoding,
+            body,
+        });
+        at = body
+            + match b[encoding] {
+                0 => 29,
+                1 => 139,
+                _ => 4,
+            };
+    }
+    (keys, recs)
+}
+
+/// Recomputes the CRC of the section whose descriptor is at `desc`.
+fn fix_section_crc(b: &mut [u8], desc: usize) {
+    let off = get_u64(b, desc) as usize;
+    let len = get_u64(b, desc + 8) as usize;
+    let crc = crc32fast::hash(&b[off..off + len]);
+    put_u32(b, desc + 25, crc);
+}
+
+/// Makes file_len, the header CRC and the preamble CRC agree with the bytes.
+fn fix(b: &mut Vec<u8>) {
+    let len = b.len() as u64;
+    put_u64(b, 28, len);
+    let hl = get_u64(b, 16) as usize;
+    if hl.checked_add(64).is_some_and(|e| e <= b.len()) {
+        let crc = crc32fast::hash(&b[64..64 + hl]);
+        put_u32(b, 24, crc);
+    }
+    let crc = crc32fast::hash(&b[..60]);
+    put_u32(b, 60, crc);
+}
+
+/// Applies `patch` to a copy of `base` and fixes the CRCs.
+fn patched(base: &[u8], patch: impl FnOnce(&mut Vec<u8>, &[Rec], &[usize])) -> Vec<u8> {
+    let mut b = base.to_vec();
+    let (keys, recs) = walk(&b);
+    patch(&mut b, &recs, &keys);
+    fix(&mut b);
+    b
+}
+
+// ---------------------------------------------------------------------------------------------
+// The matrix.
+
+/// Opens the bytes, then verifies and decodes every tensor; returns the first error.
+fn first_error(bytes: Vec<u8>) -> Option<Error> {
+    let f = match SdqFile::from_bytes(bytes) {
+        Ok(f) => f,
+        Err(e) => return Some(e),
+    };
+    let names: Vec<String> = f.tensors().iter().map(|t| t.name.clone()).collect();
+    for n in &names {
+        if let Err(e) = f.decode(n) {
+            return Some(e);
+        }
+    }
+    f.verify_all().err()
+}
+
+type Check = fn(&Error) -> bool;
+
+macro_rules! fmt_err {
+    ($p:pat) => {
+        (|e: &Error| matches!(e, Error::Format($p))) as Check
+    };
+}
+
+fn cases() -> Vec<(&'static str, Vec<u8>, Check)> {
+    let a = base(false);
+    let z = base(true);
+    let t = base_tensor_delta();
+    let e = base_empty();
+    // Index of records in `a`: 0 = a (raw), 1 = w (sigma-delta), 2 = b (bias-of), 3 = z (raw).
+    let mut v: Vec<(&'static str, Vec<u8>, Check)> = Vec::new();
+
+    // --- Not an .sdq file, or damaged on the way (R1–R3).
+    v.push(("empty", vec![], fmt_err!(F::TooShort { len: 0 })));
+    v.push((
+        "truncated_preamble",
+        a[..40].to_vec(),
+        fmt_err!(F::TooShort { len: 40 }),
+    ));
+    v.push((
+        "bad_magic",
+        [&[0u8, 1, 2, 3, 0xF0, 0xF1, 0xF2, 0xF3][..], &a[8..]].concat(),
+        fmt_err!(F::NotSdq {
+            looks_like: FileKind::Unknown
+        }),
+    ));
+    v.push((
+        "git_lfs_pointer",
+        b"version https://git-lfs.github.com/spec/v1\noid sha256:4d7a214614ab2935c943f9e0ff69d22eadbb8f32b1258daaa5e2ca24d17e2393\nsize 12345\n".to_vec(),
+        fmt_err!(F::NotSdq { looks_like: FileKind::GitLfsPointer }),
+    ));
+    v.push((
+        "text_file",
+        b"These are not the weights you are looking for.\nJust some notes.\n".to_vec(),
+        fmt_err!(F::NotSdq {
+            looks_like: FileKind::Text
+        }),
+    ));
+    v.push((
+        "html_page",
+        b"\n<!DOCTYPE html>\n<html><head><title>Sign in</title></head><body>Please sign in</body></html>\n".to_vec(),
+        fmt_err!(F::NotSdq { looks_like: FileKind::Html }),
+    ));
+    let json = br#"{"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}"#;
+    v.push((
+        "safetensors_file",
+        [
+            &(json.len() as u64).to_le_bytes()[..],
+            json,
+            &[0, 0, 0x80, 0x3F],
+        ]
+        .concat(),
+        fmt_err!(F::NotSdq {
+            looks_like: FileKind::Safetensors
+        }),
+    ));
+    let mut crlf = Vec::new();
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] == 0x0D && a.get(i + 1) == Some(&0x0A) {
+            i += 1;
+        }
+        crlf.push(a[i]);
+        i += 1;
+    }
+    v.push(("crlf_to_lf", crlf, fmt_err!(F::MangledMagic { .. })));
+    let mut seven = a.clone();
+    seven[0] &= 0x7F;
+    v.push(("seven_bit", seven, fmt_err!(F::MangledMagic { .. })));
+
+    // --- Preamble (R4–R10).
+    v.push((
+        "future_major",
+        patched(&a, |b, _, _| b[8] = 2),
+        fmt_err!(F::UnsupportedVersion { major: 2, minor: 0 }),
+    ));
+    v.push((
+        "unknown_flags",
+        patched(&a, |b, _, _| b[12] = 1),
+        fmt_err!(F::UnknownFlags { flags: 1 }),
+    ));
+    v.push((
+        "reserved_nonzero",
+        patched(&a, |b, _, _| b[40] = 9),
+        fmt_err!(F::ReservedNonzero { offset: 40 }),
+    ));
+    let mut pcrc = a.clone();
+    pcrc[30] ^= 1; // file_len changed, CRC not recomputed
+    v.push(("preamble_crc", pcrc, fmt_err!(F::PreambleChecksum { .. })));
+    let mut hcrc = a.clone();
+    hcrc[70] ^= 0x10; // inside the header; only the preamble CRC is fixed
+    let crc = crc32fast::hash(&hcrc[..60]);
+    put_u32(&mut hcrc, 60, crc);
+    v.push(("header_crc", hcrc, fmt_err!(F::HeaderChecksum { .. })));
+    v.push((
+        "truncated_header",
+        a[..100].to_vec(),
+        fmt_err!(F::FileLength { actual: 100, .. }),
+    ));
+    v.push((
+        "truncated_data",
+        a[..a.len() - 10].to_vec(),
+        fmt_err!(F::FileLength { .. }),
+    ));
+    v.push((
+        "trailing_bytes_unrecorded",
+        [&a[..], b"xyz"].concat(),
+        fmt_err!(F::FileLength { .. }),
+    ));
+    v.push((
+        "header_len_past_end",
+        patched(&a, |b, _, _| put_u64(b, 16, 1 << 20)),
+        fmt_err!(F::HeaderPastEnd { .. }),
+    ));
+    v.push((
+        "header_len_over_limit",
+        patched(&a, |b, _, _| put_u64(b, 16, u64::MAX - 10)),
+        fmt_err!(F::LimitExceeded {
+            what: FileLimit::HeaderLen,
+            ..
+        }),
+    ));
+
+    // --- Header structure (R11–R21).
+    v.push((
+        "tensor_count_over_limit",
+        patched(&a, |b, _, _| put_u32(b, 64, u32::MAX)),
+        fmt_err!(F::LimitExceeded {
+            what: FileLimit::TensorCount,
+            ..
+        }),
+    ));
+    v.push((
+        "tensor_count_past_end",
+        patched(&a, |b, _, _| put_u32(b, 64, 999_999)),
+        fmt_err!(F::CountPastEnd { what: "tensor", .. }),
+    ));
+    v.push((
+        "metadata_count_past_end",
+        patched(&a, |b, _, _| put_u32(b, 68, 60_000)),
+        fmt_err!(F::CountPastEnd {
+            what: "metadata",
+            ..
+        }),
+    ));
+    v.push((
+        "metadata_count_over_limit",
+        patched(&a, |b, _, _| put_u32(b, 68, 70_000)),
+        fmt_err!(F::LimitExceeded {
+            what: FileLimit::MetadataCount,
+            ..
+        }),
+    ));
+    v.push((
+        "name_length_past_end",
+        patched(&a, |b, r, _| put_u32(b, r[3].name - 4, 1000)),
+        fmt_err!(F::HeaderTruncated { .. }),
+    ));
+    v.push((
+        "name_over_limit",
+        patched(&a, |b, r, _| put_u32(b, r[0].name - 4, 5000)),
+        fmt_err!(F::LimitExceeded {
+            what: FileLimit::NameLen,
+            ..
+        }),
+    ));
+    v.push((
+        "rank_over_8",
+        patched(&a, |b, r, _| b[r[0].rank] = 9),
+        fmt_err!(F::LimitExceeded {
+            what: FileLimit::Rank,
+            ..
+        }),
+    ));
+    v.push((
+        "dims_overflow_u64",
+        patched(&a, |b, r, _| {
+            put_u64(b, r[0].dims, 1 << 33);
+            put_u64(b, r[0].dims + 8, 1 << 33);
+        }),
+        fmt_err!(F::ShapeOverflow { .. }),
+    ));
+    v.push((
+        "elements_over_limit",
+        patched(&a, |b, r, _| {
+            put_u64(b, r[0].dims, 1 << 21);
+            put_u64(b, r[0].dims + 8, 1 << 21);
+        }),
+        fmt_err!(F::LimitExceeded {
+            what: FileLimit::ElementCount,
+            ..
+        }),
+    ));
+    v.push((
+        "duplicate_names",
+        patched(&a, |b, r, _| b[r[2].name] = b'a'),
+        fmt_err!(F::DuplicateName { .. }),
+    ));
+    v.push((
+        "duplicate_metadata_keys",
+        patched(&a, |b, _, k| b[k[1] + 5] = b'1'),
+        fmt_err!(F::DuplicateKey { .. }),
+    ));
+    v.push((
+        "invalid_utf8_name",
+        patched(&a, |b, r, _| b[r[1].name] = 0xFF),
+        fmt_err!(F::InvalidUtf8 {
+            what: "tensor name",
+            ..
+        }),
+    ));
+    v.push((
+        "unknown_dtype",
+        patched(&a, |b, r, _| b[r[0].dtype] = 15),
+        fmt_err!(F::UnknownDtype { id: 15, .. }),
+    ));
+    v.push((
+        "unknown_encoding",
+        patched(&a, |b, r, _| b[r[0].encoding] = 7),
+        fmt_err!(F::UnknownEncoding { id: 7, .. }),
+    ));
+    v.push((
+        "header_trailing_bytes",
+        {
+            let mut b = e.clone();
+            b.extend_from_slice(&[0, 0, 0, 0]);
+            put_u64(&mut b, 16, 12);
+            fix(&mut b);
+            b
+        },
+        fmt_err!(F::HeaderTrailingBytes { count: 4 }),
+    ));
+
+    // --- Sigma-delta records (R22–R32).
+    let sd = |off: usize| move |r: &[Rec]| r[1].body + off;
+    v.push((
+        "unknown_scheme",
+        patched(&a, |b, r, _| b[sd(0)(r)] = 2),
+        fmt_err!(F::UnknownScheme { id: 2, .. }),
+    ));
+    v.push((
+        "unsupported_scheme_version",
+        patched(&a, |b, r, _| b[sd(1)(r)] = 2),
+        fmt_err!(F::UnsupportedSchemeVersion { version: 2, .. }),
+    ));
+    v.push((
+        "unknown_frame_family",
+        patched(&a, |b, r, _| b[sd(2)(r)] = 9),
+        fmt_err!(F::UnknownFrameFamily { id: 9, .. }),
+    ));
+    v.push((
+        "bad_orientation",
+        patched(&a, |b, r, _| b[sd(11)(r)] = 2),
+        fmt_err!(F::BadFieldValue {
+            field: "orientation",
+            ..
+        }),
+    ));
+    v.push((
+        "quantized_integer_dtype",
+        patched(&a, |b, r, _| b[r[1].dtype] = 8),
+        fmt_err!(F::NotQuantizable { .. }),
+    ));
+    v.push((
+        "n_not_above_d",
+        patched(&a, |b, r, _| put_u32(b, sd(3)(r), 6)),
+        fmt_err!(F::FrameTooSmall { n: 6, d: 6, .. }),
+    ));
+    v.push((
+        "d_mismatch",
+        patched(&a, |b, r, _| put_u32(b, sd(7)(r), 7)),
+        fmt_err!(F::DimensionMismatch {
+            stored: 7,
+            expected: 6,
+            ..
+        }),
+    ));
+    v.push((
+        "k_zero",
+        patched(&a, |b, r, _| put_u32(b, sd(13)(r), 0)),
+        fmt_err!(F::ZeroLevels { .. }),
+    ));
+    v.push((
+        "k_over_limit",
+        patched(&a, |b, r, _| put_u32(b, sd(13)(r), 40_000)),
+        fmt_err!(F::LimitExceeded {
+            what: FileLimit::Levels,
+            ..
+        }),
+    ));
+    v.push((
+        "bits_mismatch",
+        patched(&a, |b, r, _| b[sd(17)(r)] = 4),
+        fmt_err!(F::BitsMismatch {
+            bits: 4,
+            k: 3,
+            expected: 3,
+            ..
+        }),
+    ));
+    v.push((
+        "nan_tensor_delta",
+        patched(&t, |b, r, _| {
+            b[r[0].body + 20..r[0].body + 28].copy_from_slice(&f64::NAN.to_le_bytes())
+        }),
+        fmt_err!(F::InvalidDelta { vector: None, .. }),
+    ));
+    v.push((
+        "delta_field_in_vector_mode",
+        patched(&a, |b, r, _| {
+            b[sd(20)(r)..sd(28)(r)].copy_from_slice(&1.0f64.to_le_bytes())
+        }),
+        fmt_err!(F::InvalidDelta { vector: None, .. }),
+    ));
+    v.push((
+        "negative_sigma",
+        patched(&a, |b, r, _| {
+            b[sd(28)(r)..sd(36)(r)].copy_from_slice(&(-1.0f64).to_le_bytes())
+        }),
+        fmt_err!(F::InvalidCertificate { field: "sigma", .. }),
+    ));
+
+    // --- Sections (R33–R42).
+    v.push((
+        "unknown_compression",
+        patched(&a, |b, r, _| {
+            let s = r[0].slot(b, 0);
+            b[s + 24] = 5;
+        }),
+        fmt_err!(F::UnknownCompression { id: 5, .. }),
+    ));
+    v.push((
+        "deltas_slot_missing",
+        patched(&a, |b, r, _| {
+            let s = r[1].slot(b, 1);
+            b[s..s + 29].fill(0);
+        }),
+        fmt_err!(F::SlotPresence {
+            section: "deltas",
+            ..
+        }),
+    ));
+    v.push((
+        "decoded_len_vs_shape",
+        patched(&a, |b, r, _| {
+            let s = r[0].slot(b, 0);
+            put_u64(b, s + 8, 68);
+            put_u64(b, s + 16, 68);
+        }),
+        fmt_err!(F::DecodedLenMismatch {
+            declared: 68,
+            expected: 64,
+            ..
+        }),
+    ));
+    v.push((
+        "stored_len_vs_decoded_len",
+        patched(&a, |b, r, _| {
+            let s = r[0].slot(b, 0);
+            put_u64(b, s + 8, 60);
+        }),
+        fmt_err!(F::StoredLenMismatch {
+            stored: 60,
+            decoded: 64,
+            ..
+        }),
+    ));
+    v.push((
+        "unaligned_section",
+        patched(&a, |b, r, _| {
+            let s = r[3].slot(b, 0);
+            let o = get_u64(b, s);
+            put_u64(b, s, o + 8);
+        }),
+        fmt_err!(F::UnalignedSection { .. }),
+    ));
+    v.push((
+        "overlapping_sections",
+        patched(&a, |b, r, _| {
+            let s = r[3].slot(b, 0);
+            let o = get_u64(b, s);
+            put_u64(b, s, o - 64);
+        }),
+        fmt_err!(F::SectionOverlap { .. }),
+    ));
+    v.push((
+        "section_hole",
+        patched(&a, |b, r, _| {
+            let s = r[3].slot(b, 0);
+            let o = get_u64(b, s);
+            put_u64(b, s, o + 64);
+        }),
+        fmt_err!(F::SectionGap { .. }),
+    ));
+    v.push((
+        "section_past_end",
+        patched(&z, |b, r, _| {
+            // `z` is the last section and zstd-compressed: stored_len is free to grow.
+            let s = r[3].slot(b, 0);
+            assert_eq!(b[s + 24], 1, "z is not compressed");
+            let l = get_u64(b, s + 8);
+            put_u64(b, s + 8, l + 100);
+        }),
+        fmt_err!(F::SectionPastEnd { .. }),
+    ));
+    v.push((
+        "trailing_bytes",
+        {
+            let mut b = a.clone();
+            b.extend_from_slice(&[0; 64]);
+            fix(&mut b);
+            b
+        },
+        fmt_err!(F::TrailingData { .. }),
+    ));
+    v.push((
+        "nonzero_padding",
+        {
+            let mut b = a.clone();
+            let hl = get_u64(&b, 16) as usize;
+            assert!((64 + hl) % 64 != 0, "no padding after the header");
+            b[64 + hl] = 1;
+            b
+        },
+        fmt_err!(F::NonzeroPadding { .. }),
+    ));
+
+    // --- Bias links (R43–R46).
+    v.push((
+        "bias_of_raw_tensor",
+        patched(&a, |b, r, _| put_u32(b, r[2].body, 0)),
+        fmt_err!(F::BiasTargetInvalid { .. }),
+    ));
+    v.push((
+        "bias_of_out_of_range",
+        patched(&a, |b, r, _| put_u32(b, r[2].body, 99)),
+        fmt_err!(F::BiasTargetOutOfRange {
+            index: 99,
+            count: 4,
+            ..
+        }),
+    ));
+    v.push((
+        "bias_wrong_shape",
+        patched(&a, |b, r, _| put_u64(b, r[2].dims, 5)),
+        fmt_err!(F::BiasShape { rows: 6, .. }),
+    ));
+    v.push((
+        "bias_referenced_twice",
+        patched(&two_biases(), |b, r, _| put_u32(b, r[3].body, 0)),
+        fmt_err!(F::BiasReferences { count: 2, .. }),
+    ));
+
+    // --- Section contents, found when decoding or verifying (R47–R52).
+    v.push((
+        "section_crc_mismatch",
+        {
+            let mut b = a.clone();
+            let (_, r) = walk(&b);
+            let o = get_u64(&b, r[0].slot(&b, 0)) as usize;
+            b[o + 3] ^= 0x40;
+            b
+        },
+        |e| matches!(e, Error::Checksum { what: "data", .. }),
+    ));
+    v.push((
+        "permutation_repeat",
+        patched(&a, |b, r, _| {
+            let s = r[1].slot(b, 2);
+            let o = get_u64(b, s) as usize;
+            let first = get_u32(b, o);
+            put_u32(b, o + 4, first);
+            fix_section_crc(b, s);
+        }),
+        fmt_err!(F::InvalidPermutation {
+            index: 1,
+            problem: "repeated",
+            ..
+        }),
+    ));
+    v.push((
+        "permutation_out_of_range",
+        patched(&a, |b, r, _| {
+            let s = r[1].slot(b, 2);
+            let o = get_u64(b, s) as usize;
+            put_u32(b, o + 8, 16);
+            fix_section_crc(b, s);
+        }),
+        fmt_err!(F::InvalidPermutation {
+            index: 2,
+            problem: "outside 0..N",
+            ..
+        }),
+    ));
+    v.push((
+        "permutation_identity",
+        patched(&a, |b, r, _| {
+            let s = r[1].slot(b, 2);
+            let o = get_u64(b, s) as usize;
+            for k in 0..16 {
+                put_u32(b, o + 4 * k, k as u32);
+            }
+            fix_section_crc(b, s);
+        }),
+        fmt_err!(F::InvalidPermutation { .. }),
+    ));
+    v.push((
+        "code_out_of_range_k3",
+        patched(&a, |b, r, _| {
+            let s = r[1].slot(b, 0);
+            let o = get_u64(b, s) as usize;
+            b[o] |= 0b111; // code 0 of vector 0 becomes 7 ≥ 2K = 6
+            fix_section_crc(b, s);
+        }),
+        fmt_err!(F::CodeOutOfRange {
+            vector: 0,
+            code: 7,
+            levels: 6,
+            ..
+        }),
+    ));
+    v.push((
+        "code_padding_nonzero",
+        patched(&t, |b, r, _| {
+            let s = r[0].slot(b, 0);
+            let o = get_u64(b, s) as usize;
+            let len = get_u64(b, s + 8) as usize;
+            b[o + len - 1] |= 0x80;
+            fix_section_crc(b, s);
+        }),
+        fmt_err!(F::CodePaddingNonzero { .. }),
+    ));
+    v.push((
+        "nan_vector_delta",
+        patched(&a, |b, r, _| {
+            let s = r[1].slot(b, 1);
+            let o = get_u64(b, s) as usize;
+            b[o + 16..o + 24].copy_from_slice(&f64::NAN.to_le_bytes());
+            fix_section_crc(b, s);
+        }),
+        fmt_err!(F::InvalidDelta {
+            vector: Some(2),
+            ..
+        }),
+    ));
+    #[cfg(feature = "zstd")]
+    {
+        // Replace the last section (z, 100 zero bytes) by a zstd frame of 2000 zero bytes.
+        let bomb = |n: usize| {
+            let mut b = z.clone();
+            let (_, r) = walk(&b);
+            let s = r[3].slot(&b, 0);
+            let o = get_u64(&b, s) as usize;
+            let frame = zstd::bulk::compress(&vec![0u8; n], 3).unwrap();
+            b.truncate(o);
+            b.extend_from_slice(&frame);
+            put_u64(&mut b, s + 8, frame.len() as u64);
+            b[s + 24] = 1;
+            fix_section_crc(&mut b, s);
+            fix(&mut b);
+            b
+        };
+        v.push((
+            "zstd_inflates_past_declared",
+            bomb(2000),
+            fmt_err!(F::Decompression {
+                problem: "inflates past its declared size",
+                ..
+            }),
+        ));
+        v.push((
+            "zstd_falls_short",
+            bomb(50),
+            fmt_err!(F::Decompression {
+                problem: "decompresses to fewer bytes than declared",
+                ..
+            }),
+        ));
+    }
+    v
+}
+
+#[test]
+fn every_corruption_is_rejected_with_its_own_error() {
+    let cases = cases();
+    assert!(cases.len() >= 30, "only {} cases", cases.len());
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corrupt");
+    let regenerate = std::env::var_os("SDQ_REGENERATE_FIXTURES").is_some_and(|v| v == "1");
+    let mut names = std::collections::HashSet::new();
+    for (name, bytes, check) in cases {
+        assert!(names.insert(name), "two cases named {name}");
+        if regenerate {
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join(format!("{name}.sdq")), &bytes).unwrap();
+        }
+        let committed = dir.join(format!("{name}.sdq"));
+        let mut inputs = vec![("generated", bytes)];
+        if let Ok(b) = std::fs::read(&committed) {
+            inputs.push(("committed", b));
+        }
+        for (which, bytes) in inputs {
+            let err = first_error(bytes);
+            match &err {
+                Some(e) if check(e) => {
+                    // Every message names its rule in plain words.
+                    assert!(!e.to_string().is_empty());
+                }
+                _ => panic!("{which} case {name}: unexpected result {err:?}"),
+            }
+        }
+    }
+}
+
+#[test]
+fn the_bases_are_valid() {
+    for b in [
+        base(false),
+        base(true),
+        base_tensor_delta(),
+        base_empty(),
+        two_biases(),
+    ] {
+        assert!(first_error(b).is_none());
+    }
+}
+
+#[test]
+fn messages_say_what_the_file_looks_like() {
+    let e = first_error(
+        b"version https://git-lfs.github.com/spec/v1\noid sha256:00\nsize 1\n".to_vec(),
+    )
+    .unwrap();
+    assert!(e.to_string().contains("Git LFS pointer"), "{e}");
+    let e = first_error(base(false)[..100].to_vec()).unwrap();
+    assert!(e.to_string().contains("truncated"), "{e}");
+}
+
+/// Reading through the read-based path and the map reports the same errors as the buffer.
+#[test]
+fn file_paths_agree_with_buffers() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, bytes, check) in cases().into_iter().take(25) {
+        let p = dir.path().join(format!("{name}.sdq"));
+        std::fs::write(&p, &bytes).unwrap();
+        for r in [SdqFile::open(&p), SdqFile::open_read(&p)] {
+            match r {
+                Err(e) => assert!(check(&e), "{name}: {e:?}"),
+                Ok(f) => {
+                    let err = f
+                        .tensors()
+                        .iter()
+                        .find_map(|t| f.decode(&t.name).err())
+                        .or_else(|| f.verify_all().err());
+                    assert!(err.as_ref().is_some_and(check), "{name}: {err:?}");
+                }
+            }
+        }
+    }
+}
