@@ -25,6 +25,8 @@
 #![forbid(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
+#[cfg(feature = "cli")]
+pub mod bridge;
 pub mod error;
 pub mod format;
 pub mod frame;
@@ -37,7 +39,9 @@ pub mod quant;
 pub struct ReadmeDoctests;
 
 pub use error::{Error, FileKind, FileLimit, FormatError, Result};
-pub use format::{DeltaPolicy, Dtype, SdqFile, SdqStreamWriter, SdqWriter, StorageReport, TensorPlan};
+pub use format::{
+    DeltaPolicy, Dtype, SdqFile, SdqStreamWriter, SdqWriter, StorageReport, TensorPlan,
+};
 pub use frame::{FrameDescriptor, HarmonicFrame, Permutation};
 pub use quant::{
     Alphabet, Deltas, FrameQuantizer, Matrix, Orientation, QuantizedTensor, StepPolicy,

@@ -1,0 +1,524 @@
+//! `sdq pack`: a safetensors checkpoint → an .sdq file.
+//!
+//! [`plan`] decides, tensor by tensor, what is quantized and with which frame; [`pack`] writes
+//! the file, holding one tensor (as f32, plus its codes) in memory at a time.
+
+use std::path::Path;
+
+use super::glob;
+use super::progress::Progress;
+use super::safetensors::{Checkpoint, TensorEntry};
+use crate::error::{Error, Result};
+use crate::format::{DeltaPolicy, SdqWriter, TensorPlan};
+use crate::frame::FrameDescriptor;
+use crate::quant::alphabet::bits_for_levels;
+use crate::quant::step::uniform_delta;
+use crate::quant::{FrameQuantizer, Matrix, Orientation, StepPolicy};
+
+/// How the frame size N of each tensor is chosen from its vector dimension d.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum FrameRule {
+    /// The same N for every tensor.
+    FrameSize(usize),
+    /// N = ⌈r·d⌉.
+    Redundancy(f64),
+    /// N = ⌊B·d / ⌈log2 2K⌉⌋: B code bits per original weight.
+    BitsPerWeight(f64),
+}
+
+impl FrameRule {
+    /// N for vectors of dimension `d` with `bits` bits per code (`None` if it is not a finite
+    /// size or the rule's parameter is not positive and finite).
+    pub fn frame_size(&self, d: usize, bits: u32) -> Option<usize> {
+        let n = match *self {
+            FrameRule::FrameSize(n) => return Some(n),
+            FrameRule::Redundancy(r) if r.is_finite() && r > 0.0 => (r * d as f64).ceil(),
+            FrameRule::BitsPerWeight(b) if b.is_finite() && b > 0.0 => {
+                (b * d as f64 / f64::from(bits)).floor()
+            }
+            _ => return None,
+        };
+        (n.is_finite() && n <= crate::limits::MAX_FRAME_SIZE as f64).then_some(n as usize)
+    }
+
+    /// The option that sets this rule, for messages (`--bits-per-weight 4`, …).
+    pub fn describe(&self) -> String {
+        match self {
+            FrameRule::FrameSize(n) => format!("--frame-size {n}"),
+            FrameRule::Redundancy(r) => format!("--redundancy {r}"),
+            FrameRule::BitsPerWeight(b) => format!("--bits-per-weight {b}"),
+        }
+    }
+}
+
+/// How δ is chosen.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum DeltaChoice {
+    /// The paper's rule per tensor ([`StepPolicy::Tensor`]).
+    Tensor,
+    /// The paper's rule per vector ([`StepPolicy::Vector`]).
+    Vector,
+    /// Per vector from the largest frame coefficient ([`StepPolicy::Coefficient`]).
+    Coefficient,
+    /// One δ for every quantized tensor by the paper's rule over all of them
+    /// ([`uniform_delta`] of every tensor's largest vector norm).
+    Uniform,
+    /// This δ for every quantized tensor (vectors it does not certify are counted).
+    Value(f64),
+}
+
+impl DeltaChoice {
+    /// `tensor`, `vector`, `coefficient`, `uniform` or the value.
+    pub fn describe(&self) -> String {
+        match self {
+            DeltaChoice::Tensor => "tensor".into(),
+            DeltaChoice::Vector => "vector".into(),
+            DeltaChoice::Coefficient => "coefficient".into(),
+            DeltaChoice::Uniform => "uniform".into(),
+            DeltaChoice::Value(v) => format!("{v}"),
+        }
+    }
+}
+
+/// Everything `sdq pack` can be told.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PackOptions {
+    /// How N is chosen (default: 4 bits per weight).
+    pub frame: FrameRule,
+    /// K: 2K levels (default 1: one bit per code).
+    pub levels: u32,
+    /// How δ is chosen (default: per vector from the largest coefficient).
+    pub delta: DeltaChoice,
+    /// Which vectors are quantized (default: columns, the paper's).
+    pub orientation: Orientation,
+    /// Quantize each `X.bias` with its `X.weight` as [W | b].
+    pub bias: bool,
+    /// If not empty, only tensors matching one of these globs are quantized (even with d below
+    /// `min_dim`).
+    pub include: Vec<String>,
+    /// Tensors matching one of these globs are stored raw.
+    pub exclude: Vec<String>,
+    /// Smallest vector dimension quantized by default (16).
+    pub min_dim: usize,
+    /// zstd level for every section (`None`: no compression).
+    pub zstd: Option<i32>,
+}
+
+impl Default for PackOptions {
+    fn default() -> Self {
+        PackOptions {
+            frame: FrameRule::BitsPerWeight(4.0),
+            levels: 1,
+            delta: DeltaChoice::Coefficient,
+            orientation: Orientation::Columns,
+            bias: false,
+            include: Vec::new(),
+            exclude: Vec::new(),
+            min_dim: 16,
+            zstd: None,
+        }
+    }
+}
+
+/// What happens to one tensor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Choice {
+    /// Stored raw, bit-exact.
+    Raw,
+    /// Frame-quantized as a rows × cols matrix (`bias`: the tensor quantized with it).
+    Quantize {
+        /// Rows of the matrix view (first dimension).
+        rows: usize,
+        /// Columns (product of the other dimensions).
+        cols: usize,
+        /// Vector dimension d.
+        d: usize,
+        /// Frame size N.
+        n: usize,
+        /// Name of the bias appended as one more column.
+        bias: Option<String>,
+    },
+    /// A bias quantized with the weight `weight`.
+    BiasOf {
+        /// The weight's name.
+        weight: String,
+    },
+}
+
+/// The decision for one tensor of the checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Planned {
+    /// The tensor.
+    pub entry: TensorEntry,
+    /// What happens to it.
+    pub choice: Choice,
+}
+
+/// The decisions for a whole checkpoint, in file order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    /// One per tensor.
+    pub tensors: Vec<Planned>,
+    /// `--include` patterns that matched no tensor.
+    pub unmatched_includes: Vec<String>,
+}
+
+/// Whether a tensor can be a sigma-delta tensor at all: float dtype, rank ≥ 2, no zero
+/// dimension (spec rule R26).
+fn quantizable(t: &TensorEntry) -> bool {
+    t.dtype.is_quantizable_float() && t.shape.len() >= 2 && t.shape.iter().all(|&x| x > 0)
+}
+
+/// The matrix view [rows, cols] of a tensor of rank ≥ 2 (conv [out, in, kh, kw] → [out, in·kh·kw]).
+fn matrix_dims(t: &TensorEntry) -> Result<(usize, usize)> {
+    let too_big = || {
+        Error::param(format!(
+            "tensor {:?} is too large for this platform",
+            t.name
+        ))
+    };
+    let rows = usize::try_from(t.shape.first().copied().unwrap_or(0)).map_err(|_| too_big())?;
+    let cols = t
+        .shape
+        .iter()
+        .skip(1)
+        .try_fold(1usize, |a, &x| a.checked_mul(usize::try_from(x).ok()?))
+        .ok_or_else(too_big)?;
+    Ok((rows, cols))
+}
+
+/// The bias that goes with weight `name` (`X.weight` → `X.bias`), if the checkpoint has a
+/// float vector of that name with `rows` entries.
+fn bias_for<'a>(ck: &'a Checkpoint, name: &str, rows: usize) -> Option<&'a TensorEntry> {
+    let stem = name.strip_suffix(".weight")?;
+    let b = ck.tensor(&format!("{stem}.bias")).ok()?;
+    (b.dtype.is_quantizable_float() && b.shape == [rows as u64]).then_some(b)
+}
+
+/// Decides what happens to every tensor of `ck`.
+pub fn plan(ck: &Checkpoint, opts: &PackOptions) -> Result<Plan> {
+    let bits = bits_for_levels(opts.levels);
+    if opts.levels == 0 || opts.levels > crate::limits::MAX_LEVELS {
+        return Err(Error::param(format!(
+            "--levels {} is out of range: K must be 1..={}",
+            opts.levels,
+            crate::limits::MAX_LEVELS
+        )));
+    }
+    let excluded = |n: &str| opts.exclude.iter().any(|p| glob::matches(p, n));
+    let included = |n: &str| opts.include.iter().any(|p| glob::matches(p, n));
+    let mut choices: Vec<Choice> = vec![Choice::Raw; ck.tensors().len()];
+    let mut bias_taken: std::collections::HashMap<String, String> = Default::default();
+    for (i, t) in ck.tensors().iter().enumerate() {
+        if !quantizable(t) || excluded(&t.name) {
+            continue;
+        }
+        let (rows, cols) = matrix_dims(t)?;
+        let bias = if opts.bias {
+            bias_for(ck, &t.name, rows).filter(|b| !excluded(&b.name))
+        } else {
+            None
+        };
+        let d = match opts.orientation {
+            Orientation::Columns => rows,
+            Orientation::Rows => cols + usize::from(bias.is_some()),
+        };
+        let wanted = if opts.include.is_empty() {
+            d >= opts.min_dim
+        } else {
+            included(&t.name)
+        };
+        if !wanted {
+            continue;
+        }
+        let n = opts.frame.frame_size(d, bits).ok_or_else(|| {
+            Error::param(format!(
+                "tensor {:?}: {} does not give a valid frame size for d = {d}",
+                t.name,
+                opts.frame.describe()
+            ))
+        })?;
+        if n <= d {
+            return Err(Error::param(format!(
+                "tensor {:?}: {} with --levels {} gives frame size N = {n} for vectors of d = {d}, but a harmonic frame needs N >= d + 1 = {} (raise the bits per weight or redundancy, lower --levels, or --exclude the tensor)",
+                t.name,
+                opts.frame.describe(),
+                opts.levels,
+                d + 1
+            )));
+        }
+        if let Some(b) = bias {
+            bias_taken.insert(b.name.clone(), t.name.clone());
+        }
+        choices[i] = Choice::Quantize {
+            rows,
+            cols,
+            d,
+            n,
+            bias: bias.map(|b| b.name.clone()),
+        };
+    }
+    for (i, t) in ck.tensors().iter().enumerate() {
+        if let Some(w) = bias_taken.get(&t.name) {
+            // A bias that is itself quantized as a weight cannot be (it has rank 1), so no clash.
+            choices[i] = Choice::BiasOf { weight: w.clone() };
+        }
+    }
+    let unmatched_includes = opts
+        .include
+        .iter()
+        .filter(|p| !ck.tensors().iter().any(|t| glob::matches(p, &t.name)))
+        .cloned()
+        .collect();
+    Ok(Plan {
+        tensors: ck
+            .tensors()
+            .iter()
+            .cloned()
+            .zip(choices)
+            .map(|(entry, choice)| Planned { entry, choice })
+            .collect(),
+        unmatched_includes,
+    })
+}
+
+impl Plan {
+    /// The writer's plan (file order = checkpoint order).
+    pub fn tensor_plans(&self) -> Vec<TensorPlan> {
+        self.tensors
+            .iter()
+            .map(|p| {
+                let e = &p.entry;
+                match &p.choice {
+                    Choice::Raw => TensorPlan::raw(e.name.clone(), e.dtype, &e.shape),
+                    Choice::Quantize { bias, .. } => {
+                        TensorPlan::sigma_delta(e.name.clone(), e.dtype, &e.shape, bias.is_some())
+                    }
+                    Choice::BiasOf { weight } => TensorPlan::bias_of(
+                        e.name.clone(),
+                        e.dtype,
+                        e.shape.first().copied().unwrap_or(0),
+                        weight.clone(),
+                    ),
+                }
+            })
+            .collect()
+    }
+
+    /// Number of tensors quantized (weights, not counting biases quantized with them).
+    pub fn quantized_count(&self) -> usize {
+        self.tensors
+            .iter()
+            .filter(|p| matches!(p.choice, Choice::Quantize { .. }))
+            .count()
+    }
+}
+
+/// What packing one quantized tensor gave.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PackedTensor {
+    /// Its name.
+    pub name: String,
+    /// Its bias, quantized with it.
+    pub bias: Option<String>,
+    /// Frame size N.
+    pub n: usize,
+    /// Vector dimension d.
+    pub d: usize,
+    /// Vectors quantized.
+    pub vectors: usize,
+    /// Largest δ.
+    pub max_delta: f64,
+    /// Largest certified Theorem 3.1 bound.
+    pub max_bound: f64,
+    /// Largest measured ‖w_j − w̃_j‖.
+    pub max_error: f64,
+    /// Vectors whose bound is not certified.
+    pub uncertified: usize,
+}
+
+/// The result of [`pack`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct PackSummary {
+    /// The plan that was carried out.
+    pub plan: Plan,
+    /// One entry per quantized tensor, in file order.
+    pub quantized: Vec<PackedTensor>,
+    /// The network-wide δ, for [`DeltaChoice::Uniform`].
+    pub uniform_delta: Option<f64>,
+}
+
+impl PackSummary {
+    /// The largest certified bound over every quantized tensor.
+    pub fn max_bound(&self) -> f64 {
+        self.quantized
+            .iter()
+            .map(|q| q.max_bound)
+            .fold(0.0, f64::max)
+    }
+    /// The largest measured vector error over every quantized tensor.
+    pub fn max_error(&self) -> f64 {
+        self.quantized
+            .iter()
+            .map(|q| q.max_error)
+            .fold(0.0, f64::max)
+    }
+    /// Vectors not certified, over every tensor.
+    pub fn uncertified(&self) -> usize {
+        self.quantized.iter().map(|q| q.uncertified).sum()
+    }
+}
+
+/// Prefixes the tensor's name to a data error.
+fn in_tensor(name: &str) -> impl Fn(Error) -> Error + '_ {
+    move |e| match e {
+        Error::Data(m) => Error::Data(format!("tensor {name:?}: {m}")),
+        Error::Parameter(m) => Error::Parameter(format!("tensor {name:?}: {m}")),
+        e => e,
+    }
+}
+
+/// Loads a planned weight (and its bias) as f32.
+fn load(
+    ck: &Checkpoint,
+    e: &TensorEntry,
+    bias: Option<&str>,
+) -> Result<(Vec<f32>, Option<Vec<f32>>)> {
+    let w = ck.to_f32(e)?;
+    let b = match bias {
+        Some(b) => Some(ck.to_f32(ck.tensor(b)?)?),
+        None => None,
+    };
+    Ok((w, b))
+}
+
+/// The matrix view of weight data, with its bias appended if given.
+pub(crate) fn matrix<'a>(
+    w: &'a [f32],
+    b: Option<&'a [f32]>,
+    rows: usize,
+    cols: usize,
+) -> Result<Matrix<'a>> {
+    let m = Matrix::new(w, rows, cols)?;
+    match b {
+        Some(b) => m.with_bias(b),
+        None => Ok(m),
+    }
+}
+
+/// Packs `ck` into the .sdq file `out` (written atomically), reporting to `progress`.
+pub fn pack(
+    ck: &Checkpoint,
+    out: &Path,
+    opts: &PackOptions,
+    progress: &mut dyn Progress,
+) -> Result<PackSummary> {
+    let plan = plan(ck, opts)?;
+    let (policy, tag, uniform) = match opts.delta {
+        DeltaChoice::Tensor => (StepPolicy::Tensor, DeltaPolicy::Tensor, None),
+        DeltaChoice::Vector => (StepPolicy::Vector, DeltaPolicy::Vector, None),
+        DeltaChoice::Coefficient => (StepPolicy::Coefficient, DeltaPolicy::Coefficient, None),
+        DeltaChoice::Value(v) => (StepPolicy::Explicit(v), DeltaPolicy::Explicit, None),
+        DeltaChoice::Uniform => {
+            progress.start("measuring norms", plan.quantized_count() as u64);
+            let mut norms = Vec::new();
+            for p in &plan.tensors {
+                if let Choice::Quantize {
+                    rows, cols, bias, ..
+                } = &p.choice
+                {
+                    progress.tensor(&p.entry.name);
+                    let (w, b) = load(ck, &p.entry, bias.as_deref())?;
+                    let m = matrix(&w, b.as_deref(), *rows, *cols)
+                        .and_then(|m| m.max_vector_norm(opts.orientation))
+                        .map_err(in_tensor(&p.entry.name))?;
+                    norms.push(m);
+                    progress.advance();
+                }
+            }
+            progress.finish();
+            let delta = uniform_delta(norms, opts.levels.max(1));
+            // A network of zero weights gives δ = 0; any positive δ reconstructs it exactly.
+            let delta = if delta > 0.0 {
+                delta
+            } else {
+                f64::MIN_POSITIVE
+            };
+            (
+                StepPolicy::Explicit(delta),
+                DeltaPolicy::Uniform,
+                Some(delta),
+            )
+        }
+    };
+    policy.validate()?;
+    let mut writer = SdqWriter::create(out, &plan.tensor_plans(), ck.metadata())?;
+    writer.set_zstd(opts.zstd)?;
+    progress.start("packing", plan.tensors.len() as u64);
+    let mut quantized = Vec::new();
+    for p in &plan.tensors {
+        let name = p.entry.name.as_str();
+        progress.tensor(name);
+        match &p.choice {
+            Choice::Raw => writer.write_raw(name, ck.bytes(&p.entry))?,
+            Choice::BiasOf { .. } => {}
+            Choice::Quantize {
+                rows,
+                cols,
+                d,
+                n,
+                bias,
+            } => {
+                let (w, b) = load(ck, &p.entry, bias.as_deref())?;
+                let m = matrix(&w, b.as_deref(), *rows, *cols).map_err(in_tensor(name))?;
+                let q =
+                    FrameQuantizer::new(FrameDescriptor::harmonic(*n, *d)?, opts.levels, policy)
+                        .and_then(|fq| fq.quantize(&m, opts.orientation))
+                        .map_err(in_tensor(name))?;
+                let errors = q.measured_errors(&m).map_err(in_tensor(name))?;
+                writer.write_quantized(name, &q, tag)?;
+                quantized.push(PackedTensor {
+                    name: name.to_owned(),
+                    bias: bias.clone(),
+                    n: *n,
+                    d: *d,
+                    vectors: errors.len(),
+                    max_delta: q.deltas().max(),
+                    max_bound: q.max_bound(),
+                    max_error: errors.iter().copied().fold(0.0, f64::max),
+                    uncertified: q.uncertified_count(),
+                });
+            }
+        }
+        progress.advance();
+    }
+    progress.finish();
+    writer.finish()?;
+    Ok(PackSummary {
+        plan,
+        quantized,
+        uniform_delta: uniform,
+    })
+}
+
+/// The storage cost a rule gives, in code bits per original weight: N·⌈log2 2K⌉ / d.
+pub fn code_bits_per_weight(n: usize, d: usize, levels: u32) -> f64 {
+    n as f64 * f64::from(bits_for_levels(levels)) / d as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frame_rules() {
+        assert_eq!(FrameRule::BitsPerWeight(4.0).frame_size(200, 1), Some(800));
+        assert_eq!(FrameRule::BitsPerWeight(4.0).frame_size(200, 2), Some(400));
+        assert_eq!(FrameRule::BitsPerWeight(1.0).frame_size(10, 1), Some(10));
+        assert_eq!(FrameRule::Redundancy(1.5).frame_size(11, 1), Some(17));
+        assert_eq!(FrameRule::FrameSize(9).frame_size(100, 3), Some(9));
+        assert_eq!(FrameRule::Redundancy(-1.0).frame_size(11, 1), None);
+        assert_eq!(FrameRule::BitsPerWeight(f64::NAN).frame_size(11, 1), None);
+        assert_eq!(FrameRule::BitsPerWeight(1e30).frame_size(11, 1), None);
+    }
+}

@@ -1,0 +1,827 @@
+//! safetensors checkpoints in and out.
+//!
+//! Reading: [`Checkpoint::open`] maps one `.safetensors` file, or every shard named by a sharded
+//! checkpoint's `*.safetensors.index.json`, validates the headers with the `safetensors` crate
+//! (contiguous offsets, sizes, end of file) and lists the tensors in file order (shard by shard,
+//! each shard by data offset). Nothing is read or converted until asked for, one tensor at a
+//! time ([`Checkpoint::bytes`], [`Checkpoint::to_f32`]).
+//!
+//! Writing: [`SafetensorsStreamWriter`] writes the safetensors layout (u64 little-endian header
+//! length, a JSON header padded with spaces to a multiple of 8, then the tensors' bytes, offsets
+//! relative to the data start) to any `Write`, tensor by tensor, without holding more than the
+//! tensor being written; [`SafetensorsWriter`] does so into a temporary file beside the target,
+//! syncs it and renames it over the target, so the target is never seen half-written and an
+//! input may safely be replaced by its own output.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::{File, OpenOptions};
+use std::io::{BufWriter, Write};
+use std::ops::Range;
+use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use ::safetensors::tensor::{Dtype as StDtype, SafeTensorError, SafeTensors};
+
+use crate::error::{Error, Result};
+use crate::format::header::sniff;
+use crate::format::layout::MAGIC;
+use crate::format::Dtype;
+
+/// The largest header the safetensors crate accepts (100 MB); we write no larger one.
+pub const MAX_HEADER_LEN: u64 = 100_000_000;
+
+/// One tensor of a checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TensorEntry {
+    /// Its name.
+    pub name: String,
+    /// Its element type.
+    pub dtype: Dtype,
+    /// Its shape (outermost first; empty for a scalar).
+    pub shape: Vec<u64>,
+    /// Number of elements (1 for a scalar).
+    pub elements: u64,
+    shard: usize,
+    range: Range<usize>,
+}
+
+/// A mapped shard.
+struct Shard {
+    path: PathBuf,
+    map: memmap2::Mmap,
+}
+
+/// A safetensors checkpoint: one file, or the shards of a `*.index.json`, mapped read-only.
+pub struct Checkpoint {
+    path: PathBuf,
+    shards: Vec<Shard>,
+    tensors: Vec<TensorEntry>,
+    index: HashMap<String, usize>,
+    metadata: Vec<(String, String)>,
+}
+
+impl std::fmt::Debug for Checkpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Checkpoint")
+            .field("path", &self.path)
+            .field("shards", &self.shards.len())
+            .field("tensors", &self.tensors.len())
+            .finish()
+    }
+}
+
+fn data_err(msg: impl Into<String>) -> Error {
+    Error::Data(msg.into())
+}
+
+/// Maps `path` read-only (an empty file is refused as not a safetensors file).
+fn map_file(path: &Path) -> Result<memmap2::Mmap> {
+    let file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
+    if len == 0 {
+        return Err(data_err("not a safetensors file: it is empty"));
+    }
+    // SAFETY: the map is only read, through `&[u8]`, and every access is bounds-checked
+    // against the map's length, fixed at mapping time. Another process modifying the file
+    // changes the bytes we read (handled like any input: validated before use); one
+    // truncating it makes a later access raise SIGBUS. That is the documented risk of
+    // mapping, the same as `SdqFile::open` and the safetensors crate's own examples take.
+    unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::io(path, e))
+}
+
+/// Translates the safetensors crate's validation error into one readable cause.
+fn explain(e: &SafeTensorError, bytes: &[u8]) -> String {
+    use SafeTensorError as E;
+    let first = bytes.get(..bytes.len().min(64)).unwrap_or(&[]);
+    let kind = || {
+        if first.starts_with(&MAGIC) {
+            "it is an .sdq file (run `sdq unpack` to get a safetensors file back)".to_string()
+        } else {
+            sniff(first).to_string()
+        }
+    };
+    match e {
+        E::HeaderTooSmall => format!(
+            "not a safetensors file: {} bytes is too short for the 8-byte header length ({})",
+            bytes.len(),
+            kind()
+        ),
+        E::HeaderTooLarge | E::InvalidHeaderLength => {
+            format!("not a safetensors file: {}", kind())
+        }
+        E::InvalidHeader(_) => {
+            format!("not a safetensors file: the header is not UTF-8 ({})", kind())
+        }
+        E::InvalidHeaderDeserialization(j) => {
+            format!("not a safetensors file: the header is not a valid safetensors JSON header ({j})")
+        }
+        E::InvalidOffset(name) => format!(
+            "invalid safetensors file: the data_offsets of tensor {name:?} leave a hole or overlap the previous tensor"
+        ),
+        E::TensorInvalidInfo => {
+            "invalid safetensors file: a tensor's byte length does not match its dtype and shape"
+                .to_string()
+        }
+        E::MetadataIncompleteBuffer => {
+            "invalid safetensors file: the tensor data does not end exactly at the end of the file (truncated, or bytes appended)"
+                .to_string()
+        }
+        E::ValidationOverflow => {
+            "invalid safetensors file: a tensor's size overflows".to_string()
+        }
+        other => format!("invalid safetensors file: {other}"),
+    }
+}
+
+/// The .sdq dtype of a safetensors dtype, if .sdq v1 can store it.
+fn dtype_of(d: StDtype) -> Option<Dtype> {
+    Some(match d {
+        StDtype::BOOL => Dtype::Bool,
+        StDtype::U8 => Dtype::U8,
+        StDtype::I8 => Dtype::I8,
+        StDtype::U16 => Dtype::U16,
+        StDtype::I16 => Dtype::I16,
+        StDtype::F16 => Dtype::F16,
+        StDtype::BF16 => Dtype::BF16,
+        StDtype::U32 => Dtype::U32,
+        StDtype::I32 => Dtype::I32,
+        StDtype::F32 => Dtype::F32,
+        StDtype::U64 => Dtype::U64,
+        StDtype::I64 => Dtype::I64,
+        StDtype::F64 => Dtype::F64,
+        StDtype::F8_E4M3 => Dtype::F8E4M3,
+        StDtype::F8_E5M2 => Dtype::F8E5M2,
+        _ => return None,
+    })
+}
+
+/// Parses one shard: (entries in offset order, metadata sorted by key).
+type ParsedShard = (Vec<TensorEntry>, Vec<(String, String)>);
+
+fn parse_shard(bytes: &[u8], shard: usize) -> Result<ParsedShard> {
+    let (n, meta) = SafeTensors::read_metadata(bytes).map_err(|e| data_err(explain(&e, bytes)))?;
+    let data_start = n + 8;
+    let infos = meta.tensors();
+    let mut out = Vec::with_capacity(infos.len());
+    for name in meta.offset_keys() {
+        let Some(info) = infos.get(&name) else {
+            continue;
+        };
+        let dtype = dtype_of(info.dtype).ok_or_else(|| {
+            data_err(format!(
+                "tensor {name:?} has dtype {:?}, which .sdq version 1 cannot store",
+                info.dtype
+            ))
+        })?;
+        let shape: Vec<u64> = info.shape.iter().map(|&d| d as u64).collect();
+        let elements = shape
+            .iter()
+            .try_fold(1u64, |a, &d| a.checked_mul(d))
+            .ok_or_else(|| data_err(format!("the shape of tensor {name:?} overflows")))?;
+        let (b, e) = info.data_offsets;
+        let range = data_start + b..data_start + e;
+        out.push(TensorEntry {
+            name,
+            dtype,
+            shape,
+            elements,
+            shard,
+            range,
+        });
+    }
+    let mut metadata: Vec<(String, String)> = meta
+        .metadata()
+        .as_ref()
+        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+        .unwrap_or_default();
+    metadata.sort();
+    Ok((out, metadata))
+}
+
+/// Whether `path` names a sharded checkpoint's index (by name, or by a `{` first byte).
+fn is_index(path: &Path) -> bool {
+    if path.to_string_lossy().ends_with(".json") {
+        return true;
+    }
+    let mut first = [0u8; 1];
+    File::open(path)
+        .and_then(|mut f| std::io::Read::read(&mut f, &mut first))
+        .is_ok_and(|n| n == 1 && first[0] == b'{')
+}
+
+impl Checkpoint {
+    /// Opens a checkpoint: a `.safetensors` file, a sharded checkpoint's `*.index.json`, or a
+    /// directory holding exactly one `*.safetensors.index.json` or exactly one `.safetensors`
+    /// file. Shard paths in an index are relative to the index's directory and may not leave
+    /// it (no absolute paths, no `..`).
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
+        if meta.is_dir() {
+            return Self::open_dir(path);
+        }
+        if is_index(path) {
+            return Self::open_index(path);
+        }
+        let map = map_file(path)?;
+        let (tensors, metadata) = parse_shard(&map, 0)?;
+        Self::build(
+            path,
+            vec![Shard {
+                path: path.to_owned(),
+                map,
+            }],
+            tensors,
+            metadata,
+        )
+    }
+
+    fn open_dir(dir: &Path) -> Result<Self> {
+        let mut indexes = Vec::new();
+        let mut files = Vec::new();
+        for e in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
+            let p = e.map_err(|e| Error::io(dir, e))?.path();
+            let name = p.to_string_lossy();
+            if name.ends_with(".safetensors.index.json") {
+                indexes.push(p);
+            } else if name.ends_with(".safetensors") {
+                files.push(p);
+            }
+        }
+        match (indexes.as_slice(), files.as_slice()) {
+            ([one], _) => Self::open_index(one),
+            ([], [one]) => Self::open(one),
+            _ => Err(Error::param(format!(
+                "{} is a directory with {} *.safetensors.index.json and {} *.safetensors files: name the file to read",
+                dir.display(),
+                indexes.len(),
+                files.len()
+            ))),
+        }
+    }
+
+    fn open_index(path: &Path) -> Result<Self> {
+        let text = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        let json: serde_json::Value = serde_json::from_slice(&text).map_err(|e| {
+            data_err(format!(
+                "not a sharded checkpoint index: invalid JSON ({e})"
+            ))
+        })?;
+        let weight_map = json
+            .get("weight_map")
+            .and_then(|w| w.as_object())
+            .ok_or_else(|| data_err("not a sharded checkpoint index: no \"weight_map\" object"))?;
+        let dir = path.parent().unwrap_or(Path::new(""));
+        // Shards in sorted file-name order (model-00001-of-00003 … 00003).
+        let mut files: Vec<&str> = Vec::new();
+        let mut wanted: HashMap<&str, &str> = HashMap::new();
+        for (name, file) in weight_map {
+            let file = file.as_str().ok_or_else(|| {
+                data_err(format!(
+                    "sharded checkpoint index: the shard of tensor {name:?} is not a string"
+                ))
+            })?;
+            let rel = Path::new(file);
+            if rel.as_os_str().is_empty()
+                || rel.components().any(|c| !matches!(c, Component::Normal(_)))
+            {
+                return Err(data_err(format!(
+                    "sharded checkpoint index: shard path {file:?} of tensor {name:?} must be a relative path inside the index's directory"
+                )));
+            }
+            files.push(file);
+            wanted.insert(name.as_str(), file);
+        }
+        files.sort_unstable();
+        files.dedup();
+        let mut shards = Vec::with_capacity(files.len());
+        let mut tensors = Vec::new();
+        let mut metadata: Vec<(String, String)> = Vec::new();
+        let mut keys = HashSet::new();
+        for (i, file) in files.iter().enumerate() {
+            let shard_path = dir.join(file);
+            let map = map_file(&shard_path)?;
+            let (entries, meta) = parse_shard(&map, i).map_err(|e| match e {
+                Error::Data(m) => data_err(format!("shard {file:?}: {m}")),
+                e => e,
+            })?;
+            for e in &entries {
+                if let Some(&listed) = wanted.get(e.name.as_str()) {
+                    if listed != *file {
+                        return Err(data_err(format!(
+                            "sharded checkpoint: tensor {:?} is in shard {file:?}, the index says {listed:?}",
+                            e.name
+                        )));
+                    }
+                }
+            }
+            for (k, v) in meta {
+                if keys.insert(k.clone()) {
+                    metadata.push((k, v));
+                }
+            }
+            tensors.extend(entries);
+            shards.push(Shard {
+                path: shard_path,
+                map,
+            });
+        }
+        // The index's own "metadata" (e.g. total_size) comes after the shards' entries.
+        if let Some(obj) = json.get("metadata").and_then(|m| m.as_object()) {
+            for (k, v) in obj {
+                let v = match v {
+                    serde_json::Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                if keys.insert(k.clone()) {
+                    metadata.push((k.clone(), v));
+                }
+            }
+        }
+        let present: HashSet<&str> = tensors.iter().map(|t| t.name.as_str()).collect();
+        if let Some(missing) = wanted.keys().find(|n| !present.contains(*n)) {
+            return Err(data_err(format!(
+                "sharded checkpoint: tensor {missing:?} is listed in the index but in none of the shards"
+            )));
+        }
+        Self::build(path, shards, tensors, metadata)
+    }
+
+    fn build(
+        path: &Path,
+        shards: Vec<Shard>,
+        tensors: Vec<TensorEntry>,
+        metadata: Vec<(String, String)>,
+    ) -> Result<Self> {
+        let mut index = HashMap::with_capacity(tensors.len());
+        for (i, t) in tensors.iter().enumerate() {
+            if index.insert(t.name.clone(), i).is_some() {
+                return Err(data_err(format!(
+                    "tensor {:?} appears in more than one shard",
+                    t.name
+                )));
+            }
+        }
+        Ok(Checkpoint {
+            path: path.to_owned(),
+            shards,
+            tensors,
+            index,
+            metadata,
+        })
+    }
+
+    /// The path it was opened from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Every tensor, in file order (shard by shard, each by data offset).
+    pub fn tensors(&self) -> &[TensorEntry] {
+        &self.tensors
+    }
+
+    /// The tensor named `name`.
+    pub fn tensor(&self, name: &str) -> Result<&TensorEntry> {
+        self.index
+            .get(name)
+            .and_then(|&i| self.tensors.get(i))
+            .ok_or_else(|| Error::NoSuchTensor(name.to_owned()))
+    }
+
+    /// The `__metadata__` entries (of every shard, then the index's `metadata`; the first of
+    /// a repeated key wins), each source sorted by key.
+    pub fn metadata(&self) -> &[(String, String)] {
+        &self.metadata
+    }
+
+    /// The file holding tensor `t`.
+    pub fn shard_path(&self, t: &TensorEntry) -> &Path {
+        self.shards
+            .get(t.shard)
+            .map_or(self.path.as_path(), |s| s.path.as_path())
+    }
+
+    /// The stored bytes of tensor `t` (little-endian, row-major), borrowed from the map.
+    pub fn bytes(&self, t: &TensorEntry) -> &[u8] {
+        self.shards
+            .get(t.shard)
+            .and_then(|s| s.map.get(t.range.clone()))
+            .unwrap_or(&[])
+    }
+
+    /// Tensor `t` converted to f32 (F32, F16, BF16 exactly; F64 rounded to nearest).
+    pub fn to_f32(&self, t: &TensorEntry) -> Result<Vec<f32>> {
+        to_f32(t.dtype, self.bytes(t)).ok_or_else(|| {
+            Error::param(format!(
+                "tensor {:?} has dtype {}, not a float type that can be quantized",
+                t.name, t.dtype
+            ))
+        })
+    }
+}
+
+/// Little-endian `bytes` of a float dtype (F32, F16, BF16, F64) as f32; `None` for other dtypes.
+pub fn to_f32(dtype: Dtype, bytes: &[u8]) -> Option<Vec<f32>> {
+    fn each<const N: usize>(bytes: &[u8], f: impl Fn([u8; N]) -> f32) -> Vec<f32> {
+        bytes
+            .chunks_exact(N)
+            .map(|c| {
+                let mut b = [0u8; N];
+                b.copy_from_slice(c);
+                f(b)
+            })
+            .collect()
+    }
+    Some(match dtype {
+        Dtype::F32 => each::<4>(bytes, f32::from_le_bytes),
+        Dtype::F16 => each::<2>(bytes, |b| half::f16::from_le_bytes(b).to_f32()),
+        Dtype::BF16 => each::<2>(bytes, |b| half::bf16::from_le_bytes(b).to_f32()),
+        Dtype::F64 => each::<8>(bytes, |b| f64::from_le_bytes(b) as f32),
+        _ => return None,
+    })
+}
+
+/// The element type f32 data is written as: F32, F16 or BF16 (rounded to nearest even).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FloatOut {
+    /// IEEE binary32.
+    F32,
+    /// IEEE binary16.
+    F16,
+    /// bfloat16.
+    BF16,
+}
+
+impl FloatOut {
+    /// The dtype written.
+    pub fn dtype(self) -> Dtype {
+        match self {
+            FloatOut::F32 => Dtype::F32,
+            FloatOut::F16 => Dtype::F16,
+            FloatOut::BF16 => Dtype::BF16,
+        }
+    }
+
+    /// The output type for `dtype` if it is F32, F16 or BF16.
+    pub fn from_dtype(dtype: Dtype) -> Option<Self> {
+        match dtype {
+            Dtype::F32 => Some(FloatOut::F32),
+            Dtype::F16 => Some(FloatOut::F16),
+            Dtype::BF16 => Some(FloatOut::BF16),
+            _ => None,
+        }
+    }
+}
+
+/// One tensor of a safetensors file to be written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TensorSpec {
+    /// Its name (not `__metadata__`).
+    pub name: String,
+    /// Its element type.
+    pub dtype: Dtype,
+    /// Its shape.
+    pub shape: Vec<u64>,
+}
+
+impl TensorSpec {
+    fn byte_len(&self) -> Option<u64> {
+        self.shape
+            .iter()
+            .try_fold(self.dtype.size(), |a, &d| a.checked_mul(d))
+    }
+}
+
+/// The safetensors header (length prefix included) for `tensors` in this order and
+/// `metadata`, and each tensor's byte length.
+pub fn encode_header(
+    tensors: &[TensorSpec],
+    metadata: &[(String, String)],
+) -> Result<(Vec<u8>, Vec<u64>)> {
+    let s = |x: &str| serde_json::to_string(x).unwrap_or_default();
+    let mut json = String::from("{");
+    if !metadata.is_empty() {
+        json.push_str("\"__metadata__\":{");
+        let mut seen = HashSet::new();
+        for (i, (k, v)) in metadata.iter().enumerate() {
+            if !seen.insert(k.as_str()) {
+                return Err(Error::param(format!("metadata key {k:?} is repeated")));
+            }
+            if i > 0 {
+                json.push(',');
+            }
+            json.push_str(&format!("{}:{}", s(k), s(v)));
+        }
+        json.push('}');
+    }
+    let mut names = HashSet::new();
+    let mut lens = Vec::with_capacity(tensors.len());
+    let mut offset: u64 = 0;
+    for (i, t) in tensors.iter().enumerate() {
+        if t.name == "__metadata__" || !names.insert(t.name.as_str()) {
+            return Err(Error::param(format!(
+                "tensor name {:?} is reserved or repeated",
+                t.name
+            )));
+        }
+        let len = t
+            .byte_len()
+            .ok_or_else(|| Error::param(format!("the size of tensor {:?} overflows", t.name)))?;
+        let end = offset
+            .checked_add(len)
+            .ok_or_else(|| Error::param("the total size overflows"))?;
+        if i > 0 || !metadata.is_empty() {
+            json.push(',');
+        }
+        let shape: Vec<String> = t.shape.iter().map(u64::to_string).collect();
+        json.push_str(&format!(
+            "{}:{{\"dtype\":\"{}\",\"shape\":[{}],\"data_offsets\":[{offset},{end}]}}",
+            s(&t.name),
+            t.dtype.name(),
+            shape.join(",")
+        ));
+        lens.push(len);
+        offset = end;
+    }
+    json.push('}');
+    while json.len() % 8 != 0 {
+        json.push(' ');
+    }
+    let n = json.len() as u64;
+    if n > MAX_HEADER_LEN {
+        return Err(Error::Limit {
+            what: "safetensors header bytes",
+            value: n,
+            limit: MAX_HEADER_LEN,
+        });
+    }
+    let mut out = Vec::with_capacity(json.len() + 8);
+    out.extend_from_slice(&n.to_le_bytes());
+    out.extend_from_slice(json.as_bytes());
+    Ok((out, lens))
+}
+
+/// Writes a safetensors file to any `Write`, tensor by tensor in the order given to `new`.
+pub struct SafetensorsStreamWriter<W: Write> {
+    out: W,
+    what: PathBuf,
+    tensors: Vec<(String, u64)>,
+    next: usize,
+}
+
+impl<W: Write> SafetensorsStreamWriter<W> {
+    /// Writes the header for `tensors` (in this order) and `metadata` to `out`; `what` names
+    /// the destination in I/O errors.
+    pub fn new(
+        mut out: W,
+        what: impl Into<PathBuf>,
+        tensors: &[TensorSpec],
+        metadata: &[(String, String)],
+    ) -> Result<Self> {
+        let what = what.into();
+        let (header, lens) = encode_header(tensors, metadata)?;
+        out.write_all(&header).map_err(|e| Error::io(&what, e))?;
+        Ok(SafetensorsStreamWriter {
+            out,
+            what,
+            tensors: tensors.iter().map(|t| t.name.clone()).zip(lens).collect(),
+            next: 0,
+        })
+    }
+
+    fn expect(&mut self, name: &str, len: u64) -> Result<()> {
+        match self.tensors.get(self.next) {
+            Some((n, l)) if n == name && *l == len => {
+                self.next += 1;
+                Ok(())
+            }
+            Some((n, l)) => Err(Error::param(format!(
+                "expected tensor {n:?} of {l} bytes next, got {name:?} of {len} bytes"
+            ))),
+            None => Err(Error::param(format!(
+                "every tensor is written; {name:?} is not expected"
+            ))),
+        }
+    }
+
+    /// Writes the next tensor's bytes (exactly its dtype size × elements).
+    pub fn write_bytes(&mut self, name: &str, bytes: &[u8]) -> Result<()> {
+        self.expect(name, bytes.len() as u64)?;
+        self.out
+            .write_all(bytes)
+            .map_err(|e| Error::io(&self.what, e))
+    }
+
+    /// Writes the next tensor from f32 values, converted to `dtype` on the way (in small
+    /// chunks: no second copy of the tensor is made).
+    pub fn write_f32(&mut self, name: &str, data: &[f32], dtype: FloatOut) -> Result<()> {
+        let size = dtype.dtype().size();
+        self.expect(name, data.len() as u64 * size)?;
+        let mut buf = Vec::with_capacity(1 << 16);
+        for chunk in data.chunks(1 << 14) {
+            buf.clear();
+            for &x in chunk {
+                match dtype {
+                    FloatOut::F32 => buf.extend_from_slice(&x.to_le_bytes()),
+                    FloatOut::F16 => buf.extend_from_slice(&half::f16::from_f32(x).to_le_bytes()),
+                    FloatOut::BF16 => buf.extend_from_slice(&half::bf16::from_f32(x).to_le_bytes()),
+                }
+            }
+            self.out
+                .write_all(&buf)
+                .map_err(|e| Error::io(&self.what, e))?;
+        }
+        Ok(())
+    }
+
+    /// Checks that every tensor was written, flushes and returns the sink.
+    pub fn finish(mut self) -> Result<W> {
+        if let Some((n, _)) = self.tensors.get(self.next) {
+            return Err(Error::param(format!("tensor {n:?} was never written")));
+        }
+        self.out.flush().map_err(|e| Error::io(&self.what, e))?;
+        Ok(self.out)
+    }
+}
+
+static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// A temporary file beside `target` (same directory, so a rename replaces the target
+/// atomically), deleted on drop unless [`AtomicFile::commit`] renamed it over the target.
+#[derive(Debug)]
+pub struct AtomicFile {
+    temp: PathBuf,
+    target: PathBuf,
+}
+
+impl AtomicFile {
+    /// Creates `.{name}.{pid}.{counter}.tmp` beside `target` and returns it opened for writing.
+    pub fn create(target: impl AsRef<Path>) -> Result<(Self, File)> {
+        let target = target.as_ref().to_owned();
+        let dir = match target.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
+            _ => PathBuf::from("."),
+        };
+        let name = target
+            .file_name()
+            .ok_or_else(|| Error::param(format!("{} is not a file path", target.display())))?
+            .to_string_lossy()
+            .into_owned();
+        let temp = dir.join(format!(
+            ".{name}.{}.{}.tmp",
+            std::process::id(),
+            TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&temp)
+            .map_err(|e| Error::io(&target, e))?;
+        Ok((AtomicFile { temp, target }, file))
+    }
+
+    /// Syncs `file` (the temporary file), renames it over the target and syncs the directory.
+    pub fn commit(mut self, file: File) -> Result<()> {
+        file.sync_all().map_err(|e| Error::io(&self.target, e))?;
+        drop(file);
+        std::fs::rename(&self.temp, &self.target).map_err(|e| Error::io(&self.target, e))?;
+        self.temp = PathBuf::new();
+        #[cfg(unix)]
+        {
+            let dir = match self.target.parent() {
+                Some(d) if !d.as_os_str().is_empty() => d,
+                _ => Path::new("."),
+            };
+            File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| Error::io(dir, e))?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for AtomicFile {
+    fn drop(&mut self) {
+        if !self.temp.as_os_str().is_empty() {
+            let _ = std::fs::remove_file(&self.temp);
+        }
+    }
+}
+
+/// Writes a safetensors file atomically (temporary file beside the target, fsync, rename).
+/// Dropping an unfinished writer deletes the temporary file.
+pub struct SafetensorsWriter {
+    // Declared before `file` so the file is closed before the temporary file is removed.
+    inner: SafetensorsStreamWriter<BufWriter<File>>,
+    file: AtomicFile,
+}
+
+impl SafetensorsWriter {
+    /// Starts writing `path` for `tensors` (written in this order) and `metadata`.
+    pub fn create(
+        path: impl AsRef<Path>,
+        tensors: &[TensorSpec],
+        metadata: &[(String, String)],
+    ) -> Result<Self> {
+        let path = path.as_ref();
+        let (file, f) = AtomicFile::create(path)?;
+        let inner = SafetensorsStreamWriter::new(
+            BufWriter::with_capacity(1 << 20, f),
+            path,
+            tensors,
+            metadata,
+        )?;
+        Ok(SafetensorsWriter { inner, file })
+    }
+
+    /// See [`SafetensorsStreamWriter::write_bytes`].
+    pub fn write_bytes(&mut self, name: &str, bytes: &[u8]) -> Result<()> {
+        self.inner.write_bytes(name, bytes)
+    }
+
+    /// See [`SafetensorsStreamWriter::write_f32`].
+    pub fn write_f32(&mut self, name: &str, data: &[f32], dtype: FloatOut) -> Result<()> {
+        self.inner.write_f32(name, data, dtype)
+    }
+
+    /// Completes the file and renames it over the target.
+    pub fn finish(self) -> Result<()> {
+        let SafetensorsWriter { inner, file } = self;
+        let what = file.target.clone();
+        let buf = inner.finish()?;
+        let f = buf
+            .into_inner()
+            .map_err(|e| Error::io(&what, e.into_error()))?;
+        file.commit(f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_round_trips_through_the_safetensors_crate() {
+        let specs = [
+            TensorSpec {
+                name: "a\"b".into(),
+                dtype: Dtype::F32,
+                shape: vec![2, 3],
+            },
+            TensorSpec {
+                name: "s".into(),
+                dtype: Dtype::I64,
+                shape: vec![],
+            },
+        ];
+        let meta = [("format".to_string(), "pt\n".to_string())];
+        let mut w = SafetensorsStreamWriter::new(Vec::new(), "<mem>", &specs, &meta).unwrap();
+        w.write_f32("a\"b", &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0], FloatOut::F32)
+            .unwrap();
+        w.write_bytes("s", &7i64.to_le_bytes()).unwrap();
+        let bytes = w.finish().unwrap();
+        let n = u64::from_le_bytes(bytes[..8].try_into().unwrap());
+        assert_eq!(n % 8, 0);
+        let st = SafeTensors::deserialize(&bytes).unwrap();
+        assert_eq!(st.tensor("a\"b").unwrap().shape(), &[2, 3]);
+        assert_eq!(st.tensor("s").unwrap().data(), &7i64.to_le_bytes());
+        let (_, m) = SafeTensors::read_metadata(&bytes).unwrap();
+        assert_eq!(m.metadata().as_ref().unwrap()["format"], "pt\n");
+        assert_eq!(m.offset_keys(), vec!["a\"b".to_string(), "s".to_string()]);
+    }
+
+    #[test]
+    fn writer_refuses_wrong_order_and_length() {
+        let specs = [TensorSpec {
+            name: "x".into(),
+            dtype: Dtype::F16,
+            shape: vec![2],
+        }];
+        let mut w = SafetensorsStreamWriter::new(Vec::new(), "<mem>", &specs, &[]).unwrap();
+        assert!(w.write_bytes("y", &[0; 4]).is_err());
+        assert!(w.write_bytes("x", &[0; 3]).is_err());
+        let w = SafetensorsStreamWriter::new(Vec::new(), "<mem>", &specs, &[]).unwrap();
+        assert!(w.finish().is_err());
+    }
+
+    #[test]
+    fn conversions() {
+        let b: Vec<u8> = [1.5f32, -2.0]
+            .iter()
+            .flat_map(|x| x.to_le_bytes())
+            .collect();
+        assert_eq!(to_f32(Dtype::F32, &b).unwrap(), vec![1.5, -2.0]);
+        let h: Vec<u8> = [half::f16::from_f32(0.5)]
+            .iter()
+            .flat_map(|x| x.to_le_bytes())
+            .collect();
+        assert_eq!(to_f32(Dtype::F16, &h).unwrap(), vec![0.5]);
+        let h: Vec<u8> = [half::bf16::from_f32(-3.0)]
+            .iter()
+            .flat_map(|x| x.to_le_bytes())
+            .collect();
+        assert_eq!(to_f32(Dtype::BF16, &h).unwrap(), vec![-3.0]);
+        assert!(to_f32(Dtype::I32, &[0; 4]).is_none());
+    }
+}

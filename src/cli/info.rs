@@ -1,0 +1,337 @@
+//! `sdq info`.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use clap::Args;
+use sdq::format::{Compression, DeltaMode, Encoding, TensorInfo, TensorReport};
+use sdq::SdqFile;
+use serde_json::{json, Value};
+
+use super::table::{bytes, sci, Table};
+use super::{escape, is_stdout, CliResult, Failure};
+
+/// Version of the `--json` output's schema (docs/cli.md). Bumped on any incompatible change;
+/// fields may be added without a bump.
+pub const SCHEMA_VERSION: u64 = 1;
+
+const EXAMPLES: &str = "\
+Examples:
+  sdq info model.sdq
+  sdq info model.sdq --tensor fc1.weight
+  sdq info model.sdq --json | jq '.totals.ratio_fp32'
+  sdq info model.sdq --json -o info.json";
+
+/// Show what an .sdq file stores: tensors, encodings, bits per weight, bounds, savings.
+#[derive(Debug, Args)]
+#[command(after_help = EXAMPLES)]
+pub struct InfoArgs {
+    /// The .sdq file.
+    input: PathBuf,
+
+    /// Machine-readable JSON (schema in docs/cli.md, `schema_version` 1).
+    #[arg(long)]
+    json: bool,
+
+    /// Show only this tensor (repeatable).
+    #[arg(long, value_name = "NAME")]
+    tensor: Vec<String>,
+
+    /// Write to this file instead of stdout (- is stdout).
+    #[arg(short, long, value_name = "FILE", default_value = "-")]
+    output: PathBuf,
+}
+
+fn shape(s: &[u64]) -> String {
+    let parts: Vec<String> = s.iter().map(u64::to_string).collect();
+    format!("[{}]", parts.join(", "))
+}
+
+fn compression(t: &TensorInfo) -> &'static str {
+    if t.sections()
+        .iter()
+        .any(|(_, s)| s.compression == Compression::Zstd)
+    {
+        "zstd"
+    } else {
+        "none"
+    }
+}
+
+fn tensor_json(t: &TensorInfo, r: Option<&TensorReport>, all: &[TensorInfo]) -> Value {
+    let quant = match &t.encoding {
+        Encoding::SigmaDelta(q) => {
+            let m = q.vector_count();
+            json!({
+                "frame": "harmonic",
+                "n": q.n(),
+                "d": q.d(),
+                "k": q.k,
+                "bits_per_code": q.bits,
+                "code_bits_per_weight": q.n() as f64 * f64::from(q.bits) / q.d() as f64,
+                "orientation": q.orientation.name(),
+                "has_bias": q.has_bias,
+                "vectors": m,
+                "delta_policy": q.policy.name(),
+                "delta": match q.delta { DeltaMode::Tensor(d) => Some(d), DeltaMode::PerVector => None },
+                "delta_per_vector": matches!(q.delta, DeltaMode::PerVector),
+                "permuted": q.permutation.is_some(),
+                "sigma": q.sigma,
+                "max_bound": q.max_bound,
+                "matrix_bound": (m as f64).sqrt() * q.max_bound,
+                "uncertified": q.uncertified,
+            })
+        }
+        _ => Value::Null,
+    };
+    let bias_of = match &t.encoding {
+        Encoding::BiasOf { weight } => all.get(*weight).map(|w| Value::from(w.name.clone())),
+        _ => None,
+    };
+    json!({
+        "name": t.name,
+        "dtype": t.dtype.name(),
+        "shape": t.shape,
+        "elements": t.elements,
+        "encoding": t.encoding.name(),
+        "compression": compression(t),
+        "stored_bytes": r.map(|r| r.stored_bytes),
+        "bits_per_weight": r.map(|r| r.bits_per_weight()),
+        "quantization": quant,
+        "bias_of": bias_of,
+    })
+}
+
+fn ratio_or_null(x: f64) -> Value {
+    if x.is_finite() {
+        json!(x)
+    } else {
+        Value::Null
+    }
+}
+
+pub fn run(a: InfoArgs) -> CliResult {
+    let input = &a.input;
+    let file = SdqFile::open(input).map_err(|e| Failure::lib(input, e))?;
+    for n in &a.tensor {
+        file.tensor(n).map_err(|e| Failure::lib(input, e))?;
+    }
+    let report = file.report();
+    let selected: Vec<(&TensorInfo, Option<&TensorReport>)> = file
+        .tensors()
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| a.tensor.is_empty() || a.tensor.contains(&t.name))
+        .map(|(i, t)| (t, report.tensors.get(i)))
+        .collect();
+    let max_bound = file
+        .tensors()
+        .iter()
+        .filter_map(|t| match &t.encoding {
+            Encoding::SigmaDelta(q) => Some(q.max_bound),
+            _ => None,
+        })
+        .fold(0.0, f64::max);
+    let (major, minor) = file.version();
+    let text = if a.json {
+        let metadata: serde_json::Map<String, Value> = file
+            .metadata()
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::from(v.clone())))
+            .collect();
+        let doc = json!({
+            "schema_version": SCHEMA_VERSION,
+            "file": input.display().to_string(),
+            "format_version": format!("{major}.{minor}"),
+            "file_bytes": file.file_len(),
+            "metadata": metadata,
+            "tensors": selected.iter().map(|(t, r)| tensor_json(t, *r, file.tensors())).collect::<Vec<_>>(),
+            "totals": {
+                "tensors": file.tensors().len(),
+                "quantized": file.tensors().iter().filter(|t| matches!(t.encoding, Encoding::SigmaDelta(_))).count(),
+                "elements": report.total_elements,
+                "stored_bytes": report.total_bytes,
+                "overhead_bytes": report.overhead_bytes,
+                "fp32_bytes": report.total_fp32_bytes,
+                "fp16_bytes": report.total_fp16_bytes,
+                "ratio_fp32": ratio_or_null(report.ratio_fp32()),
+                "ratio_fp16": ratio_or_null(report.ratio_fp16()),
+                "savings_fp32": ratio_or_null(1.0 - 1.0 / report.ratio_fp32()),
+                "savings_fp16": ratio_or_null(1.0 - 1.0 / report.ratio_fp16()),
+                "bits_per_weight": report.bits_per_weight(),
+                "quantized_bits_per_weight": report.quantized_bits_per_weight(),
+                "max_bound": max_bound,
+            },
+        });
+        let mut s = serde_json::to_string_pretty(&doc).unwrap_or_default();
+        s.push('\n');
+        s
+    } else {
+        human(&a, &file, &selected, &report, max_bound)
+    };
+    if is_stdout(&a.output) {
+        let mut out = std::io::stdout().lock();
+        out.write_all(text.as_bytes())
+            .and_then(|()| out.flush())
+            .map_err(|e| Failure::lib(input, sdq::Error::io("<stdout>", e)))?;
+    } else {
+        let out = &a.output;
+        let (atomic, mut f) =
+            sdq::bridge::safetensors::AtomicFile::create(out).map_err(|e| Failure::lib(out, e))?;
+        f.write_all(text.as_bytes())
+            .map_err(|e| Failure::lib(out, sdq::Error::io(out, e)))?;
+        atomic.commit(f).map_err(|e| Failure::lib(out, e))?;
+    }
+    Ok(())
+}
+
+fn human(
+    a: &InfoArgs,
+    file: &SdqFile,
+    selected: &[(&TensorInfo, Option<&TensorReport>)],
+    report: &sdq::StorageReport,
+    max_bound: f64,
+) -> String {
+    let (major, minor) = file.version();
+    let mut s = format!(
+        "{}: .sdq format {major}.{minor}, {} tensors, {} ({} bytes)\n",
+        escape(&a.input.display().to_string()),
+        file.tensors().len(),
+        bytes(file.file_len()),
+        file.file_len()
+    );
+    if !file.metadata().is_empty() {
+        let m: Vec<String> = file
+            .metadata()
+            .iter()
+            .map(|(k, v)| {
+                let v = if v.chars().count() > 60 {
+                    format!("{}…", v.chars().take(60).collect::<String>())
+                } else {
+                    v.clone()
+                };
+                format!("{}={}", escape(k), escape(&v))
+            })
+            .collect();
+        s.push_str(&format!("metadata: {}\n", m.join(", ")));
+    }
+    s.push('\n');
+    let mut t = Table::new(&[
+        ("name", false),
+        ("shape", false),
+        ("dtype", false),
+        ("encoding", false),
+        ("N", true),
+        ("K", true),
+        ("bits/code", true),
+        ("delta", false),
+        ("stored", true),
+        ("bits/weight", true),
+        ("bound", true),
+    ]);
+    for (info, r) in selected {
+        let stored = r.map_or("-".into(), |r| r.stored_bytes.to_string());
+        let bpw = r.map_or("-".into(), |r| format!("{:.3}", r.bits_per_weight()));
+        let mut row = vec![
+            escape(&info.name),
+            shape(&info.shape),
+            info.dtype.name().to_string(),
+        ];
+        match &info.encoding {
+            Encoding::SigmaDelta(q) => {
+                let enc = if compression(info) == "zstd" {
+                    "sigma-delta+zstd"
+                } else {
+                    "sigma-delta"
+                };
+                row.extend([
+                    enc.to_string(),
+                    q.n().to_string(),
+                    q.k.to_string(),
+                    q.bits.to_string(),
+                    q.policy.name().to_string(),
+                    stored,
+                    bpw,
+                    if q.uncertified > 0 {
+                        format!("{} ({} uncert.)", sci(q.max_bound), q.uncertified)
+                    } else {
+                        sci(q.max_bound)
+                    },
+                ]);
+            }
+            Encoding::BiasOf { weight } => {
+                let w = file
+                    .tensors()
+                    .get(*weight)
+                    .map_or(String::new(), |w| escape(&w.name));
+                row.extend([
+                    format!("bias-of {w}"),
+                    "-".into(),
+                    "-".into(),
+                    "-".into(),
+                    "-".into(),
+                    stored,
+                    bpw,
+                    "(weight's)".into(),
+                ]);
+            }
+            Encoding::Raw { .. } => {
+                let enc = if compression(info) == "zstd" {
+                    "raw+zstd"
+                } else {
+                    "raw"
+                };
+                row.extend([
+                    enc.to_string(),
+                    "-".into(),
+                    "-".into(),
+                    "-".into(),
+                    "-".into(),
+                    stored,
+                    bpw,
+                    "exact".into(),
+                ]);
+            }
+        }
+        t.row(row);
+    }
+    s.push_str(&t.render());
+    s.push('\n');
+    let q = file
+        .tensors()
+        .iter()
+        .filter(|t| matches!(t.encoding, Encoding::SigmaDelta(_)))
+        .count();
+    s.push_str(&format!(
+        "total: {} weights in {} tensors ({q} quantized), {} stored ({} bytes, of which {} overhead)\n",
+        report.total_elements,
+        file.tensors().len(),
+        bytes(report.total_bytes),
+        report.total_bytes,
+        report.overhead_bytes
+    ));
+    s.push_str(&format!(
+        "bits per weight: {:.3} overall, {:.3} in quantized tensors\n",
+        report.bits_per_weight(),
+        report.quantized_bits_per_weight()
+    ));
+    s.push_str(&format!(
+        "vs fp32: {} -> {:.2}x smaller ({:.1}% saved)\n",
+        bytes(report.total_fp32_bytes),
+        report.ratio_fp32(),
+        100.0 * (1.0 - 1.0 / report.ratio_fp32())
+    ));
+    s.push_str(&format!(
+        "vs fp16: {} -> {:.2}x smaller ({:.1}% saved)\n",
+        bytes(report.total_fp16_bytes),
+        report.ratio_fp16(),
+        100.0 * (1.0 - 1.0 / report.ratio_fp16())
+    ));
+    if q > 0 {
+        s.push_str(&format!(
+            "largest certified vector error bound: {}\n",
+            sci(max_bound)
+        ));
+    }
+    s
+}

@@ -1,0 +1,205 @@
+//! `sdq pack`.
+
+use std::path::PathBuf;
+
+use clap::{Args, ValueEnum};
+use sdq::bridge::pack::{self, DeltaChoice, FrameRule, PackOptions};
+use sdq::bridge::safetensors::Checkpoint;
+use sdq::{Orientation, SdqFile};
+
+use super::table::{bytes, sci};
+use super::{escape, is_stdout, Bar, CliResult, Failure};
+
+const EXAMPLES: &str = "\
+Examples:
+  sdq pack model.safetensors -o model.sdq
+  sdq pack model.safetensors -o model.sdq --bits-per-weight 2 --zstd
+  sdq pack model.safetensors -o model.sdq --frame-size 4000 --delta uniform   # the paper's setting
+  sdq pack model.safetensors.index.json -o model.sdq --exclude '*embed*' --bias
+  sdq pack model.safetensors -o model.sdq --levels 2 --redundancy 3 --axis rows
+
+Frame size: one of --frame-size N, --redundancy R (N = ceil(R*d)) or --bits-per-weight B
+(N = floor(B*d / ceil(log2 2K))); the default is --bits-per-weight 4, 8x fewer code bits than
+fp32. N must exceed every quantized tensor's vector dimension d.";
+
+/// The vectors that are quantized.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Axis {
+    /// The columns of W[out, in] (d = out), as in the paper.
+    Columns,
+    /// The rows of W[out, in] (d = in).
+    Rows,
+}
+
+/// Quantize a safetensors checkpoint into an .sdq file.
+#[derive(Debug, Args)]
+#[command(after_help = EXAMPLES)]
+pub struct PackArgs {
+    /// Input: a .safetensors file, a sharded checkpoint's *.safetensors.index.json, or a
+    /// directory holding one of them.
+    input: PathBuf,
+
+    /// Output .sdq file (written atomically; may be the input's own path).
+    #[arg(short, long, value_name = "OUT.sdq")]
+    output: PathBuf,
+
+    /// Frame size N for every quantized tensor.
+    #[arg(long, value_name = "N", group = "frame")]
+    frame_size: Option<usize>,
+
+    /// Redundancy r: N = ceil(r*d) for each tensor.
+    #[arg(long, value_name = "R", group = "frame")]
+    redundancy: Option<f64>,
+
+    /// Code bits per original weight B: N = floor(B*d / ceil(log2 2K)) [default: 4].
+    #[arg(long, value_name = "B", group = "frame")]
+    bits_per_weight: Option<f64>,
+
+    /// K: the alphabet has 2K levels, codes take ceil(log2 2K) bits.
+    #[arg(short = 'K', long, value_name = "K", default_value_t = 1)]
+    levels: u32,
+
+    /// Step size: tensor, vector, coefficient (per vector from the largest frame coefficient),
+    /// uniform (one delta for every quantized tensor, the paper's rule), or a positive number.
+    #[arg(long, value_name = "POLICY", default_value = "coefficient", value_parser = parse_delta)]
+    delta: DeltaChoice,
+
+    /// Which vectors of W[out, in] are quantized.
+    #[arg(long, value_enum, default_value_t = Axis::Columns)]
+    axis: Axis,
+
+    /// Quantize each X.bias together with X.weight, as one more column [W | b].
+    #[arg(long)]
+    bias: bool,
+
+    /// Quantize only tensors whose name matches GLOB (`*` and `?`; repeatable). Overrides
+    /// --min-dim; the tensor must still be a float tensor of rank >= 2.
+    #[arg(long, value_name = "GLOB")]
+    include: Vec<String>,
+
+    /// Store tensors whose name matches GLOB raw (repeatable).
+    #[arg(long, value_name = "GLOB")]
+    exclude: Vec<String>,
+
+    /// Smallest vector dimension d quantized when no --include is given.
+    #[arg(long, value_name = "D", default_value_t = 16)]
+    min_dim: usize,
+
+    /// Compress every section with zstd (level 9, or --zstd-level).
+    #[arg(long)]
+    zstd: bool,
+
+    /// zstd level (1-22); implies --zstd.
+    #[arg(long, value_name = "LEVEL", value_parser = clap::value_parser!(i32).range(1..=22))]
+    zstd_level: Option<i32>,
+}
+
+fn parse_delta(s: &str) -> Result<DeltaChoice, String> {
+    Ok(match s {
+        "tensor" => DeltaChoice::Tensor,
+        "vector" => DeltaChoice::Vector,
+        "coefficient" => DeltaChoice::Coefficient,
+        "uniform" => DeltaChoice::Uniform,
+        v => match v.parse::<f64>() {
+            Ok(x) if x.is_finite() && x > 0.0 => DeltaChoice::Value(x),
+            _ => {
+                return Err(format!(
+                    "{v:?} is not tensor, vector, coefficient, uniform or a positive number"
+                ))
+            }
+        },
+    })
+}
+
+pub fn run(a: PackArgs, quiet: bool) -> CliResult {
+    if is_stdout(&a.output) {
+        return Err(Failure::usage(
+            "pack cannot write to stdout (-o -): an .sdq file is written to a named file",
+        ));
+    }
+    let frame = match (a.frame_size, a.redundancy, a.bits_per_weight) {
+        (Some(n), _, _) => FrameRule::FrameSize(n),
+        (_, Some(r), _) => FrameRule::Redundancy(r),
+        (_, _, Some(b)) => FrameRule::BitsPerWeight(b),
+        _ => FrameRule::BitsPerWeight(4.0),
+    };
+    match frame {
+        FrameRule::Redundancy(r) if !(r.is_finite() && r > 1.0) => {
+            return Err(Failure::usage(format!(
+                "--redundancy {r}: the redundancy must be a number above 1 (N > d)"
+            )))
+        }
+        FrameRule::BitsPerWeight(b) if !(b.is_finite() && b > 0.0) => {
+            return Err(Failure::usage(format!(
+                "--bits-per-weight {b}: must be a positive number"
+            )))
+        }
+        _ => {}
+    }
+    let opts = PackOptions {
+        frame,
+        levels: a.levels,
+        delta: a.delta,
+        orientation: match a.axis {
+            Axis::Columns => Orientation::Columns,
+            Axis::Rows => Orientation::Rows,
+        },
+        bias: a.bias,
+        include: a.include,
+        exclude: a.exclude,
+        min_dim: a.min_dim,
+        zstd: a.zstd_level.or(a.zstd.then_some(9)),
+    };
+    let input = &a.input;
+    let ck = Checkpoint::open(input).map_err(|e| Failure::lib(input, e))?;
+    let mut bar = Bar::new(quiet);
+    let summary =
+        pack::pack(&ck, &a.output, &opts, &mut bar).map_err(|e| Failure::lib(input, e))?;
+    for p in &summary.plan.unmatched_includes {
+        eprintln!(
+            "{}",
+            escape(&format!("sdq: warning: --include {p:?} matched no tensor"))
+        );
+    }
+    let file = SdqFile::open(&a.output).map_err(|e| Failure::lib(&a.output, e))?;
+    let report = file.report();
+    for line in report.to_string().lines() {
+        println!("{}", escape(line));
+    }
+    println!();
+    let q = summary.quantized.len();
+    let biases = summary
+        .quantized
+        .iter()
+        .filter(|t| t.bias.is_some())
+        .count();
+    println!(
+        "packed {} tensors ({} quantized, {} biases quantized with their weight, {} raw) into {} ({}): {:.2}x smaller than fp32, {:.2}x than fp16, {:.3} bits per weight",
+        summary.plan.tensors.len(),
+        q,
+        biases,
+        summary.plan.tensors.len() - q - biases,
+        escape(&a.output.display().to_string()),
+        bytes(report.total_bytes),
+        report.ratio_fp32(),
+        report.ratio_fp16(),
+        report.bits_per_weight()
+    );
+    if let Some(d) = summary.uniform_delta {
+        println!("uniform step size delta = {d:.6e}");
+    }
+    if q > 0 {
+        let worst = summary
+            .quantized
+            .iter()
+            .max_by(|x, y| x.max_bound.total_cmp(&y.max_bound));
+        println!(
+            "largest certified bound {} ({}), largest measured error {}, uncertified vectors {}",
+            sci(summary.max_bound()),
+            worst.map_or(String::new(), |w| escape(&format!("{:?}", w.name))),
+            sci(summary.max_error()),
+            summary.uncertified()
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,82 @@
+//! A plain text table: left-aligned text columns, right-aligned number columns.
+
+/// Rows of cells under a header; `right[i]` right-aligns column i.
+pub struct Table {
+    header: Vec<String>,
+    right: Vec<bool>,
+    rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    /// A table with these column titles and alignments.
+    pub fn new(cols: &[(&str, bool)]) -> Self {
+        Table {
+            header: cols.iter().map(|(h, _)| (*h).to_owned()).collect(),
+            right: cols.iter().map(|(_, r)| *r).collect(),
+            rows: Vec::new(),
+        }
+    }
+
+    /// Appends a row (cells beyond the header are dropped, missing ones are empty).
+    pub fn row(&mut self, cells: Vec<String>) {
+        self.rows.push(cells);
+    }
+
+    /// Renders with two spaces between columns, no trailing spaces.
+    pub fn render(&self) -> String {
+        let n = self.header.len();
+        let width = |s: &str| s.chars().count();
+        let mut w: Vec<usize> = self.header.iter().map(|h| width(h)).collect();
+        for r in &self.rows {
+            for (i, c) in r.iter().take(n).enumerate() {
+                w[i] = w[i].max(width(c));
+            }
+        }
+        let mut out = String::new();
+        let empty = String::new();
+        for r in std::iter::once(&self.header).chain(&self.rows) {
+            let mut line = String::new();
+            for (i, (&wi, &right)) in w.iter().zip(&self.right).enumerate() {
+                let c = r.get(i).unwrap_or(&empty);
+                let pad = " ".repeat(wi - width(c));
+                if i > 0 {
+                    line.push_str("  ");
+                }
+                if right {
+                    line.push_str(&pad);
+                    line.push_str(c);
+                } else {
+                    line.push_str(c);
+                    line.push_str(&pad);
+                }
+            }
+            out.push_str(line.trim_end());
+            out.push('\n');
+        }
+        out
+    }
+}
+
+/// A byte count with a binary unit (`1.5 MiB`), exact below 1 KiB.
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    let mut v = n as f64 / 1024.0;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    format!("{v:.1} {}", UNITS[u])
+}
+
+/// A bound or error in short scientific notation.
+pub fn sci(x: f64) -> String {
+    if x == 0.0 {
+        "0".into()
+    } else {
+        format!("{x:.3e}")
+    }
+}
