@@ -6,15 +6,14 @@
 //! Shared by `examples/reproduce.rs` and `tests/reproduction.rs`; both declare `mod mnist;` at
 //! their crate root, which this module uses.
 
-use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use sdq::format::{
-    DeltaMode, DeltaPolicy, Dtype, Encoding, SdqFile, SdqWriter, StorageReport, TensorPlan,
-};
-use sdq::quant::step::uniform_delta;
-use sdq::{FrameDescriptor, FrameQuantizer, Matrix, Orientation, StepPolicy};
+use sdq::bridge::pack::{self, DeltaChoice, FrameRule, PackOptions};
+use sdq::bridge::safetensors::{Checkpoint, FloatOut, SafetensorsWriter, TensorSpec};
+use sdq::bridge::NoProgress;
+use sdq::format::{DeltaMode, Dtype, Encoding, SdqFile, StorageReport};
+use sdq::Orientation;
 
 use crate::mnist::{self, Dataset, Model};
 
@@ -132,19 +131,6 @@ impl Packed {
     }
 }
 
-/// The N a rule gives for vectors of dimension `d` and `bits` bits per code.
-pub fn frame_size(rule: FrameSize, d: usize, bits: u32) -> usize {
-    match rule {
-        FrameSize::Fixed(n) => n,
-        FrameSize::BitsPerWeight(b) => (b * d as f64 / f64::from(bits)).floor() as usize,
-    }
-}
-
-/// Bits per code of an alphabet with 2K levels: ⌈log2 2K⌉.
-pub fn code_bits(levels: u32) -> u32 {
-    (2 * levels.max(1)).next_power_of_two().trailing_zeros()
-}
-
 /// The vector dimension d and count m of a `[rows, cols]` weight in an orientation.
 fn dims(rows: usize, cols: usize, o: Orientation) -> (usize, usize) {
     match o {
@@ -157,120 +143,61 @@ fn err<E: std::fmt::Display>(what: &str) -> impl Fn(E) -> String + '_ {
     move |e| format!("{what}: {e}")
 }
 
-/// Writes the float network as a safetensors file (fp32, with a small metadata table).
+/// Writes the float network as a safetensors file (fp32) with the bridge's atomic writer.
 pub fn write_safetensors(model: &Model, path: &Path) -> Result<(), String> {
-    let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = model
+    let specs: Vec<TensorSpec> = model
         .tensors
         .iter()
-        .map(|(name, shape, data)| {
-            let b = data.iter().flat_map(|x| x.to_le_bytes()).collect();
-            (name.clone(), shape.clone(), b)
+        .map(|(name, shape, _)| TensorSpec {
+            name: name.clone(),
+            dtype: Dtype::F32,
+            shape: shape.iter().map(|&x| x as u64).collect(),
         })
         .collect();
-    let views = bytes
-        .iter()
-        .map(|(name, shape, b)| {
-            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), b)
-                .map(|v| (name.clone(), v))
-        })
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(err("safetensors view"))?;
-    let meta = HashMap::from([
+    let meta = vec![
         ("model".to_owned(), format!("{:?}", model.kind)),
         ("width".to_owned(), model.width.to_string()),
-    ]);
-    safetensors::tensor::serialize_to_file(views, Some(meta), path)
-        .map_err(err(&format!("writing {}", path.display())))
-}
-
-/// Reads every tensor of a safetensors file written by [`write_safetensors`] as f32.
-fn read_safetensors(path: &Path) -> Result<Vec<(String, Vec<usize>, Vec<f32>)>, String> {
-    let bytes = fs::read(path).map_err(err(&format!("reading {}", path.display())))?;
-    let st = safetensors::SafeTensors::deserialize(&bytes)
-        .map_err(err(&format!("parsing {}", path.display())))?;
-    let mut out = Vec::new();
-    for (name, view) in st.tensors() {
-        if view.dtype() != safetensors::Dtype::F32 {
-            return Err(format!("{}: tensor {name:?} is not F32", path.display()));
-        }
-        let data = view
-            .data()
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect();
-        out.push((name, view.shape().to_vec(), data));
+    ];
+    let what = format!("writing {}", path.display());
+    let mut w = SafetensorsWriter::create(path, &specs, &meta).map_err(err(&what))?;
+    for (name, _, data) in &model.tensors {
+        w.write_f32(name, data, FloatOut::F32).map_err(err(&what))?;
     }
-    // The safetensors header is a map; restore the model's canonical order.
-    out.sort_by(|a, b| a.0.cmp(&b.0));
-    Ok(out)
+    w.finish().map_err(err(&what))
 }
 
 /// Packs the safetensors checkpoint at `st_path` into the .sdq file `sdq_path` with the
-/// library (Algorithm 1 on every tensor named in `spec.quantize`, the others raw).
+/// library's `sdq pack` path ([`sdq::bridge::pack::pack`]): Algorithm 1 on every tensor named
+/// in `spec.quantize`, the others stored raw.
 fn pack_file(st_path: &Path, sdq_path: &Path, spec: &PackSpec) -> Result<(), String> {
-    let tensors = read_safetensors(st_path)?;
-    let levels = spec.levels;
-    let bits = code_bits(levels);
-    let quantized = |name: &str| spec.quantize.iter().any(|q| q == name);
-    for q in &spec.quantize {
-        if !tensors.iter().any(|(n, _, _)| n == q) {
-            return Err(format!(
-                "no tensor {q:?} to quantize in {}",
-                st_path.display()
-            ));
-        }
-    }
-    let shape2 = |name: &str, shape: &[usize]| -> Result<(usize, usize), String> {
-        match shape {
-            [r, c] => Ok((*r, *c)),
-            _ => Err(format!("tensor {name:?} is not a matrix: {shape:?}")),
-        }
+    let ck = Checkpoint::open(st_path).map_err(err(&format!("opening {}", st_path.display())))?;
+    let opts = PackOptions {
+        frame: match spec.frame {
+            FrameSize::Fixed(n) => FrameRule::FrameSize(n),
+            FrameSize::BitsPerWeight(b) => FrameRule::BitsPerWeight(b),
+        },
+        levels: spec.levels,
+        delta: match spec.delta {
+            DeltaRule::Uniform => DeltaChoice::Uniform,
+            DeltaRule::Tensor => DeltaChoice::Tensor,
+            DeltaRule::Vector => DeltaChoice::Vector,
+            DeltaRule::Coefficient => DeltaChoice::Coefficient,
+        },
+        orientation: spec.orientation,
+        bias: false,
+        // Exact names: the bridge's globs only give `*` and `?` a meaning.
+        include: spec.quantize.clone(),
+        exclude: Vec::new(),
+        min_dim: 1,
+        zstd: None,
     };
-    let (policy, tag) = match spec.delta {
-        DeltaRule::Uniform => {
-            let mut norms = Vec::new();
-            for (name, shape, data) in tensors.iter().filter(|t| quantized(&t.0)) {
-                let (r, c) = shape2(name, shape)?;
-                let m = Matrix::new(data, r, c).map_err(err(name))?;
-                norms.push(m.max_vector_norm(spec.orientation).map_err(err(name))?);
-            }
-            let delta = uniform_delta(norms, levels);
-            (StepPolicy::Explicit(delta), DeltaPolicy::Uniform)
-        }
-        DeltaRule::Tensor => (StepPolicy::Tensor, DeltaPolicy::Tensor),
-        DeltaRule::Vector => (StepPolicy::Vector, DeltaPolicy::Vector),
-        DeltaRule::Coefficient => (StepPolicy::Coefficient, DeltaPolicy::Coefficient),
-    };
-    let plans: Vec<TensorPlan> = tensors
-        .iter()
-        .map(|(name, shape, _)| {
-            let s: Vec<u64> = shape.iter().map(|&x| x as u64).collect();
-            if quantized(name) {
-                TensorPlan::sigma_delta(name.clone(), Dtype::F32, &s, false)
-            } else {
-                TensorPlan::raw(name.clone(), Dtype::F32, &s)
-            }
-        })
-        .collect();
-    let meta = vec![("source".to_owned(), "sdq reproduction".to_owned())];
-    let mut w = SdqWriter::create(sdq_path, &plans, &meta).map_err(err("creating .sdq"))?;
-    for (name, shape, data) in &tensors {
-        if quantized(name) {
-            let (r, c) = shape2(name, shape)?;
-            let m = Matrix::new(data, r, c).map_err(err(name))?;
-            let (d, _) = dims(r, c, spec.orientation);
-            let n = frame_size(spec.frame, d, bits);
-            let frame = FrameDescriptor::harmonic(n, d).map_err(err(name))?;
-            let q = FrameQuantizer::new(frame, levels, policy)
-                .and_then(|fq| fq.quantize(&m, spec.orientation))
-                .map_err(err(name))?;
-            w.write_quantized(name, &q, tag).map_err(err(name))?;
-        } else {
-            let bytes: Vec<u8> = data.iter().flat_map(|x| x.to_le_bytes()).collect();
-            w.write_raw(name, &bytes).map_err(err(name))?;
-        }
+    let plan = pack::plan(&ck, &opts).map_err(err("planning"))?;
+    if let Some(missing) = plan.unmatched_includes.first() {
+        return Err(format!("no tensor {missing:?} to quantize in {}", st_path.display()));
     }
-    w.finish().map_err(err("finishing .sdq"))
+    pack::pack(&ck, sdq_path, &opts, &mut NoProgress)
+        .map(|_| ())
+        .map_err(err(&format!("packing {}", sdq_path.display())))
 }
 
 /// The one path every quantized network of the reproduction takes: `model` is written to
