@@ -204,7 +204,7 @@ fn fix_section_crc(b: &mut [u8], desc: usize) {
 }
 
 /// Makes file_len, the header CRC and the preamble CRC agree with the bytes.
-fn fix(b: &mut Vec<u8>) {
+fn fix(b: &mut [u8]) {
     let len = b.len() as u64;
     put_u64(b, 28, len);
     let hl = get_u64(b, 16) as usize;
@@ -251,9 +251,9 @@ macro_rules! fmt_err {
     };
 }
 
+#[allow(clippy::vec_init_then_push)] // one push per case reads best
 fn cases() -> Vec<(&'static str, Vec<u8>, Check)> {
     let a = base(false);
-    let z = base(true);
     let t = base_tensor_delta();
     let e = base_empty();
     // Index of records in `a`: 0 = a (raw), 1 = w (sigma-delta), 2 = b (bias-of), 3 = z (raw).
@@ -643,10 +643,10 @@ fn cases() -> Vec<(&'static str, Vec<u8>, Check)> {
     ));
     v.push((
         "section_past_end",
-        patched(&z, |b, r, _| {
-            // `z` is the last section and zstd-compressed: stored_len is free to grow.
+        patched(&a, |b, r, _| {
+            // `z` is the last section; flagged compressed, its stored_len is free to grow.
             let s = r[3].slot(b, 0);
-            assert_eq!(b[s + 24], 1, "z is not compressed");
+            b[s + 24] = 1;
             let l = get_u64(b, s + 8);
             put_u64(b, s + 8, l + 100);
         }),
@@ -792,8 +792,25 @@ fn cases() -> Vec<(&'static str, Vec<u8>, Check)> {
             ..
         }),
     ));
+    // The compression flag set on plain bytes: not a zstd frame, or no zstd in this build.
+    v.push((
+        "compression_flag_on_plain_bytes",
+        patched(&a, |b, r, _| {
+            let s = r[3].slot(b, 0);
+            b[s + 24] = 1;
+        }),
+        if cfg!(feature = "zstd") {
+            fmt_err!(F::Decompression {
+                problem: "is not a valid zstd stream",
+                ..
+            })
+        } else {
+            fmt_err!(F::UnsupportedCompression { .. })
+        },
+    ));
     #[cfg(feature = "zstd")]
     {
+        let z = base(true);
         // Replace the last section (z, 100 zero bytes) by a zstd frame of 2000 zero bytes.
         let bomb = |n: usize| {
             let mut b = z.clone();
@@ -864,7 +881,7 @@ fn every_corruption_is_rejected_with_its_own_error() {
 fn the_bases_are_valid() {
     for b in [
         base(false),
-        base(true),
+        base(cfg!(feature = "zstd")),
         base_tensor_delta(),
         base_empty(),
         two_biases(),

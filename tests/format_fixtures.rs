@@ -80,43 +80,46 @@ struct Fixture {
     expected: Vec<(String, Vec<u64>, Vec<f32>)>,
 }
 
-fn quantize(
-    w: &[f32],
-    bias: Option<&[f32]>,
+/// How one fixture tensor is quantized.
+struct Params {
     shape: [usize; 2],
-    o: Orientation,
+    orientation: Orientation,
     n: usize,
     k: u32,
     policy: StepPolicy,
+}
+
+fn quantize(
+    w: &[f32],
+    bias: Option<&[f32]>,
+    p: &Params,
     order: Option<Vec<u32>>,
 ) -> QuantizedTensor {
-    let mut m = Matrix::new(w, shape[0], shape[1]).unwrap();
+    let mut m = Matrix::new(w, p.shape[0], p.shape[1]).unwrap();
     if let Some(b) = bias {
         m = m.with_bias(b).unwrap();
     }
-    let d = m.layout(o).vector_len();
-    let mut fq = FrameQuantizer::new(FrameDescriptor::harmonic(n, d).unwrap(), k, policy).unwrap();
+    let d = m.layout(p.orientation).vector_len();
+    let mut fq =
+        FrameQuantizer::new(FrameDescriptor::harmonic(p.n, d).unwrap(), p.k, p.policy).unwrap();
     if let Some(order) = order {
         fq = fq
-            .with_order(Permutation::explicit(order, n).unwrap())
+            .with_order(Permutation::explicit(order, p.n).unwrap())
             .unwrap();
     }
-    fq.quantize(&m, o).unwrap()
+    fq.quantize(&m, p.orientation).unwrap()
 }
 
 fn single(
     name: &'static str,
     tensor: &str,
-    shape: [usize; 2],
-    o: Orientation,
-    n: usize,
-    k: u32,
-    policy: StepPolicy,
+    p: &Params,
     meta: &[(&str, &str)],
     seed: u64,
 ) -> Fixture {
+    let shape = p.shape;
     let w = inputs(shape[0] * shape[1], seed);
-    let q = quantize(&w, None, shape, o, n, k, policy, None);
+    let q = quantize(&w, None, p, None);
     let plan = [TensorPlan::sigma_delta(
         tensor,
         Dtype::F32,
@@ -128,7 +131,7 @@ fn single(
         .map(|(a, b)| (a.to_string(), b.to_string()))
         .collect();
     let mut wr = SdqStreamWriter::in_memory(&plan, &meta).unwrap();
-    wr.write_quantized(tensor, &q, DeltaPolicy::from_step(policy))
+    wr.write_quantized(tensor, &q, DeltaPolicy::from_step(p.policy))
         .unwrap();
     let bytes = wr.finish().unwrap().into_inner();
     let (dw, _) = dense_decode(&q);
@@ -144,46 +147,36 @@ fn single(
 }
 
 fn k1_tensor_delta() -> Fixture {
-    single(
-        "k1_tensor_delta",
-        "layer.weight",
-        [24, 10],
-        Orientation::Columns,
-        64,
-        1,
-        StepPolicy::Tensor,
-        &[],
-        1,
-    )
+    let p = Params {
+        shape: [24, 10],
+        orientation: Orientation::Columns,
+        n: 64,
+        k: 1,
+        policy: StepPolicy::Tensor,
+    };
+    single("k1_tensor_delta", "layer.weight", &p, &[], 1)
 }
 
 fn k4_vector_delta() -> Fixture {
-    let f = single(
-        "k4_vector_delta",
-        "w",
-        [16, 12],
-        Orientation::Columns,
-        48,
-        4,
-        StepPolicy::Coefficient,
-        &[],
-        2,
-    );
-    f
+    let p = Params {
+        shape: [16, 12],
+        orientation: Orientation::Columns,
+        n: 48,
+        k: 4,
+        policy: StepPolicy::Coefficient,
+    };
+    single("k4_vector_delta", "w", &p, &[], 2)
 }
 
 fn worked_example() -> Fixture {
-    single(
-        "worked_example",
-        "w",
-        [2, 3],
-        Orientation::Columns,
-        5,
-        1,
-        StepPolicy::Tensor,
-        &[("example", "sdq-v1")],
-        3,
-    )
+    let p = Params {
+        shape: [2, 3],
+        orientation: Orientation::Columns,
+        n: 5,
+        k: 1,
+        policy: StepPolicy::Tensor,
+    };
+    single("worked_example", "w", &p, &[("example", "sdq-v1")], 3)
 }
 
 fn f16_bits(x: f32) -> u16 {
@@ -221,28 +214,24 @@ fn mixed() -> Fixture {
 
     let pw = inputs(8 * 6, 4);
     let order: Vec<u32> = (0..20u32).map(|i| (i * 7) % 20).collect();
-    let pq = quantize(
-        &pw,
-        None,
-        [8, 6],
-        Orientation::Rows,
-        20,
-        2,
-        StepPolicy::Vector,
-        Some(order),
-    );
+    let pp = Params {
+        shape: [8, 6],
+        orientation: Orientation::Rows,
+        n: 20,
+        k: 2,
+        policy: StepPolicy::Vector,
+    };
+    let pq = quantize(&pw, None, &pp, Some(order));
     let fw = inputs(10 * 7, 5);
     let fb = inputs(10, 6);
-    let fq = quantize(
-        &fw,
-        Some(&fb),
-        [10, 7],
-        Orientation::Columns,
-        24,
-        3,
-        StepPolicy::Coefficient,
-        None,
-    );
+    let fp = Params {
+        shape: [10, 7],
+        orientation: Orientation::Columns,
+        n: 24,
+        k: 3,
+        policy: StepPolicy::Coefficient,
+    };
+    let fq = quantize(&fw, Some(&fb), &fp, None);
     let plan = [
         TensorPlan::raw("emb", Dtype::F16, &[16, 8]),
         TensorPlan::raw("scale", Dtype::F32, &[3]),
@@ -282,12 +271,12 @@ fn mixed() -> Fixture {
 }
 
 fn all() -> Vec<Fixture> {
-    vec![
-        k1_tensor_delta(),
-        k4_vector_delta(),
-        mixed(),
-        worked_example(),
-    ]
+    let mut v = vec![k1_tensor_delta(), k4_vector_delta(), worked_example()];
+    // `mixed` has zstd sections: it is built and decoded only with the zstd feature.
+    if cfg!(feature = "zstd") {
+        v.insert(2, mixed());
+    }
+    v
 }
 
 fn expected_bytes(f: &Fixture) -> Vec<u8> {
@@ -359,6 +348,25 @@ fn fixtures_decode_to_expected_output() {
             }
         }
         assert!(floats.next().is_none());
+    }
+}
+
+#[cfg(not(feature = "zstd"))]
+#[test]
+fn mixed_fixture_needs_zstd() {
+    use sdq::{Error, FormatError};
+    let file = SdqFile::open(dir().join("mixed.sdq")).unwrap();
+    let errors: Vec<Error> = file
+        .tensors()
+        .iter()
+        .filter_map(|t| file.decode(&t.name).err())
+        .collect();
+    assert!(!errors.is_empty());
+    for e in errors {
+        assert!(
+            matches!(e, Error::Format(FormatError::UnsupportedCompression { .. })),
+            "{e}"
+        );
     }
 }
 
