@@ -835,6 +835,24 @@ fn cases() -> Vec<(&'static str, Vec<u8>, Check)> {
             }),
         ));
         v.push((
+            "zstd_bytes_after_frame",
+            {
+                let mut b = z.clone();
+                let (_, r) = walk(&b);
+                let s = r[3].slot(&b, 0);
+                let l = get_u64(&b, s + 8);
+                put_u64(&mut b, s + 8, l + 3);
+                b.extend_from_slice(&[1, 2, 3]);
+                fix_section_crc(&mut b, s);
+                fix(&mut b);
+                b
+            },
+            fmt_err!(F::Decompression {
+                problem: "has bytes after its one zstd frame",
+                ..
+            }),
+        ));
+        v.push((
             "zstd_falls_short",
             bomb(50),
             fmt_err!(F::Decompression {

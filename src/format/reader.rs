@@ -350,7 +350,8 @@ impl SdqFile {
         let m = q.vector_count();
         let codes = self.section(name, "codes", &q.codes, check)?;
         // Unused high bits of the last byte must be zero.
-        let total_bits = q.n() * m * u64::from(q.bits); // ≤ 8 × decoded_len ≤ 2^43
+        // N·m·bits ≤ 8 × decoded_len ≤ 2^43 (checked at parse time); saturating for form.
+        let total_bits = q.n().saturating_mul(m).saturating_mul(u64::from(q.bits));
         if total_bits % 8 != 0 {
             if let Some(&last) = codes.last() {
                 if last >> (total_bits % 8) != 0 {
@@ -485,7 +486,12 @@ impl Parts<'_> {
 
     /// Unpacks vector `j`'s codes into `out` (length N) and checks each is below 2K.
     fn codes_of(&self, j: u64, out: &mut [u16]) -> Result<()> {
-        bitpack::unpack(&self.codes, u32::from(self.q.bits), j * self.q.n(), out)?;
+        bitpack::unpack(
+            &self.codes,
+            u32::from(self.q.bits),
+            j.saturating_mul(self.q.n()),
+            out,
+        )?;
         let levels = 2 * self.q.k;
         if let Some(&code) = out.iter().find(|&&c| u32::from(c) >= levels) {
             return Err(FormatError::CodeOutOfRange {
@@ -553,14 +559,16 @@ fn decompress(
     let mut out = Vec::new();
     out.try_reserve(declared.min(1 << 24) as usize)
         .map_err(|_| err("needs more memory than is available"))?;
-    decoder
-        .single_frame()
-        .take(declared.saturating_add(1))
+    let mut limited = decoder.single_frame().take(declared.saturating_add(1));
+    limited
         .read_to_end(&mut out)
         .map_err(|_| err("is not a valid zstd stream"))?;
     match (out.len() as u64).cmp(&declared) {
         std::cmp::Ordering::Greater => Err(err("inflates past its declared size")),
         std::cmp::Ordering::Less => Err(err("decompresses to fewer bytes than declared")),
+        std::cmp::Ordering::Equal if !limited.into_inner().finish().is_empty() => {
+            Err(err("has bytes after its one zstd frame"))
+        }
         std::cmp::Ordering::Equal => Ok(out),
     }
 }
