@@ -406,6 +406,23 @@ pub(crate) fn matrix<'a>(
     }
 }
 
+/// Fails with an I/O error naming `out` if its directory does not exist (the writer would
+/// otherwise name its temporary file).
+pub(crate) fn check_output_dir(out: &Path) -> Result<()> {
+    let dir = match out.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    match std::fs::metadata(dir) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => Err(Error::io(
+            out,
+            std::io::Error::new(std::io::ErrorKind::NotADirectory, "not a directory"),
+        )),
+        Err(e) => Err(Error::io(out, e)),
+    }
+}
+
 /// Packs `ck` into the .sdq file `out` (written atomically), reporting to `progress`.
 pub fn pack(
     ck: &Checkpoint,
@@ -414,6 +431,7 @@ pub fn pack(
     progress: &mut dyn Progress,
 ) -> Result<PackSummary> {
     let plan = plan(ck, opts)?;
+    check_output_dir(out)?;
     let (policy, tag, uniform) = match opts.delta {
         DeltaChoice::Tensor => (StepPolicy::Tensor, DeltaPolicy::Tensor, None),
         DeltaChoice::Vector => (StepPolicy::Vector, DeltaPolicy::Vector, None),

@@ -205,17 +205,37 @@ fn clap_failure(e: clap::Error) -> ExitCode {
         }
         _ => {
             let text = e.render().to_string();
-            let first = text
+            // The first paragraph (the message and any indented continuation), on one line.
+            let first: Vec<&str> = text
                 .lines()
-                .find(|l| !l.trim().is_empty())
-                .unwrap_or("invalid arguments");
-            let cause = first.trim_start_matches("error: ").trim();
+                .skip_while(|l| l.trim().is_empty())
+                .take_while(|l| !l.trim().is_empty())
+                .map(str::trim)
+                .collect();
+            let joined = first.join(" ");
+            let cause = joined.trim_start_matches("error: ").trim();
+            let cause = if cause.is_empty() {
+                "invalid arguments"
+            } else {
+                cause
+            };
             let tip = text
                 .lines()
                 .find(|l| l.trim_start().starts_with("tip:"))
                 .map(|l| format!("; {}", l.trim()))
                 .unwrap_or_default();
-            Failure::usage(format!("{cause}{tip} (see 'sdq --help')")).print();
+            let command = text
+                .lines()
+                .find_map(|l| l.trim().strip_prefix("Usage: "))
+                .map(|u| {
+                    u.split_whitespace()
+                        .take_while(|w| !w.starts_with(['[', '<', '-']))
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                })
+                .filter(|c| !c.is_empty())
+                .unwrap_or_else(|| "sdq".into());
+            Failure::usage(format!("{cause}{tip} (see '{command} --help')")).print();
             ExitCode::from(EXIT_USAGE)
         }
     }

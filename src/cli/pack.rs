@@ -61,7 +61,7 @@ pub struct PackArgs {
 
     /// Step size: tensor, vector, coefficient (per vector from the largest frame coefficient),
     /// uniform (one delta for every quantized tensor, the paper's rule), or a positive number.
-    #[arg(long, value_name = "POLICY", default_value = "coefficient", value_parser = parse_delta)]
+    #[arg(long, value_name = "POLICY", default_value = "coefficient", value_parser = parse_delta, allow_hyphen_values = true)]
     delta: DeltaChoice,
 
     /// Which vectors of W[out, in] are quantized.

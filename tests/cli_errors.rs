@@ -1,0 +1,348 @@
+//! Every bad path of the `sdq` command line: one clear `sdq: …` line on stderr and the
+//! documented exit code (0 ok, 1 verification failed, 2 bad usage, 3 invalid input file,
+//! 4 I/O failure).
+
+mod cli_common;
+
+use cli_common::*;
+
+#[test]
+fn no_arguments_prints_help_and_exits_2() {
+    let o = run(&[]);
+    assert_eq!(o.status.code(), Some(2));
+    let all = stderr(&o) + &stdout(&o);
+    assert!(all.contains("Usage"), "{all}");
+    assert!(all.contains("pack") && all.contains("verify"), "{all}");
+}
+
+#[test]
+fn help_of_every_subcommand_has_examples() {
+    for sub in ["pack", "info", "unpack", "verify"] {
+        let out = assert_ok(&run(&[sub, "--help"]));
+        assert!(out.contains("Examples:"), "{sub}: {out}");
+        assert!(out.contains(&format!("sdq {sub}")), "{sub}: {out}");
+    }
+    assert!(assert_ok(&run(&["--help"])).contains("Exit codes"));
+}
+
+#[test]
+fn missing_input_file_is_an_io_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nope.safetensors");
+    let m = missing.to_str().unwrap();
+    assert_fails(
+        &run(&["pack", m, "-o", "x.sdq"]),
+        4,
+        &["nope.safetensors", "No such file"],
+    );
+    assert_fails(&run(&["info", m]), 4, &["nope.safetensors"]);
+    assert_fails(&run(&["unpack", m, "-o", "x"]), 4, &["nope.safetensors"]);
+    assert_fails(&run(&["verify", m]), 4, &["nope.safetensors"]);
+}
+
+#[test]
+fn non_safetensors_input_is_invalid_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let html = dir.path().join("model.safetensors");
+    std::fs::write(&html, b"<!DOCTYPE html><html><body>login</body></html>").unwrap();
+    let out = dir.path().join("o.sdq");
+    let line = assert_fails(
+        &run_p(&[&"pack", &html, &"-o", &out]),
+        3,
+        &["model.safetensors", "not a safetensors file", "HTML"],
+    );
+    assert!(!out.exists(), "{line}");
+    let lfs = dir.path().join("lfs.safetensors");
+    std::fs::write(
+        &lfs,
+        b"version https://git-lfs.github.com/spec/v1\noid sha256:00\nsize 1\n",
+    )
+    .unwrap();
+    assert_fails(&run_p(&[&"pack", &lfs, &"-o", &out]), 3, &["Git LFS"]);
+    let empty = dir.path().join("empty.safetensors");
+    std::fs::write(&empty, b"").unwrap();
+    assert_fails(&run_p(&[&"pack", &empty, &"-o", &out]), 3, &["empty"]);
+    // Truncated safetensors: the data does not reach the end the header promises.
+    let good = small_model(dir.path());
+    let bytes = std::fs::read(&good).unwrap();
+    let cut = dir.path().join("cut.safetensors");
+    std::fs::write(&cut, &bytes[..bytes.len() - 5]).unwrap();
+    assert_fails(
+        &run_p(&[&"pack", &cut, &"-o", &out]),
+        3,
+        &["cut.safetensors", "invalid safetensors"],
+    );
+}
+
+#[test]
+fn safetensors_given_where_sdq_is_expected() {
+    let dir = tempfile::tempdir().unwrap();
+    let st = small_model(dir.path());
+    for sub in ["info", "verify"] {
+        assert_fails(
+            &run_p(&[&sub, &st]),
+            3,
+            &["not an .sdq file", "safetensors"],
+        );
+    }
+    let out = dir.path().join("o.safetensors");
+    assert_fails(
+        &run_p(&[&"unpack", &st, &"-o", &out]),
+        3,
+        &["not an .sdq file"],
+    );
+}
+
+#[test]
+fn sdq_given_where_safetensors_is_expected() {
+    let dir = tempfile::tempdir().unwrap();
+    let st = small_model(dir.path());
+    let q = dir.path().join("m.sdq");
+    assert_ok(&run_p(&[&"pack", &st, &"-o", &q]));
+    assert_fails(
+        &run_p(&[&"pack", &q, &"-o", &dir.path().join("x.sdq")]),
+        3,
+        &["it is an .sdq file"],
+    );
+    assert_fails(
+        &run_p(&[&"verify", &q, &"--against", &q]),
+        3,
+        &["it is an .sdq file"],
+    );
+}
+
+#[test]
+fn unwritable_output_is_an_io_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let st = small_model(dir.path());
+    let q = dir.path().join("m.sdq");
+    assert_ok(&run_p(&[&"pack", &st, &"-o", &q]));
+    let bad = dir.path().join("no/such/dir/out.sdq");
+    assert_fails(
+        &run_p(&[&"pack", &st, &"-o", &bad]),
+        4,
+        &["no/such/dir/out.sdq"],
+    );
+    let bad = dir.path().join("no/such/dir/out.safetensors");
+    assert_fails(
+        &run_p(&[&"unpack", &q, &"-o", &bad]),
+        4,
+        &["no/such/dir/out.safetensors"],
+    );
+    assert_fails(&run_p(&[&"info", &q, &"-o", &bad]), 4, &["no/such/dir"]);
+    // Nothing was left behind in the existing directory.
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert!(names.iter().all(|n| !n.ends_with(".tmp")), "{names:?}");
+}
+
+#[test]
+fn unknown_tensor_name_is_bad_usage() {
+    let dir = tempfile::tempdir().unwrap();
+    let st = small_model(dir.path());
+    let q = dir.path().join("m.sdq");
+    assert_ok(&run_p(&[&"pack", &st, &"-o", &q]));
+    assert_fails(
+        &run_p(&[&"info", &q, &"--tensor", &"nope"]),
+        2,
+        &["\"nope\""],
+    );
+    let out = dir.path().join("o.safetensors");
+    assert_fails(
+        &run_p(&[
+            &"unpack",
+            &q,
+            &"-o",
+            &out,
+            &"--tensor",
+            &"fc1.weight",
+            &"--tensor",
+            &"nope",
+        ]),
+        2,
+        &["\"nope\""],
+    );
+    assert!(!out.exists());
+}
+
+#[test]
+fn conflicting_and_invalid_options_are_bad_usage() {
+    let dir = tempfile::tempdir().unwrap();
+    let st = small_model(dir.path());
+    let q = dir.path().join("m.sdq");
+    let s = st.to_str().unwrap();
+    let o = q.to_str().unwrap();
+    for args in [
+        vec![
+            "pack",
+            s,
+            "-o",
+            o,
+            "--frame-size",
+            "100",
+            "--redundancy",
+            "2",
+        ],
+        vec![
+            "pack",
+            s,
+            "-o",
+            o,
+            "--bits-per-weight",
+            "2",
+            "--redundancy",
+            "2",
+        ],
+        vec![
+            "pack",
+            s,
+            "-o",
+            o,
+            "--frame-size",
+            "100",
+            "--bits-per-weight",
+            "2",
+        ],
+    ] {
+        assert_fails(&run(&args), 2, &["cannot be used with"]);
+    }
+    assert_fails(
+        &run(&["pack", s, "-o", o, "--delta", "sometimes"]),
+        2,
+        &["sometimes"],
+    );
+    assert_fails(
+        &run(&["pack", s, "-o", o, "--delta", "-1"]),
+        2,
+        &["positive"],
+    );
+    assert_fails(
+        &run(&["pack", s, "-o", o, "--axis", "diagonal"]),
+        2,
+        &["diagonal"],
+    );
+    assert_fails(
+        &run(&["pack", s, "-o", o, "--redundancy", "0.5"]),
+        2,
+        &["redundancy"],
+    );
+    assert_fails(&run(&["pack", s, "-o", o, "--levels", "0"]), 2, &["levels"]);
+    assert_fails(&run(&["pack", s, "-o", "-"]), 2, &["stdout"]);
+    assert_fails(&run(&["pack", s]), 2, &["--output"]);
+    assert_fails(&run(&["frobnicate"]), 2, &["frobnicate"]);
+    assert_fails(&run(&["unpack", o, "-o", "x", "--dtype", "f8"]), 2, &["f8"]);
+    assert!(!q.exists());
+}
+
+#[test]
+fn frame_size_not_above_d_names_the_tensor() {
+    let dir = tempfile::tempdir().unwrap();
+    let st = small_model(dir.path());
+    let q = dir.path().join("m.sdq");
+    // fc1.weight has d = 32 (its rows): N = 30 is too small.
+    assert_fails(
+        &run_p(&[&"pack", &st, &"-o", &q, &"--frame-size", &"30"]),
+        2,
+        &["\"fc1.weight\"", "N = 30", "d = 32", "N >= d + 1"],
+    );
+    // K = 8 (4 bits per code) at the default 4 bits per weight gives N = d.
+    assert_fails(
+        &run_p(&[&"pack", &st, &"-o", &q, &"--levels", &"8"]),
+        2,
+        &["\"fc1.weight\"", "N = 32", "--levels 8"],
+    );
+    assert_fails(
+        &run_p(&[&"pack", &st, &"-o", &q, &"--bits-per-weight", &"0.5"]),
+        2,
+        &["\"fc1.weight\"", "N = 16"],
+    );
+    assert!(!q.exists());
+}
+
+#[test]
+fn damaged_file_fails_verification_with_exit_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let st = small_model(dir.path());
+    let q = dir.path().join("m.sdq");
+    assert_ok(&run_p(&[&"pack", &st, &"-o", &q]));
+    assert_ok(&run_p(&[&"verify", &q]));
+    let mut bytes = std::fs::read(&q).unwrap();
+    // The last section ends the file (the raw int64 tensor, or codes): flip a bit in it.
+    let n = bytes.len();
+    bytes[n - 3] ^= 0x10;
+    std::fs::write(&q, &bytes).unwrap();
+    let o = run_p(&[&"verify", &q]);
+    assert_fails(&o, 1, &["m.sdq", "verification failed"]);
+    assert!(stdout(&o).contains("checksum mismatch"), "{}", stdout(&o));
+    // A damaged header is an invalid file.
+    let mut bytes = std::fs::read(&q).unwrap();
+    bytes[70] ^= 0xFF;
+    std::fs::write(&q, &bytes).unwrap();
+    assert_fails(
+        &run_p(&[&"info", &q]),
+        3,
+        &["m.sdq", "not a valid .sdq file"],
+    );
+}
+
+#[test]
+fn verify_against_a_different_original_fails_with_exit_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let st = small_model(dir.path());
+    let q = dir.path().join("m.sdq");
+    assert_ok(&run_p(&[&"pack", &st, &"-o", &q]));
+    assert_ok(&run_p(&[&"verify", &q, &"--against", &st]));
+    // Another checkpoint: same names and shapes, other values.
+    let other = dir.path().join("other.safetensors");
+    write(
+        &other,
+        &[
+            f32_tensor("fc1.weight", &[32, 20], 11),
+            f32_tensor("fc1.bias", &[32], 2),
+            f32_tensor("fc2.weight", &[24, 32], 3),
+            f32_tensor("fc3.weight", &[4, 24], 4),
+            i64_tensor("step", &[7, -1, 1 << 41]),
+        ],
+        &[],
+    );
+    let o = run_p(&[&"verify", &q, &"--against", &other]);
+    assert_fails(&o, 1, &["verification failed"]);
+    let out = stdout(&o);
+    assert!(out.contains("raw bytes differ"), "{out}");
+    // A missing tensor in the original.
+    let fewer = dir.path().join("fewer.safetensors");
+    write(&fewer, &[f32_tensor("fc2.weight", &[24, 32], 3)], &[]);
+    let o = run_p(&[&"verify", &q, &"--against", &fewer]);
+    assert_fails(&o, 1, &["verification failed"]);
+    assert!(stdout(&o).contains("not in the original"), "{}", stdout(&o));
+}
+
+#[test]
+fn non_finite_weight_is_invalid_input_naming_the_tensor() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("nan.safetensors");
+    let mut t = f32_tensor("w", &[16, 4], 1);
+    t.bytes[8..12].copy_from_slice(&f32::NAN.to_le_bytes());
+    write(&p, &[t], &[]);
+    let q = dir.path().join("nan.sdq");
+    assert_fails(
+        &run_p(&[&"pack", &p, &"-o", &q]),
+        3,
+        &["\"w\"", "non-finite"],
+    );
+    assert!(!q.exists());
+    // Excluding it stores it raw, bit-exact.
+    assert_ok(&run_p(&[&"pack", &p, &"-o", &q, &"--exclude", &"w"]));
+    assert_ok(&run_p(&[&"verify", &q, &"--against", &p]));
+}
+
+#[test]
+fn errors_escape_control_characters() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("evil\x1b[31m.safetensors");
+    let o = run_p(&[&"info", &p]);
+    let line = assert_fails(&o, 4, &["evil\\x1b[31m"]);
+    assert!(!line.contains('\x1b'));
+}

@@ -1,0 +1,496 @@
+//! `sdq pack` → `info` → `verify` → `unpack` round trips, checked by re-reading the output
+//! with the safetensors crate: names, order, dtypes, shapes, metadata, raw bytes, bounds.
+
+mod cli_common;
+
+use std::path::Path;
+
+use cli_common::*;
+use safetensors::tensor::{Dtype, SafeTensors};
+
+/// (names in data-offset order, metadata) of a safetensors file, read by the safetensors crate.
+fn layout(bytes: &[u8]) -> (Vec<String>, Vec<(String, String)>) {
+    let (_, meta) = SafeTensors::read_metadata(bytes).expect("valid safetensors");
+    let mut m: Vec<(String, String)> = meta
+        .metadata()
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    m.sort();
+    (meta.offset_keys(), m)
+}
+
+fn info_json(q: &Path) -> serde_json::Value {
+    let out = assert_ok(&run_p(&[&"info", &q, &"--json"]));
+    serde_json::from_str(&out).expect("info --json is JSON")
+}
+
+#[test]
+fn pack_unpack_round_trip_keeps_names_order_metadata_and_raw_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let st = small_model(dir.path());
+    let q = dir.path().join("m.sdq");
+    let out = assert_ok(&run_p(&[&"pack", &st, &"-o", &q]));
+    assert!(out.contains("largest certified bound"), "{out}");
+    assert!(out.contains("vs fp32"), "{out}");
+    assert_ok(&run_p(&[&"verify", &q, &"--against", &st]));
+    let un = dir.path().join("un.safetensors");
+    assert_ok(&run_p(&[&"unpack", &q, &"-o", &un]));
+
+    let orig = std::fs::read(&st).unwrap();
+    let back = std::fs::read(&un).unwrap();
+    assert_eq!(layout(&orig), layout(&back));
+    let a = SafeTensors::deserialize(&orig).unwrap();
+    let b = SafeTensors::deserialize(&back).unwrap();
+    let j = info_json(&q);
+    for (name, ta) in a.tensors() {
+        let tb = b.tensor(&name).unwrap();
+        assert_eq!(ta.shape(), tb.shape(), "{name}");
+        let info = j["tensors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["name"] == name.as_str())
+            .unwrap();
+        match info["encoding"].as_str().unwrap() {
+            "raw" => {
+                assert_eq!(ta.dtype(), tb.dtype(), "{name}");
+                assert_eq!(ta.data(), tb.data(), "{name} bit-exact");
+            }
+            enc => {
+                assert_eq!(enc, "sigma-delta", "{name}");
+                assert_eq!(tb.dtype(), Dtype::F32);
+                // Every column (d = rows) within the file's largest certified bound.
+                let bound = info["quantization"]["max_bound"].as_f64().unwrap();
+                let (rows, cols) = (ta.shape()[0], ta.shape()[1..].iter().product::<usize>());
+                let f = |d: &[u8], i: usize| {
+                    f32::from_le_bytes(d[4 * i..4 * i + 4].try_into().unwrap()) as f64
+                };
+                for c in 0..cols {
+                    let e: f64 = (0..rows)
+                        .map(|r| (f(ta.data(), r * cols + c) - f(tb.data(), r * cols + c)).powi(2))
+                        .sum::<f64>()
+                        .sqrt();
+                    assert!(e <= bound, "{name} column {c}: {e} > {bound}");
+                }
+            }
+        }
+    }
+    // Defaults: fc1 (d = 32) and fc2 (d = 24) quantized, fc3 (d = 4 < 16), the 1-D bias and the
+    // int64 tensor raw.
+    let enc: Vec<(&str, &str)> = j["tensors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| (t["name"].as_str().unwrap(), t["encoding"].as_str().unwrap()))
+        .collect();
+    for (n, e) in [
+        ("fc1.weight", "sigma-delta"),
+        ("fc2.weight", "sigma-delta"),
+        ("fc1.bias", "raw"),
+        ("fc3.weight", "raw"),
+        ("step", "raw"),
+    ] {
+        assert!(enc.contains(&(n, e)), "{n}: {enc:?}");
+    }
+}
+
+#[test]
+fn info_json_schema() {
+    let dir = tempfile::tempdir().unwrap();
+    let st = small_model(dir.path());
+    let q = dir.path().join("m.sdq");
+    assert_ok(&run_p(&[&"pack", &st, &"-o", &q, &"--bias"]));
+    let j = info_json(&q);
+    assert_eq!(j["schema_version"], 1);
+    assert_eq!(j["format_version"], "1.0");
+    assert_eq!(j["metadata"]["format"], "pt");
+    assert_eq!(j["file_bytes"], std::fs::metadata(&q).unwrap().len());
+    let t = j["tensors"].as_array().unwrap();
+    assert_eq!(t.len(), 5);
+    let w = t.iter().find(|t| t["name"] == "fc1.weight").unwrap();
+    let qn = &w["quantization"];
+    assert_eq!(qn["frame"], "harmonic");
+    assert_eq!(qn["d"], 32);
+    assert_eq!(qn["n"], 128); // 4 bits per weight, 1 bit per code
+    assert_eq!(qn["k"], 1);
+    assert_eq!(qn["bits_per_code"], 1);
+    assert_eq!(qn["has_bias"], true);
+    assert_eq!(qn["vectors"], 21);
+    assert_eq!(qn["delta_policy"], "coefficient");
+    assert_eq!(qn["uncertified"], 0);
+    assert!(qn["max_bound"].as_f64().unwrap() > 0.0);
+    let b = t.iter().find(|t| t["name"] == "fc1.bias").unwrap();
+    assert_eq!(b["encoding"], "bias-of");
+    assert_eq!(b["bias_of"], "fc1.weight");
+    assert!(b["quantization"].is_null());
+    let tot = &j["totals"];
+    assert_eq!(tot["tensors"], 5);
+    assert_eq!(tot["quantized"], 2);
+    assert_eq!(tot["stored_bytes"], j["file_bytes"]);
+    let ratio = tot["ratio_fp32"].as_f64().unwrap();
+    let want = tot["fp32_bytes"].as_f64().unwrap() / tot["stored_bytes"].as_f64().unwrap();
+    assert!((ratio - want).abs() < 1e-12);
+    // --tensor selects; the totals stay those of the file.
+    let out = assert_ok(&run_p(&[&"info", &q, &"--json", &"--tensor", &"step"]));
+    let one: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(one["tensors"].as_array().unwrap().len(), 1);
+    assert_eq!(one["totals"], j["totals"]);
+    // Human output: the table and the savings lines.
+    let human = assert_ok(&run_p(&[&"info", &q]));
+    for s in [
+        "name",
+        "bits/weight",
+        "bias-of fc1.weight",
+        "vs fp32",
+        "vs fp16",
+        "format 1.0",
+    ] {
+        assert!(human.contains(s), "{s:?} in {human}");
+    }
+    // -o writes the same to a file.
+    let f = dir.path().join("info.json");
+    assert_ok(&run_p(&[&"info", &q, &"--json", &"-o", &f]));
+    assert_eq!(
+        std::fs::read_to_string(&f).unwrap(),
+        serde_json::to_string_pretty(&j).unwrap() + "\n"
+    );
+}
+
+#[test]
+fn bias_is_quantized_with_its_weight_and_verified() {
+    let dir = tempfile::tempdir().unwrap();
+    let st = small_model(dir.path());
+    for axis in ["columns", "rows"] {
+        let q = dir.path().join(format!("{axis}.sdq"));
+        assert_ok(&run_p(&[
+            &"pack", &st, &"-o", &q, &"--bias", &"--axis", &axis,
+        ]));
+        let out = assert_ok(&run_p(&[&"verify", &q, &"--against", &st]));
+        assert!(out.contains("ok (with its weight)"), "{out}");
+        let un = dir.path().join(format!("{axis}.safetensors"));
+        assert_ok(&run_p(&[
+            &"unpack",
+            &q,
+            &"-o",
+            &un,
+            &"--tensor",
+            &"fc1.bias",
+        ]));
+        let bytes = std::fs::read(&un).unwrap();
+        let st2 = SafeTensors::deserialize(&bytes).unwrap();
+        assert_eq!(st2.names(), vec!["fc1.bias"]);
+        assert_eq!(st2.tensor("fc1.bias").unwrap().shape(), &[32]);
+    }
+}
+
+#[test]
+fn same_path_in_and_out_is_safe() {
+    let dir = tempfile::tempdir().unwrap();
+    let st = small_model(dir.path());
+    let keep = dir.path().join("keep.safetensors");
+    std::fs::copy(&st, &keep).unwrap();
+    // pack model.safetensors -o model.safetensors: the input stays mapped while the output is
+    // written to a temporary file and renamed over it.
+    assert_ok(&run_p(&[&"pack", &st, &"-o", &st]));
+    assert_ok(&run_p(&[&"verify", &st, &"--against", &keep]));
+    // unpack x -o x, the other way round.
+    assert_ok(&run_p(&[&"unpack", &st, &"-o", &st]));
+    let bytes = std::fs::read(&st).unwrap();
+    let t = SafeTensors::deserialize(&bytes).unwrap();
+    assert_eq!(t.len(), 5);
+    let orig = std::fs::read(&keep).unwrap();
+    assert_eq!(
+        t.tensor("step").unwrap().data(),
+        SafeTensors::deserialize(&orig)
+            .unwrap()
+            .tensor("step")
+            .unwrap()
+            .data()
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[test]
+fn unpack_to_stdout_equals_unpack_to_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let st = small_model(dir.path());
+    let q = dir.path().join("m.sdq");
+    assert_ok(&run_p(&[&"pack", &st, &"-o", &q]));
+    let f = dir.path().join("u.safetensors");
+    assert_ok(&run_p(&[&"unpack", &q, &"-o", &f]));
+    let o = run_p(&[&"unpack", &q, &"-o", &"-"]);
+    assert!(o.status.success());
+    assert_eq!(o.stdout, std::fs::read(&f).unwrap());
+    // info to stdout with -o - as well.
+    assert_ok(&run_p(&[&"info", &q, &"-o", &"-"]));
+}
+
+#[test]
+fn half_precision_inputs_and_outputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("h.safetensors");
+    let vals = values(24 * 10, 5, 0.5);
+    let f16: Vec<u8> = vals
+        .iter()
+        .flat_map(|&x| half::f16::from_f32(x).to_le_bytes())
+        .collect();
+    let bf16: Vec<u8> = vals
+        .iter()
+        .flat_map(|&x| half::bf16::from_f32(x).to_le_bytes())
+        .collect();
+    let f64b: Vec<u8> = vals
+        .iter()
+        .flat_map(|&x| f64::from(x).to_le_bytes())
+        .collect();
+    write(
+        &p,
+        &[
+            T {
+                name: "a".into(),
+                dtype: Dtype::F16,
+                shape: vec![24, 10],
+                bytes: f16,
+            },
+            T {
+                name: "b".into(),
+                dtype: Dtype::BF16,
+                shape: vec![24, 10],
+                bytes: bf16,
+            },
+            T {
+                name: "c".into(),
+                dtype: Dtype::F64,
+                shape: vec![24, 2, 5],
+                bytes: f64b,
+            },
+        ],
+        &[],
+    );
+    let q = dir.path().join("h.sdq");
+    assert_ok(&run_p(&[&"pack", &p, &"-o", &q]));
+    assert_ok(&run_p(&[&"verify", &q, &"--against", &p]));
+    let j = info_json(&q);
+    let dtype = |n: &str| {
+        j["tensors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["name"] == n)
+            .unwrap()["dtype"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!([dtype("a"), dtype("b"), dtype("c")], ["F16", "BF16", "F64"]);
+    for (flag, want) in [
+        ("f32", [Dtype::F32; 3]),
+        ("f16", [Dtype::F16; 3]),
+        ("bf16", [Dtype::BF16; 3]),
+        ("original", [Dtype::F16, Dtype::BF16, Dtype::F32]),
+    ] {
+        let u = dir.path().join(format!("{flag}.safetensors"));
+        assert_ok(&run_p(&[&"unpack", &q, &"-o", &u, &"--dtype", &flag]));
+        let bytes = std::fs::read(&u).unwrap();
+        let t = SafeTensors::deserialize(&bytes).unwrap();
+        let got: Vec<Dtype> = ["a", "b", "c"]
+            .iter()
+            .map(|n| t.tensor(n).unwrap().dtype())
+            .collect();
+        assert_eq!(got, want, "{flag}");
+        assert_eq!(t.tensor("c").unwrap().shape(), &[24, 2, 5]);
+    }
+}
+
+#[test]
+fn include_exclude_and_sharded_input() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        &dir.path().join("model-00001-of-00002.safetensors"),
+        &[
+            f32_tensor("layers.0.weight", &[20, 8], 1),
+            f32_tensor("head.weight", &[3, 20], 2),
+        ],
+        &[("format", "pt")],
+    );
+    write(
+        &dir.path().join("model-00002-of-00002.safetensors"),
+        &[
+            f32_tensor("layers.1.weight", &[20, 20], 3),
+            i64_tensor("pos", &[1, 2]),
+        ],
+        &[("format", "pt")],
+    );
+    let index = dir.path().join("model.safetensors.index.json");
+    std::fs::write(
+        &index,
+        r#"{"metadata": {"total_size": 2296}, "weight_map": {
+            "layers.0.weight": "model-00001-of-00002.safetensors",
+            "head.weight": "model-00001-of-00002.safetensors",
+            "layers.1.weight": "model-00002-of-00002.safetensors",
+            "pos": "model-00002-of-00002.safetensors"}}"#,
+    )
+    .unwrap();
+    let q = dir.path().join("m.sdq");
+    assert_ok(&run_p(&[&"pack", &index, &"-o", &q]));
+    assert_ok(&run_p(&[&"verify", &q, &"--against", &index]));
+    // The directory works as input too.
+    assert_ok(&run_p(&[&"verify", &q, &"--against", &dir.path()]));
+    let j = info_json(&q);
+    let enc = |j: &serde_json::Value, n: &str| {
+        j["tensors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["name"] == n)
+            .unwrap()["encoding"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(enc(&j, "layers.0.weight"), "sigma-delta");
+    assert_eq!(enc(&j, "layers.1.weight"), "sigma-delta");
+    assert_eq!(enc(&j, "head.weight"), "raw");
+    assert_eq!(j["metadata"]["total_size"], "2296");
+    assert_eq!(j["metadata"]["format"], "pt");
+    // --exclude keeps matching tensors raw; --include quantizes only (and even small) matches.
+    assert_ok(&run_p(&[
+        &"pack",
+        &index,
+        &"-o",
+        &q,
+        &"--exclude",
+        &"layers.1.*",
+    ]));
+    let j = info_json(&q);
+    assert_eq!(enc(&j, "layers.1.weight"), "raw");
+    assert_eq!(enc(&j, "layers.0.weight"), "sigma-delta");
+    let o = run_p(&[
+        &"pack",
+        &index,
+        &"-o",
+        &q,
+        &"--include",
+        &"head.*",
+        &"--include",
+        &"nothing*",
+    ]);
+    assert_ok(&o);
+    assert!(
+        stderr(&o).contains("--include \"nothing*\" matched no tensor"),
+        "{}",
+        stderr(&o)
+    );
+    let j = info_json(&q);
+    assert_eq!(enc(&j, "head.weight"), "sigma-delta");
+    assert_eq!(enc(&j, "layers.0.weight"), "raw");
+    // Order: shard by shard, each by offset.
+    let un = dir.path().join("un.safetensors");
+    assert_ok(&run_p(&[&"unpack", &q, &"-o", &un]));
+    let (names, _) = layout(&std::fs::read(&un).unwrap());
+    let n1 = layout(&std::fs::read(dir.path().join("model-00001-of-00002.safetensors")).unwrap()).0;
+    let n2 = layout(&std::fs::read(dir.path().join("model-00002-of-00002.safetensors")).unwrap()).0;
+    assert_eq!(names, [n1, n2].concat());
+}
+
+#[test]
+fn uniform_and_explicit_delta() {
+    let dir = tempfile::tempdir().unwrap();
+    let st = small_model(dir.path());
+    let q = dir.path().join("u.sdq");
+    let out = assert_ok(&run_p(&[
+        &"pack",
+        &st,
+        &"-o",
+        &q,
+        &"--delta",
+        &"uniform",
+        &"--frame-size",
+        &"64",
+    ]));
+    assert!(out.contains("uniform step size"), "{out}");
+    let j = info_json(&q);
+    let deltas: Vec<f64> = j["tensors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["encoding"] == "sigma-delta")
+        .map(|t| {
+            assert_eq!(t["quantization"]["delta_policy"], "uniform");
+            t["quantization"]["delta"].as_f64().unwrap()
+        })
+        .collect();
+    assert_eq!(deltas.len(), 2);
+    assert_eq!(deltas[0], deltas[1]);
+    assert_ok(&run_p(&[&"verify", &q, &"--against", &st]));
+    // A tiny explicit δ certifies nothing: verify reports the uncertified vectors but passes
+    // (the file declares them).
+    assert_ok(&run_p(&[&"pack", &st, &"-o", &q, &"--delta", &"1e-6"]));
+    let out = assert_ok(&run_p(&[&"verify", &q, &"--against", &st]));
+    assert!(out.contains(" 0 violations"), "{out}");
+    let j = info_json(&q);
+    assert!(
+        j["tensors"][0]["quantization"].is_null()
+            || j["tensors"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|t| t["quantization"]["uncertified"].as_u64().unwrap_or(0) > 0)
+    );
+}
+
+#[test]
+fn conv_weights_and_zstd() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("conv.safetensors");
+    write(&p, &[f32_tensor("conv.weight", &[16, 3, 3, 3], 9)], &[]);
+    let q = dir.path().join("conv.sdq");
+    assert_ok(&run_p(&[
+        &"pack", &p, &"-o", &q, &"--zstd", &"--delta", &"uniform",
+    ]));
+    let j = info_json(&q);
+    let t = &j["tensors"][0];
+    assert_eq!(t["shape"], serde_json::json!([16, 3, 3, 3]));
+    assert_eq!(t["quantization"]["d"], 16);
+    assert_eq!(t["quantization"]["vectors"], 27);
+    assert_ok(&run_p(&[&"verify", &q, &"--against", &p]));
+    let un = dir.path().join("un.safetensors");
+    assert_ok(&run_p(&[&"unpack", &q, &"-o", &un]));
+    let bytes = std::fs::read(&un).unwrap();
+    assert_eq!(
+        SafeTensors::deserialize(&bytes)
+            .unwrap()
+            .tensor("conv.weight")
+            .unwrap()
+            .shape(),
+        &[16, 3, 3, 3]
+    );
+}
+
+#[test]
+fn info_escapes_control_characters_in_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("evil.safetensors");
+    write(
+        &p,
+        &[f32_tensor("w\x1b[2J\x07", &[16, 2], 1)],
+        &[("k\x1b", "v\n")],
+    );
+    let q = dir.path().join("evil.sdq");
+    let out = assert_ok(&run_p(&[&"pack", &p, &"-o", &q]));
+    assert!(!out.contains('\x1b'), "{out:?}");
+    let out = assert_ok(&run_p(&[&"info", &q]));
+    assert!(!out.contains('\x1b') && !out.contains('\x07'), "{out:?}");
+    assert!(out.contains("w\\x1b[2J\\x07"), "{out}");
+    let out = assert_ok(&run_p(&[&"verify", &q, &"--against", &p]));
+    assert!(!out.contains('\x1b'), "{out:?}");
+    // JSON escapes them its own way and keeps the exact name.
+    let j = info_json(&q);
+    assert_eq!(j["tensors"][0]["name"], "w\x1b[2J\x07");
+}
