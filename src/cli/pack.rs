@@ -173,12 +173,15 @@ pub fn run(a: PackArgs, quiet: bool) -> CliResult {
         .iter()
         .filter(|t| t.bias.is_some())
         .count();
+    let raw = summary.plan.tensors.len() - q - biases;
+    let with_bias = if biases > 0 {
+        format!(", {biases} biases quantized with their weight")
+    } else {
+        String::new()
+    };
     println!(
-        "packed {} tensors ({} quantized, {} biases quantized with their weight, {} raw) into {} ({}): {:.2}x smaller than fp32, {:.2}x than fp16, {:.3} bits per weight",
+        "packed {} tensors ({q} quantized{with_bias}, {raw} raw) into {} ({}): {:.2}x smaller than fp32, {:.2}x than fp16, {:.3} bits per weight",
         summary.plan.tensors.len(),
-        q,
-        biases,
-        summary.plan.tensors.len() - q - biases,
         escape(&a.output.display().to_string()),
         bytes(report.total_bytes),
         report.ratio_fp32(),
