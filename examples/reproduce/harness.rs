@@ -193,7 +193,10 @@ fn pack_file(st_path: &Path, sdq_path: &Path, spec: &PackSpec) -> Result<(), Str
     };
     let plan = pack::plan(&ck, &opts).map_err(err("planning"))?;
     if let Some(missing) = plan.unmatched_includes.first() {
-        return Err(format!("no tensor {missing:?} to quantize in {}", st_path.display()));
+        return Err(format!(
+            "no tensor {missing:?} to quantize in {}",
+            st_path.display()
+        ));
     }
     pack::pack(&ck, sdq_path, &opts, &mut NoProgress)
         .map(|_| ())

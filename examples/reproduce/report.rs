@@ -703,10 +703,12 @@ fn reading(rows: &[Row], cfg: &Config) -> String {
             }
             if let Some(a) = any.filter(|a| fair.as_ref().is_none_or(|f| f.3 != a.3)) {
                 line += &format!(
-                    ". Allowed more storage, {} reaches {:.2} % at {:.2} bits/w",
+                    ". Allowed more storage, {} reaches {:.2} % at {:.2} bits/w — {} \
+                     round-to-nearest",
                     a.3,
                     100.0 * a.0,
-                    a.2
+                    a.2,
+                    if a.0 > ra { "above" } else { "still not above" }
                 );
             }
             let _ = writeln!(s, "{line}.");
