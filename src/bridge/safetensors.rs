@@ -198,15 +198,17 @@ fn parse_shard(bytes: &[u8], shard: usize) -> Result<ParsedShard> {
     Ok((out, metadata))
 }
 
-/// Whether `path` names a sharded checkpoint's index (by name, or by a `{` first byte).
+/// Whether `path` names a sharded checkpoint's index (by its `.json` extension).
 fn is_index(path: &Path) -> bool {
-    if path.to_string_lossy().ends_with(".json") {
-        return true;
-    }
-    let mut first = [0u8; 1];
-    File::open(path)
-        .and_then(|mut f| std::io::Read::read(&mut f, &mut first))
-        .is_ok_and(|n| n == 1 && first[0] == b'{')
+    path.extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("json"))
+}
+
+/// Whether the bytes look like a JSON object with a `weight_map` (an index under another name).
+fn looks_like_index(bytes: &[u8]) -> bool {
+    bytes.first() == Some(&b'{')
+        && serde_json::from_slice::<serde_json::Value>(bytes)
+            .is_ok_and(|v| v.get("weight_map").is_some())
 }
 
 impl Checkpoint {
@@ -224,7 +226,11 @@ impl Checkpoint {
             return Self::open_index(path);
         }
         let map = map_file(path)?;
-        let (tensors, metadata) = parse_shard(&map, 0)?;
+        let (tensors, metadata) = match parse_shard(&map, 0) {
+            Ok(parsed) => parsed,
+            Err(_) if looks_like_index(&map) => return Self::open_index(path),
+            Err(e) => return Err(e),
+        };
         Self::build(
             path,
             vec![Shard {
@@ -789,6 +795,31 @@ mod tests {
         let (_, m) = SafeTensors::read_metadata(&bytes).unwrap();
         assert_eq!(m.metadata().as_ref().unwrap()["format"], "pt\n");
         assert_eq!(m.offset_keys(), vec!["a\"b".to_string(), "s".to_string()]);
+    }
+
+    #[test]
+    fn a_header_length_whose_first_byte_is_a_brace_is_not_an_index() {
+        let mut json = br#"{"x":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}"#.to_vec();
+        json.resize(123, b' ');
+        let mut bytes = (json.len() as u64).to_le_bytes().to_vec();
+        assert_eq!(bytes[0], b'{');
+        bytes.extend_from_slice(&json);
+        bytes.extend_from_slice(&2.5f32.to_le_bytes());
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("brace.safetensors");
+        std::fs::write(&p, &bytes).unwrap();
+        let ck = Checkpoint::open(&p).unwrap();
+        let t = ck.tensor("x").unwrap();
+        assert_eq!(ck.to_f32(t).unwrap(), vec![2.5]);
+        // An index under another name is still recognised.
+        let shard = dir.path().join("s.safetensors");
+        std::fs::write(&shard, &bytes).unwrap();
+        let idx = dir.path().join("index.bin");
+        std::fs::write(&idx, br#"{"weight_map": {"x": "s.safetensors"}}"#).unwrap();
+        assert_eq!(Checkpoint::open(&idx).unwrap().tensors().len(), 1);
+        // A shard path that leaves the directory is refused.
+        std::fs::write(&idx, br#"{"weight_map": {"x": "../s.safetensors"}}"#).unwrap();
+        assert!(matches!(Checkpoint::open(&idx), Err(Error::Data(_))));
     }
 
     #[test]
