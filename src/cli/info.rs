@@ -8,7 +8,7 @@ use sdq::format::{Compression, DeltaMode, Encoding, TensorInfo, TensorReport};
 use sdq::SdqFile;
 use serde_json::{json, Value};
 
-use super::table::{bytes, sci, Table};
+use super::table::{bytes, savings, sci, Table};
 use super::{escape, is_stdout, CliResult, Failure};
 
 /// Version of the `--json` output's schema (docs/cli.md). Bumped on any incompatible change;
@@ -316,16 +316,14 @@ fn human(
         report.quantized_bits_per_weight()
     ));
     s.push_str(&format!(
-        "vs fp32: {} -> {:.2}x smaller ({:.1}% saved)\n",
+        "vs fp32: {} -> {}\n",
         bytes(report.total_fp32_bytes),
-        report.ratio_fp32(),
-        100.0 * (1.0 - 1.0 / report.ratio_fp32())
+        savings(report.ratio_fp32())
     ));
     s.push_str(&format!(
-        "vs fp16: {} -> {:.2}x smaller ({:.1}% saved)\n",
+        "vs fp16: {} -> {}\n",
         bytes(report.total_fp16_bytes),
-        report.ratio_fp16(),
-        100.0 * (1.0 - 1.0 / report.ratio_fp16())
+        savings(report.ratio_fp16())
     ));
     if q > 0 {
         s.push_str(&format!(

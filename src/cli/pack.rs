@@ -7,7 +7,7 @@ use sdq::bridge::pack::{self, DeltaChoice, FrameRule, PackOptions};
 use sdq::bridge::safetensors::Checkpoint;
 use sdq::{Orientation, SdqFile};
 
-use super::table::{bytes, sci};
+use super::table::{bytes, savings, sci};
 use super::{escape, is_stdout, Bar, CliResult, Failure};
 
 const EXAMPLES: &str = "\
@@ -180,12 +180,12 @@ pub fn run(a: PackArgs, quiet: bool) -> CliResult {
         String::new()
     };
     println!(
-        "packed {} tensors ({q} quantized{with_bias}, {raw} raw) into {} ({}): {:.2}x smaller than fp32, {:.2}x than fp16, {:.3} bits per weight",
+        "packed {} tensors ({q} quantized{with_bias}, {raw} raw) into {} ({}): vs fp32 {}, vs fp16 {}, {:.3} bits per weight",
         summary.plan.tensors.len(),
         escape(&a.output.display().to_string()),
         bytes(report.total_bytes),
-        report.ratio_fp32(),
-        report.ratio_fp16(),
+        savings(report.ratio_fp32()),
+        savings(report.ratio_fp16()),
         report.bits_per_weight()
     );
     if let Some(d) = summary.uniform_delta {

@@ -80,3 +80,22 @@ pub fn sci(x: f64) -> String {
         format!("{x:.3e}")
     }
 }
+
+/// `6.92x smaller (85.5% saved)`, or `3.03x larger (203.0% more)` for a ratio below 1
+/// (`ratio` = reference bytes / stored bytes).
+pub fn savings(ratio: f64) -> String {
+    if !ratio.is_finite() || ratio <= 0.0 {
+        "n/a".into()
+    } else if ratio >= 1.0 {
+        format!(
+            "{ratio:.2}x smaller ({:.1}% saved)",
+            100.0 * (1.0 - 1.0 / ratio)
+        )
+    } else {
+        format!(
+            "{:.2}x larger ({:.1}% more)",
+            1.0 / ratio,
+            100.0 * (1.0 / ratio - 1.0)
+        )
+    }
+}
