@@ -170,10 +170,7 @@ pub fn run(a: InfoArgs) -> CliResult {
         human(&a, &file, &selected, &report, max_bound)
     };
     if is_stdout(&a.output) {
-        let mut out = std::io::stdout().lock();
-        out.write_all(text.as_bytes())
-            .and_then(|()| out.flush())
-            .map_err(|e| Failure::lib(input, sdq::Error::io("<stdout>", e)))?;
+        super::out(&text);
     } else {
         let out = &a.output;
         let (atomic, mut f) =

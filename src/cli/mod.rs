@@ -262,6 +262,31 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// Writes `text` to stdout. A closed pipe (`sdq verify … | head -1`) is not an error: the rest
+/// of the output is dropped and the command still ends with its own exit code.
+pub fn out(text: &str) {
+    use std::io::Write;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static CLOSED: AtomicBool = AtomicBool::new(false);
+    if CLOSED.load(Ordering::Relaxed) {
+        return;
+    }
+    let mut o = std::io::stdout().lock();
+    if o.write_all(text.as_bytes())
+        .and_then(|()| o.flush())
+        .is_err()
+    {
+        CLOSED.store(true, Ordering::Relaxed);
+    }
+}
+
+/// [`out`] with a format string and a newline.
+#[macro_export]
+macro_rules! outln {
+    () => { $crate::cli::out("\n") };
+    ($($t:tt)*) => { $crate::cli::out(&format!("{}\n", format_args!($($t)*))) };
+}
+
 /// Whether `path` is `-` (stdout).
 pub fn is_stdout(path: &Path) -> bool {
     path.as_os_str() == "-"

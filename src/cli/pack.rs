@@ -164,9 +164,9 @@ pub fn run(a: PackArgs, quiet: bool) -> CliResult {
     let file = SdqFile::open(&a.output).map_err(|e| Failure::lib(&a.output, e))?;
     let report = file.report();
     for line in report.to_string().lines() {
-        println!("{}", escape(line));
+        crate::outln!("{}", escape(line));
     }
-    println!();
+    crate::outln!();
     let q = summary.quantized.len();
     let biases = summary
         .quantized
@@ -179,7 +179,7 @@ pub fn run(a: PackArgs, quiet: bool) -> CliResult {
     } else {
         String::new()
     };
-    println!(
+    crate::outln!(
         "packed {} tensors ({q} quantized{with_bias}, {raw} raw) into {} ({}): vs fp32 {}, vs fp16 {}, {:.3} bits per weight",
         summary.plan.tensors.len(),
         escape(&a.output.display().to_string()),
@@ -189,14 +189,14 @@ pub fn run(a: PackArgs, quiet: bool) -> CliResult {
         report.bits_per_weight()
     );
     if let Some(d) = summary.uniform_delta {
-        println!("uniform step size delta = {d:.6e}");
+        crate::outln!("uniform step size delta = {d:.6e}");
     }
     if q > 0 {
         let worst = summary
             .quantized
             .iter()
             .max_by(|x, y| x.max_bound.total_cmp(&y.max_bound));
-        println!(
+        crate::outln!(
             "largest certified bound {} ({}), largest measured error {}, uncertified vectors {}",
             sci(summary.max_bound()),
             worst.map_or(String::new(), |w| escape(&format!("{:?}", w.name))),

@@ -42,14 +42,14 @@ pub fn run(a: VerifyArgs, quiet: bool) -> CliResult {
     let mut bar = Bar::new(quiet);
     let checks = verify::verify_checksums(&file, &mut bar);
     let bad: Vec<&verify::ChecksumCheck> = checks.iter().filter(|c| c.error.is_some()).collect();
-    println!(
+    crate::outln!(
         "checksums: {} of {} tensors intact",
         checks.len() - bad.len(),
         checks.len()
     );
     for c in &bad {
         if let Some(e) = &c.error {
-            println!(
+            crate::outln!(
                 "  {}: {}",
                 escape(&format!("{:?}", c.name)),
                 escape(&e.to_string())
@@ -93,18 +93,18 @@ pub fn run(a: VerifyArgs, quiet: bool) -> CliResult {
                 },
             ]);
         }
-        println!();
-        print!("{}", t.render());
+        crate::outln!();
+        super::out(&t.render());
         for m in &report.missing {
-            println!(
+            crate::outln!(
                 "{}",
                 escape(&format!(
                     "FAIL: {m:?} is in the original but not in the file"
                 ))
             );
         }
-        println!();
-        println!(
+        crate::outln!();
+        crate::outln!(
             "against {}: {} vectors checked, {} violations, {} uncertified, worst error/bound {:.4}, {} of {} tensors ok{}",
             escape(&against.display().to_string()),
             report.vectors(),
@@ -129,6 +129,6 @@ pub fn run(a: VerifyArgs, quiet: bool) -> CliResult {
         };
         return Err(Failure::verify(input, what));
     }
-    println!("verify: OK");
+    crate::outln!("verify: OK");
     Ok(())
 }
