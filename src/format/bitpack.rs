@@ -85,41 +85,140 @@ fn load_le(bytes: &[u8], at: usize) -> u64 {
     }
 }
 
+/// Checks that `count` codes of `bits` bits starting at code `start` lie inside `bytes`.
+fn check_range(bytes: &[u8], bits: u32, start: u64, count: usize) -> Result<()> {
+    check_bits(bits)?;
+    let end_bit = start
+        .checked_add(count as u64)
+        .and_then(|e| e.checked_mul(u64::from(bits)));
+    if end_bit.is_none_or(|e| e > (bytes.len() as u64).saturating_mul(8)) {
+        return Err(Error::param(format!(
+            "codes {start}..+{count} of {bits} bits are past the end of a {}-byte stream",
+            bytes.len()
+        )));
+    }
+    Ok(())
+}
+
+/// Calls `sink(i, code)` for `count` codes of `bits` bits starting at code index `start`, reading
+/// the stream 64 bits at a time. The range must have been checked with [`check_range`].
+#[inline(always)]
+fn for_each_code(
+    bytes: &[u8],
+    bits: u32,
+    start: u64,
+    count: usize,
+    mut sink: impl FnMut(usize, u64),
+) {
+    let b = u64::from(bits);
+    let mask = (1u64 << bits) - 1;
+    // In range: the end bit ≤ 8·len fits in u64 and every bit offset below it fits in usize.
+    let mut s = start * b;
+    let mut i = 0;
+    while i < count {
+        let shift = (s % 8) as u32;
+        let mut window = load_le(bytes, (s / 8) as usize) >> shift;
+        // Whole codes in this window: at least 3 (bits ≤ 16, shift ≤ 7).
+        let take = (((64 - shift) / bits) as usize).min(count - i);
+        for _ in 0..take {
+            sink(i, window & mask);
+            window >>= bits;
+            i += 1;
+        }
+        s += take as u64 * b;
+    }
+}
+
 /// Unpacks `out.len()` codes of `bits` bits starting at code index `start` of the stream in
 /// `bytes` (so one vector's codes can be read from the middle of a tensor's stream). Fails if
 /// the codes requested reach past the end of `bytes`.
 pub fn unpack(bytes: &[u8], bits: u32, start: u64, out: &mut [u16]) -> Result<()> {
-    check_bits(bits)?;
-    let b = u64::from(bits);
-    let end_bit = start
-        .checked_add(out.len() as u64)
-        .and_then(|e| e.checked_mul(b));
-    if end_bit.is_none_or(|e| e > (bytes.len() as u64).saturating_mul(8)) {
-        return Err(Error::param(format!(
-            "codes {start}..+{} of {bits} bits are past the end of a {}-byte stream",
-            out.len(),
-            bytes.len()
-        )));
-    }
-    let mask = (1u64 << bits) - 1;
-    // In range: end_bit ≤ 8·len fits in u64 and every bit offset below it fits in usize.
-    let mut s = start * b;
-    let mut it = out.iter_mut();
-    // Fast path: decode from one 64-bit window as many whole codes as it holds.
-    while it.len() > 0 {
-        let byte = (s / 8) as usize;
-        let shift = (s % 8) as u32;
-        let mut window = load_le(bytes, byte) >> shift;
-        let mut avail = 64 - shift;
-        while avail >= bits {
-            let Some(o) = it.next() else { break };
-            *o = (window & mask) as u16;
-            window >>= bits;
-            avail -= bits;
-            s += b;
+    check_range(bytes, bits, start, out.len())?;
+    for_each_code(bytes, bits, start, out.len(), |i, c| {
+        if let Some(o) = out.get_mut(i) {
+            *o = c as u16;
         }
-    }
+    });
     Ok(())
+}
+
+/// The eight levels (±½) of the eight 1-bit codes in each possible byte, LSB first.
+static SIGN_LEVELS: [[f64; 8]; 256] = {
+    let mut table = [[0.0f64; 8]; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        let mut t = 0;
+        while t < 8 {
+            table[byte][t] = if (byte >> t) & 1 == 1 { 0.5 } else { -0.5 };
+            t += 1;
+        }
+        byte += 1;
+    }
+    table
+};
+
+/// 1-bit codes (K = 1) to their levels ±½: bit by bit up to a byte boundary, then eight levels
+/// per byte from a table. The range must have been checked.
+fn unpack_signs(bytes: &[u8], start: u64, out: &mut [f64]) {
+    let total = out.len();
+    let head = (((8 - start % 8) % 8) as usize).min(total);
+    let (first, rest) = out.split_at_mut(head);
+    for_each_code(bytes, 1, start, first.len(), |i, c| {
+        if let Some(o) = first.get_mut(i) {
+            *o = c as f64 - 0.5;
+        }
+    });
+    // `start + head` is a multiple of 8 (or `rest` is empty).
+    let from = ((start + head as u64) / 8) as usize;
+    let mut chunks = rest.chunks_exact_mut(8);
+    for (chunk, &byte) in (&mut chunks).zip(bytes.get(from..).unwrap_or(&[])) {
+        chunk.copy_from_slice(&SIGN_LEVELS[usize::from(byte)]);
+    }
+    let tail = chunks.into_remainder();
+    let tail_start = start + (total - tail.len()) as u64;
+    for_each_code(bytes, 1, tail_start, tail.len(), |i, c| {
+        if let Some(o) = tail.get_mut(i) {
+            *o = c as f64 - 0.5;
+        }
+    });
+}
+
+/// Unpacks `out.len()` codes like [`unpack`], straight into their levels in units of δ,
+/// c − K + ½ (the decoder's FFT input). Returns `Ok(Err(code))` with the first code ≥ 2K if there
+/// is one (possible only when 2K is not a power of two), `Err` if the range is past the stream.
+pub fn unpack_levels(
+    bytes: &[u8],
+    bits: u32,
+    start: u64,
+    k: u32,
+    out: &mut [f64],
+) -> Result<std::result::Result<(), u16>> {
+    check_range(bytes, bits, start, out.len())?;
+    let offset = f64::from(k) - 0.5;
+    if bits == 1 {
+        unpack_signs(bytes, start, out);
+        return Ok(Ok(()));
+    }
+    let levels = 2 * u64::from(k);
+    let mut bad = false;
+    for_each_code(bytes, bits, start, out.len(), |i, c| {
+        bad |= c >= levels;
+        if let Some(o) = out.get_mut(i) {
+            *o = c as f64 - offset;
+        }
+    });
+    if bad {
+        let mut first = 0u16;
+        let mut found = false;
+        for_each_code(bytes, bits, start, out.len(), |_, c| {
+            if !found && c >= levels {
+                first = c as u16;
+                found = true;
+            }
+        });
+        return Ok(Err(first));
+    }
+    Ok(Ok(()))
 }
 
 #[cfg(test)]
@@ -201,7 +300,26 @@ mod tests {
             prop_assert_eq!(&out, &naive_pack(&codes, bits));
             let mut back = vec![0u16; len];
             unpack(&out, bits, 0, &mut back).unwrap();
-            prop_assert_eq!(back, codes);
+            prop_assert_eq!(&back, &codes);
+            // Levels: c − K + ½ for the K whose 2K = 2^bits, and a smaller K flags big codes.
+            let k = 1u32 << (bits - 1);
+            let mut levels = vec![0.0f64; len];
+            let from = (seed as usize % (len + 1)).min(len);
+            let mut part = vec![0.0f64; len - from];
+            prop_assert_eq!(unpack_levels(&out, bits, from as u64, k, &mut part).unwrap(), Ok(()));
+            for (l, &c) in part.iter().zip(&codes[from..]) {
+                prop_assert_eq!(*l, f64::from(c) - f64::from(k) + 0.5);
+            }
+            prop_assert_eq!(unpack_levels(&out, bits, 0, k, &mut levels).unwrap(), Ok(()));
+            for (l, &c) in levels.iter().zip(&codes) {
+                prop_assert_eq!(*l, f64::from(c) - f64::from(k) + 0.5);
+            }
+            if bits > 1 {
+                let small_k = k - 1;
+                let first_bad = codes.iter().copied().find(|&c| u32::from(c) >= 2 * small_k);
+                let got = unpack_levels(&out, bits, 0, small_k, &mut levels).unwrap();
+                prop_assert_eq!(got, first_bad.map_or(Ok(()), Err));
+            }
         }
     }
 }

@@ -20,8 +20,7 @@ use super::header::{
 use super::layout::PREAMBLE_LEN;
 use super::report::StorageReport;
 use crate::error::{Error, FormatError, Result};
-use crate::frame::Permutation;
-use crate::quant::tensor::synthesise_codes;
+use crate::frame::{HarmonicFrame, Permutation, Workspace};
 use crate::quant::{Alphabet, Orientation};
 
 /// Where the bytes come from.
@@ -391,14 +390,14 @@ impl SdqFile {
             }
             None => Permutation::Identity,
         };
-        let alphabet = Alphabet::new(q.k)?;
+        // K was validated at parse time; this keeps the alphabet's own limits authoritative.
+        Alphabet::new(q.k)?;
         Ok(Parts {
             name,
             q,
             codes,
             deltas,
             order,
-            alphabet,
         })
     }
 
@@ -427,21 +426,14 @@ impl SdqFile {
         while start < vectors.end {
             let count = block.min(vectors.end - start);
             let chunk = tmp.get_mut(..count * d).unwrap_or(&mut []);
-            let new_ws = || (frame.workspace(), vec![0u16; frame.frame_size()]);
-            let one = |ws: &mut (crate::frame::Workspace, Vec<u16>),
+            let new_ws = || (frame.workspace(), vec![0.0f64; frame.frame_size()]);
+            let one = |ws: &mut (crate::frame::Workspace, Vec<f64>),
                        (i, out): (usize, &mut [f64])| {
-                let (ws, codes) = ws;
+                let (ws, scratch) = ws;
                 let j = start + i;
-                parts.codes_of(j as u64, codes)?;
-                synthesise_codes(
-                    &frame,
-                    &parts.order,
-                    parts.alphabet,
-                    parts.delta(j),
-                    codes,
-                    out,
-                    ws,
-                )
+                parts.levels_into(j as u64, &frame, ws, scratch)?;
+                let scale = parts.delta(j) * d as f64 / frame.frame_size() as f64;
+                frame.synthesise_workspace(scale, out, ws)
             };
             #[cfg(feature = "parallel")]
             chunk
@@ -472,7 +464,6 @@ struct Parts<'a> {
     codes: Cow<'a, [u8]>,
     deltas: Option<Vec<f64>>,
     order: Permutation,
-    alphabet: Alphabet,
 }
 
 impl Parts<'_> {
@@ -482,6 +473,58 @@ impl Parts<'_> {
             (_, Some(v)) => v.get(j).copied().unwrap_or(0.0),
             _ => 0.0,
         }
+    }
+
+    /// Writes vector `j`'s code levels (c − K + ½) into the frame's FFT input, each at the FFT
+    /// index of its frame position ((p + 1) mod N), checking every code is below 2K. `scratch`
+    /// (length N) is used for an explicit ordering.
+    fn levels_into(
+        &self,
+        j: u64,
+        frame: &HarmonicFrame,
+        ws: &mut Workspace,
+        scratch: &mut [f64],
+    ) -> Result<()> {
+        let n = self.q.n();
+        let bits = u32::from(self.q.bits);
+        let first = j.saturating_mul(n);
+        let input = frame.fft_input(ws);
+        let checked = match &self.order {
+            // Step k uses e_{k+1}, read by the FFT at index k + 1 (and the last at index 0).
+            Permutation::Identity => match input.split_first_mut() {
+                Some((last, rest)) => {
+                    bitpack::unpack_levels(&self.codes, bits, first, self.q.k, rest)?.and(
+                        bitpack::unpack_levels(
+                            &self.codes,
+                            bits,
+                            first.saturating_add(n - 1),
+                            self.q.k,
+                            std::slice::from_mut(last),
+                        )?,
+                    )
+                }
+                None => Ok(()),
+            },
+            Permutation::Explicit(order) => {
+                let r = bitpack::unpack_levels(&self.codes, bits, first, self.q.k, scratch)?;
+                for (&p, &level) in order.iter().zip(scratch.iter()) {
+                    let idx = (p as usize + 1) % input.len().max(1);
+                    if let Some(slot) = input.get_mut(idx) {
+                        *slot = level;
+                    }
+                }
+                r
+            }
+        };
+        checked.map_err(|code| {
+            FormatError::CodeOutOfRange {
+                tensor: self.name.to_owned(),
+                vector: j,
+                code,
+                levels: 2 * self.q.k,
+            }
+            .into()
+        })
     }
 
     /// Unpacks vector `j`'s codes into `out` (length N) and checks each is below 2K.

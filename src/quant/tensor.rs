@@ -532,12 +532,27 @@ pub fn synthesise_codes(
         )));
     }
     let input = frame.fft_input(ws);
-    for (k, &c) in codes.iter().enumerate() {
-        // Frame position p (zero-based) is e_{p+1}, read by the FFT at index (p + 1) mod N.
-        let p = order.position(k) + 1;
-        let idx = if p == n { 0 } else { p };
-        if let Some(slot) = input.get_mut(idx) {
-            *slot = alphabet.level(c);
+    match order {
+        // Step k uses e_{k+1}, read by the FFT at index k + 1 (and the last at index 0).
+        Permutation::Identity => {
+            if let (Some((first, rest)), Some((&last, init))) =
+                (input.split_first_mut(), codes.split_last())
+            {
+                *first = alphabet.level(last);
+                for (slot, &c) in rest.iter_mut().zip(init) {
+                    *slot = alphabet.level(c);
+                }
+            }
+        }
+        Permutation::Explicit(_) => {
+            for (k, &c) in codes.iter().enumerate() {
+                // Frame position p (zero-based) is e_{p+1}, read by the FFT at index (p + 1) mod N.
+                let p = order.position(k) + 1;
+                let idx = if p == n { 0 } else { p };
+                if let Some(slot) = input.get_mut(idx) {
+                    *slot = alphabet.level(c);
+                }
+            }
         }
     }
     let scale = delta * frame.dim() as f64 / n as f64;

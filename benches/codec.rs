@@ -1,0 +1,256 @@
+//! Codec speed, as ratios measured in the same run (this machine is shared and noisy, so absolute
+//! times mean little): decode and encode per vector against one bare `realfft` transform of length
+//! N, against the obvious dense and GEMM implementations, against reading f32 from a mapped
+//! safetensors file, and the speed-up from all cores.
+//!
+//! `cargo bench --bench codec` (plain std::time, no harness; a few tens of seconds).
+
+use std::hint::black_box;
+use std::time::Instant;
+
+use realfft::RealFftPlanner;
+use sdq::format::{bitpack, DeltaPolicy, Dtype, SdqFile, SdqStreamWriter, TensorPlan};
+use sdq::{FrameDescriptor, FrameQuantizer, HarmonicFrame, Matrix, Orientation, StepPolicy};
+
+/// Median seconds per call of `f`, over enough repetitions to fill about `budget` seconds.
+fn time(budget: f64, mut f: impl FnMut()) -> f64 {
+    f(); // warm up
+    let t = Instant::now();
+    f();
+    let once = t.elapsed().as_secs_f64().max(1e-7);
+    let reps = ((budget / once) as usize).clamp(5, 2001);
+    let mut v: Vec<f64> = (0..reps)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed().as_secs_f64()
+        })
+        .collect();
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn values(seed: u64, len: usize, scale: f32) -> Vec<f32> {
+    let mut s = seed;
+    (0..len)
+        .map(|_| {
+            s = s.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = s;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^= z >> 31;
+            ((z >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0) as f32 * scale
+        })
+        .collect()
+}
+
+struct Row {
+    label: String,
+    value: f64,
+    target: Option<(&'static str, f64)>,
+}
+
+fn main() -> sdq::Result<()> {
+    let one_thread = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .map_err(|e| sdq::Error::Parameter(e.to_string()))?;
+    let threads = rayon::current_num_threads();
+    let mut rows: Vec<Row> = Vec::new();
+    println!("sdq codec benchmark: ratios of medians measured in this run ({threads} threads available)\n");
+
+    for &(d, n, m) in &[
+        (128usize, 1000usize, 512usize),
+        (784, 7000, 256),
+        (4096, 36864, 256),
+    ] {
+        let w = values(d as u64 * 31 + n as u64, d * m, 1.0 / (m as f32).sqrt());
+        let matrix = Matrix::new(&w, d, m)?; // W[d, m]: m column vectors of length d
+        let fq = FrameQuantizer::new(FrameDescriptor::harmonic(n, d)?, 1, StepPolicy::Coefficient)?;
+        let q = fq.quantize(&matrix, Orientation::Columns)?;
+        let plan = [TensorPlan::sigma_delta(
+            "w",
+            Dtype::F32,
+            &[d as u64, m as u64],
+            false,
+        )];
+        let mut writer = SdqStreamWriter::in_memory(&plan, &[])?;
+        writer.write_quantized("w", &q, DeltaPolicy::Coefficient)?;
+        let file = SdqFile::from_bytes(writer.finish()?.into_inner())?;
+        let mut out = vec![0.0f32; d * m];
+
+        // One bare realfft forward transform of length N (f64, the precision sdq uses).
+        let fft = RealFftPlanner::<f64>::new().plan_fft_forward(n);
+        let (mut input, mut spectrum, mut scratch) = (
+            vec![0.25f64; n],
+            fft.make_output_vec(),
+            fft.make_scratch_vec(),
+        );
+        let bare = time(0.3, || {
+            input.fill(0.25);
+            fft.process_with_scratch(&mut input, &mut spectrum, &mut scratch)
+                .ok();
+            black_box(&spectrum);
+        });
+
+        let (decode1, encode1) = one_thread.install(|| -> sdq::Result<(f64, f64)> {
+            let decode = time(0.5, || {
+                file.decode_into("w", &mut out).ok();
+                black_box(&out);
+            }) / m as f64;
+            let mut packed = vec![0u8; (n * m).div_ceil(8)];
+            let encode = time(0.5, || {
+                if let Ok(q) = fq.quantize(&matrix, Orientation::Columns) {
+                    bitpack::pack(q.codes(), 1, &mut packed).ok();
+                }
+                black_box(&packed);
+            }) / m as f64;
+            Ok((decode, encode))
+        })?;
+        let decode_all = time(0.5, || {
+            file.decode_into("w", &mut out).ok();
+            black_box(&out);
+        }) / m as f64;
+        let encode_all = time(0.5, || {
+            black_box(fq.quantize(&matrix, Orientation::Columns).ok());
+        }) / m as f64;
+
+        let tag = format!("(d, N) = ({d}, {n}), m = {m}");
+        println!("{tag}: one bare FFT of length N = {:.1} µs", bare * 1e6);
+        rows.push(Row {
+            label: format!("{tag}: decode per vector / bare FFT"),
+            value: decode1 / bare,
+            target: Some(("<=", 1.25)),
+        });
+        rows.push(Row {
+            label: format!("{tag}: encode per vector / bare FFT"),
+            value: encode1 / bare,
+            target: Some(("<=", 2.0)),
+        });
+        rows.push(Row {
+            label: format!("{tag}: decode speed-up, {threads} threads vs 1"),
+            value: decode1 / decode_all,
+            target: Some((">=", 1.7)),
+        });
+        rows.push(Row {
+            label: format!("{tag}: encode speed-up, {threads} threads vs 1"),
+            value: encode1 / encode_all,
+            target: Some((">=", 1.7)),
+        });
+
+        if d <= 784 {
+            // Dense synthesis E·q with the frame matrix precomputed (N × d, f32), per vector.
+            let frame = HarmonicFrame::new(n, d)?;
+            let mut e = vec![0.0f32; n * d];
+            let mut row = vec![0.0f64; d];
+            for i in 0..n {
+                frame.row(i + 1, &mut row)?;
+                for (o, r) in e[i * d..(i + 1) * d].iter_mut().zip(&row) {
+                    *o = *r as f32;
+                }
+            }
+            let levels: Vec<f32> = q.codes()[..n].iter().map(|&c| c as f32 - 0.5).collect();
+            let mut y = vec![0.0f32; d];
+            let dense = time(0.3, || {
+                y.fill(0.0);
+                for (i, &l) in levels.iter().enumerate() {
+                    for (o, &x) in y.iter_mut().zip(&e[i * d..(i + 1) * d]) {
+                        *o += l * x;
+                    }
+                }
+                black_box(&y);
+            });
+            rows.push(Row {
+                label: format!("{tag}: dense E·q per vector / sdq decode per vector"),
+                value: dense / decode1,
+                target: if d == 784 { Some((">=", 20.0)) } else { None },
+            });
+
+            // The whole tensor as one GEMM: W̃ (d × m) = Eᵀ (d × N) · L (N × m), single thread.
+            let all_levels: Vec<f32> = q.codes().iter().map(|&c| c as f32 - 0.5).collect(); // m × N, row-major
+            let mut wt = vec![0.0f32; d * m];
+            let gemm = time(1.0, || {
+                // C[d×m] = A[d×N]·B[N×m] with A = Eᵀ (E is N×d row-major: A strides (1, d)) and
+                // B = Lᵀ (L is m×N row-major: B strides (1, N)).
+                // SAFETY: the three buffers hold d·N, N·m and d·m f32 values, matching the strides.
+                unsafe {
+                    matrixmultiply::sgemm(
+                        d,
+                        n,
+                        m,
+                        1.0,
+                        e.as_ptr(),
+                        1,
+                        d as isize,
+                        all_levels.as_ptr(),
+                        1,
+                        n as isize,
+                        0.0,
+                        wt.as_mut_ptr(),
+                        m as isize,
+                        1,
+                    );
+                }
+                black_box(&wt);
+            }) / m as f64;
+            rows.push(Row {
+                label: format!(
+                    "{tag}: whole-tensor GEMM (matrixmultiply) / sdq decode, per vector"
+                ),
+                value: gemm / decode1,
+                target: Some((">", 1.0)),
+            });
+        }
+
+        // Context: reading the same tensor as f32 from a mapped safetensors file.
+        let st_path =
+            std::env::temp_dir().join(format!("sdq-bench-{}-{d}.safetensors", std::process::id()));
+        let bytes: Vec<u8> = w.iter().flat_map(|x| x.to_le_bytes()).collect();
+        let view =
+            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![d, m], &bytes)
+                .map_err(|e| sdq::Error::Parameter(e.to_string()))?;
+        safetensors::serialize_to_file([("w", view)], None, &st_path)
+            .map_err(|e| sdq::Error::Parameter(e.to_string()))?;
+        let f = std::fs::File::open(&st_path).map_err(|e| sdq::Error::io(&st_path, e))?;
+        // SAFETY: the benchmark's own temporary file, not modified while mapped.
+        let map = unsafe { memmap2::Mmap::map(&f) }.map_err(|e| sdq::Error::io(&st_path, e))?;
+        let st = safetensors::SafeTensors::deserialize(&map)
+            .map_err(|e| sdq::Error::Parameter(e.to_string()))?;
+        let read = time(0.3, || {
+            if let Ok(t) = st.tensor("w") {
+                for (o, c) in out.iter_mut().zip(t.data().chunks_exact(4)) {
+                    *o = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+                }
+            }
+            black_box(&out);
+        }) / m as f64;
+        rows.push(Row {
+            label: format!("{tag}: sdq decode / f32 read from mapped safetensors, per vector"),
+            value: decode1 / read,
+            target: None,
+        });
+        std::fs::remove_file(&st_path).ok();
+    }
+
+    println!();
+    let mut failed = 0;
+    for r in &rows {
+        let verdict = match r.target {
+            Some(("<=", t)) if r.value <= t => format!("meets <= {t}"),
+            Some((">=", t)) if r.value >= t => format!("meets >= {t}"),
+            Some((">", t)) if r.value > t => format!("meets > {t}"),
+            Some((op, t)) => {
+                failed += 1;
+                format!("MISSES {op} {t}")
+            }
+            None => "context".to_string(),
+        };
+        println!("{:<78} {:>9.3}  {verdict}", r.label, r.value);
+    }
+    println!(
+        "\n{} of {} targets missed",
+        failed,
+        rows.iter().filter(|r| r.target.is_some()).count()
+    );
+    Ok(())
+}
