@@ -59,6 +59,9 @@ fn main() -> sdq::Result<()> {
             );
         }
     }
-    println!("(for scale: the mean column norm is about {:.3})", (rows as f64 / cols as f64).sqrt());
+    println!(
+        "(for scale: the mean column norm is about {:.3})",
+        (rows as f64 / cols as f64).sqrt()
+    );
     Ok(())
 }

@@ -25,14 +25,26 @@ fn harmonic_3_2_coefficients_and_codes() {
     // v = 0 → tie → code 1, u = −1.
     let mut codes = [9u16; 3];
     let a1 = Alphabet::new(1).unwrap();
-    let max_u = sigma_delta::quantize(&[-0.5, -0.5, 1.0], &Permutation::Identity, a1, 2.0, &mut codes);
+    let max_u = sigma_delta::quantize(
+        &[-0.5, -0.5, 1.0],
+        &Permutation::Identity,
+        a1,
+        2.0,
+        &mut codes,
+    );
     assert_eq!(codes, [0, 1, 1]);
     assert_eq!(max_u, 1.0); // = δ/2: the state stays in [−δ/2, δ/2]
 
     // K = 2, δ = 1: v = −½ → ⌊−½⌋ = −1 → code 1 (q = −½), u = 0; again code 1, u = 0;
     // v = 1 → ⌊1⌋ = 1 = K − 1 → code 3 (q = 3/2), u = −½.
     let a2 = Alphabet::new(2).unwrap();
-    let max_u = sigma_delta::quantize(&[-0.5, -0.5, 1.0], &Permutation::Identity, a2, 1.0, &mut codes);
+    let max_u = sigma_delta::quantize(
+        &[-0.5, -0.5, 1.0],
+        &Permutation::Identity,
+        a2,
+        1.0,
+        &mut codes,
+    );
     assert_eq!(codes, [1, 1, 3]);
     assert_eq!(max_u, 0.5);
 
@@ -100,24 +112,41 @@ fn tensor_policy_is_the_papers_rule() {
     // δ = ‖w‖/(K − ½) for the largest column: columns (3, 4) and (0, 1) → δ = 5/0.5 = 10 for K = 1.
     let w = [3.0f32, 0.0, 4.0, 1.0]; // [[3, 0], [4, 1]]: columns (3, 4) and (0, 1)
     let m = Matrix::new(&w, 2, 2).unwrap();
-    let q = FrameQuantizer::new(FrameDescriptor::harmonic(5, 2).unwrap(), 1, StepPolicy::Tensor)
-        .unwrap()
-        .quantize(&m, Orientation::Columns)
-        .unwrap();
+    let q = FrameQuantizer::new(
+        FrameDescriptor::harmonic(5, 2).unwrap(),
+        1,
+        StepPolicy::Tensor,
+    )
+    .unwrap()
+    .quantize(&m, Orientation::Columns)
+    .unwrap();
     assert_eq!(q.deltas(), &sdq::Deltas::Tensor(10.0));
-    let q = FrameQuantizer::new(FrameDescriptor::harmonic(5, 2).unwrap(), 3, StepPolicy::Vector)
-        .unwrap()
-        .quantize(&m, Orientation::Columns)
-        .unwrap();
+    let q = FrameQuantizer::new(
+        FrameDescriptor::harmonic(5, 2).unwrap(),
+        3,
+        StepPolicy::Vector,
+    )
+    .unwrap()
+    .quantize(&m, Orientation::Columns)
+    .unwrap();
     assert_eq!(q.deltas(), &sdq::Deltas::Vector(vec![2.0, 0.4])); // 5/2.5, 1/2.5
 }
 
 #[test]
 fn invalid_parameters_are_typed_errors() {
     use sdq::Error;
-    assert!(matches!(FrameDescriptor::harmonic(4, 4), Err(Error::Parameter(_))));
-    assert!(matches!(FrameDescriptor::harmonic(4, 0), Err(Error::Parameter(_))));
-    assert!(matches!(FrameDescriptor::harmonic(1 << 30, 8), Err(Error::Limit { .. })));
+    assert!(matches!(
+        FrameDescriptor::harmonic(4, 4),
+        Err(Error::Parameter(_))
+    ));
+    assert!(matches!(
+        FrameDescriptor::harmonic(4, 0),
+        Err(Error::Parameter(_))
+    ));
+    assert!(matches!(
+        FrameDescriptor::harmonic(1 << 30, 8),
+        Err(Error::Limit { .. })
+    ));
     assert!(matches!(Alphabet::new(0), Err(Error::Parameter(_))));
     assert!(matches!(Alphabet::new(1 << 20), Err(Error::Limit { .. })));
     let frame = FrameDescriptor::harmonic(8, 2).unwrap();
@@ -127,12 +156,24 @@ fn invalid_parameters_are_typed_errors() {
     assert!(Permutation::explicit(vec![0, 1, 1], 3).is_err());
     assert!(Permutation::explicit(vec![0, 3, 1], 3).is_err());
     assert!(Permutation::explicit(vec![0, 1], 3).is_err());
-    assert_eq!(Permutation::explicit(vec![0, 1, 2], 3).unwrap(), Permutation::Identity);
+    assert_eq!(
+        Permutation::explicit(vec![0, 1, 2], 3).unwrap(),
+        Permutation::Identity
+    );
     // Wrong orientation / dimension, non-finite input, bad shapes.
     let w = [1.0f32; 6];
-    let q = FrameQuantizer::new(FrameDescriptor::harmonic(8, 2).unwrap(), 1, StepPolicy::Tensor).unwrap();
-    assert!(q.quantize(&Matrix::new(&w, 3, 2).unwrap(), Orientation::Columns).is_err());
-    assert!(q.quantize(&Matrix::new(&w, 3, 2).unwrap(), Orientation::Rows).is_ok());
+    let q = FrameQuantizer::new(
+        FrameDescriptor::harmonic(8, 2).unwrap(),
+        1,
+        StepPolicy::Tensor,
+    )
+    .unwrap();
+    assert!(q
+        .quantize(&Matrix::new(&w, 3, 2).unwrap(), Orientation::Columns)
+        .is_err());
+    assert!(q
+        .quantize(&Matrix::new(&w, 3, 2).unwrap(), Orientation::Rows)
+        .is_ok());
     let nan = [1.0f32, f32::NAN, 0.0, 0.0];
     assert!(matches!(
         q.quantize(&Matrix::new(&nan, 2, 2).unwrap(), Orientation::Columns),
@@ -147,7 +188,11 @@ fn invalid_parameters_are_typed_errors() {
 fn zero_vectors_decode_to_zero() {
     let w = [0.0f32; 8];
     let m = Matrix::new(&w, 4, 2).unwrap();
-    for policy in [StepPolicy::Tensor, StepPolicy::Vector, StepPolicy::Coefficient] {
+    for policy in [
+        StepPolicy::Tensor,
+        StepPolicy::Vector,
+        StepPolicy::Coefficient,
+    ] {
         let q = FrameQuantizer::new(FrameDescriptor::harmonic(9, 4).unwrap(), 1, policy)
             .unwrap()
             .quantize(&m, Orientation::Columns)

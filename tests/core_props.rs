@@ -22,7 +22,12 @@ fn values(seed: u64, len: usize) -> Vec<f32> {
 }
 
 fn rel_diff(a: &[f64], b: &[f64]) -> f64 {
-    let num: f64 = a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum::<f64>().sqrt();
+    let num: f64 = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| (x - y) * (x - y))
+        .sum::<f64>()
+        .sqrt();
     let den: f64 = b.iter().map(|y| y * y).sum::<f64>().sqrt().max(1e-300);
     num / den
 }
@@ -189,14 +194,19 @@ fn error_falls_with_n() {
     let (rows, cols) = (64, 40);
     let w = values(42, rows * cols);
     let m = Matrix::new(&w, rows, cols).unwrap();
-    let delta = sdq::quant::step::uniform_delta([m.max_vector_norm(Orientation::Columns).unwrap()], 1);
+    let delta =
+        sdq::quant::step::uniform_delta([m.max_vector_norm(Orientation::Columns).unwrap()], 1);
     let ns = [128usize, 256, 512, 1024, 2048, 4096];
     let mut means = Vec::new();
     for &n in &ns {
-        let q = FrameQuantizer::new(FrameDescriptor::harmonic(n, rows).unwrap(), 1, StepPolicy::Explicit(delta))
-            .unwrap()
-            .quantize(&m, Orientation::Columns)
-            .unwrap();
+        let q = FrameQuantizer::new(
+            FrameDescriptor::harmonic(n, rows).unwrap(),
+            1,
+            StepPolicy::Explicit(delta),
+        )
+        .unwrap()
+        .quantize(&m, Orientation::Columns)
+        .unwrap();
         let e = q.measured_errors(&m).unwrap();
         means.push(e.iter().sum::<f64>() / e.len() as f64);
     }
@@ -206,9 +216,16 @@ fn error_falls_with_n() {
     let xs: Vec<f64> = ns.iter().map(|&n| (n as f64).ln()).collect();
     let ys: Vec<f64> = means.iter().map(|e| e.ln()).collect();
     let (mx, my) = (xs.iter().sum::<f64>() / 6.0, ys.iter().sum::<f64>() / 6.0);
-    let slope = xs.iter().zip(&ys).map(|(x, y)| (x - mx) * (y - my)).sum::<f64>()
+    let slope = xs
+        .iter()
+        .zip(&ys)
+        .map(|(x, y)| (x - mx) * (y - my))
+        .sum::<f64>()
         / xs.iter().map(|x| (x - mx) * (x - mx)).sum::<f64>();
-    assert!((-2.0..=-0.9).contains(&slope), "log-log slope {slope}, means {means:?}");
+    assert!(
+        (-2.0..=-0.9).contains(&slope),
+        "log-log slope {slope}, means {means:?}"
+    );
 }
 
 /// Results do not depend on the number of threads: quantizing in a 1-thread pool and in the
@@ -218,9 +235,17 @@ fn error_falls_with_n() {
 fn quantize_is_thread_count_independent() {
     let w = values(5, 100 * 300);
     let m = Matrix::new(&w, 100, 300).unwrap();
-    let fq = FrameQuantizer::new(FrameDescriptor::harmonic(700, 100).unwrap(), 2, StepPolicy::Coefficient).unwrap();
+    let fq = FrameQuantizer::new(
+        FrameDescriptor::harmonic(700, 100).unwrap(),
+        2,
+        StepPolicy::Coefficient,
+    )
+    .unwrap();
     let many = fq.quantize(&m, Orientation::Columns).unwrap();
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap();
     let one = pool.install(|| fq.quantize(&m, Orientation::Columns).unwrap());
     assert_eq!(many.codes(), one.codes());
     assert_eq!(many.deltas(), one.deltas());
