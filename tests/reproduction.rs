@@ -4,7 +4,6 @@
 //! written to safetensors, packed into an .sdq file, reopened through the memory-mapped reader
 //! and decoded before it is evaluated.
 
-#[allow(dead_code)]
 #[path = "../examples/mnist/mod.rs"]
 mod mnist;
 

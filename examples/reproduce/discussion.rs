@@ -134,8 +134,8 @@ pub fn text(rows: &[Row], cfg: &Config) -> String {
     let _ = writeln!(
         s,
         "- **Round-to-nearest wins at equal storage, at every budget tried (2, 3, 4, 8 bits per \
-         weight), on accuracy and on weight error** — even against ΣΔ variants given 0.1–0.4 \
-         more bits per weight (their per-vector δ costs 64/d bits per weight, 6.4 on the d = 10 \
+         weight), on accuracy and on weight error** — and ΣΔ variants given 0.1–0.4 more bits \
+         per weight at best tie it (the ResNet at 8 bits) (their per-vector δ costs 64/d bits per weight, 6.4 on the d = 10 \
          output layer). Its relative weight error is 1.1–2× lower at 2–4 bits and ≈ 15× lower at \
          8 bits: first-order ΣΔ's error falls like 1/N, i.e. like 1/bits, while rounding's falls \
          like 2^−bits. This confirms the replication. Where frame quantization does win: it \

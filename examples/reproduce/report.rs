@@ -47,7 +47,7 @@ pub fn stats(v: &[f64]) -> (f64, f64) {
 }
 
 /// The rows that satisfy `f`.
-fn pick<'a>(rows: &'a [Row], f: impl Fn(&Row) -> bool) -> Vec<&'a Row> {
+fn pick(rows: &[Row], f: impl Fn(&Row) -> bool) -> Vec<&Row> {
     rows.iter().filter(|r| f(r)).collect()
 }
 
@@ -357,6 +357,9 @@ fn series(label: String, color: usize, points: Vec<(f64, f64, f64)>) -> Series {
     }
 }
 
+/// A boxed selection of rows.
+type RowFilter = Box<dyn Fn(&Row) -> bool>;
+
 /// Draws the four figures (and the 1-bit accuracy figure) into `dir`; returns their file names.
 pub fn write_figures(rows: &[Row], cfg: &Config, dir: &Path) -> Result<Vec<String>, String> {
     let main = cfg.widths[0];
@@ -422,7 +425,7 @@ pub fn write_figures(rows: &[Row], cfg: &Config, dir: &Path) -> Result<Vec<Strin
     save("accuracy_1bit.svg".into(), p)?;
 
     // Figure 1 analogue: worst-case error vs N and δ (FNN, main width), log–log.
-    let fnn = |r: &Row| r.model == ModelKind::Fnn && r.width == main;
+    let fnn = move |r: &Row| r.model == ModelKind::Fnn && r.width == main;
     let mut p1 = Plot {
         title: format!("Figure 1 analogue: worst-case error, FNN n = {main}"),
         x_label: "frame size N".into(),
@@ -438,17 +441,16 @@ pub fn write_figures(rows: &[Row], cfg: &Config, dir: &Path) -> Result<Vec<Strin
         log_x: true,
         ..Plot::default()
     };
-    let groups: Vec<(String, Box<dyn Fn(&Row) -> bool>)> = ks
+    let groups: Vec<(String, RowFilter)> = ks
         .iter()
         .map(|&k| {
-            let f: Box<dyn Fn(&Row) -> bool> =
+            let f: RowFilter =
                 Box::new(move |r: &Row| fnn(r) && r.experiment == Experiment::Table12 && r.k == k);
             (format!("δ(K = {k}), fc1+fc2"), f)
         })
         .chain(std::iter::once((
             "1-bit, all layers".to_string(),
-            Box::new(move |r: &Row| fnn(r) && r.experiment == Experiment::OneBit)
-                as Box<dyn Fn(&Row) -> bool>,
+            Box::new(move |r: &Row| fnn(r) && r.experiment == Experiment::OneBit) as RowFilter,
         )))
         .collect();
     for (i, (label, f)) in groups.iter().enumerate() {
