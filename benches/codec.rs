@@ -50,6 +50,97 @@ struct Row {
     target: Option<(&'static str, f64)>,
 }
 
+/// C[r×b] = A[r×c]·B[c×b], all row-major f32, single thread (matrixmultiply).
+fn sgemm(r: usize, c: usize, b: usize, a: &[f32], x: &[f32], out: &mut [f32]) {
+    assert!(a.len() >= r * c && x.len() >= c * b && out.len() >= r * b);
+    // SAFETY: the asserts above: A holds r·c values (strides c, 1), B c·b (strides b, 1) and C
+    // r·b (strides b, 1).
+    unsafe {
+        matrixmultiply::sgemm(
+            r,
+            c,
+            b,
+            1.0,
+            a.as_ptr(),
+            c as isize,
+            1,
+            x.as_ptr(),
+            b as isize,
+            1,
+            0.0,
+            out.as_mut_ptr(),
+            b as isize,
+            1,
+        );
+    }
+}
+
+/// The compressed-domain product against dense products, single thread, batch 1 and 8: ours
+/// (`SdqFile::matvec_batch` on the codes) / dense f32 GEMM on the original weights, and ours /
+/// (decode + the same GEMM on the decoded weights). `w` is the original [rows, cols] weight.
+#[allow(clippy::too_many_arguments)]
+fn matvec_rows(
+    rows: &mut Vec<Row>,
+    tag: &str,
+    pool: &rayon::ThreadPool,
+    file: &SdqFile,
+    w: &[f32],
+    r: usize,
+    c: usize,
+    orientation: &str,
+) -> sdq::Result<()> {
+    for batch in [1usize, 8] {
+        let x = values(batch as u64 + 17, c * batch, 1.0);
+        // Ours takes inputs batch-major (x_b contiguous); the GEMM takes X[c×b] row-major.
+        let mut xt = vec![0.0f32; c * batch];
+        for b in 0..batch {
+            for j in 0..c {
+                xt[j * batch + b] = x[b * c + j];
+            }
+        }
+        let mut y = vec![0.0f32; r * batch];
+        let mut yd = vec![0.0f32; r * batch];
+        let mut decoded = vec![0.0f32; r * c];
+        let (ours, dense, decode_then) = pool.install(|| {
+            let ours = time(0.4, || {
+                file.matvec_batch("w", &x, batch, &mut y).ok();
+                black_box(&y);
+            });
+            let dense = time(0.3, || {
+                sgemm(r, c, batch, w, &xt, &mut yd);
+                black_box(&yd);
+            });
+            let decode_then = time(0.4, || {
+                file.decode_into("w", &mut decoded).ok();
+                sgemm(r, c, batch, &decoded, &xt, &mut yd);
+                black_box(&yd);
+            });
+            (ours, dense, decode_then)
+        });
+        println!(
+            "{tag}, {orientation}, batch {batch}: matvec from codes {:.1} µs, dense f32 GEMM {:.1} µs, decode + GEMM {:.1} µs",
+            ours * 1e6,
+            dense * 1e6,
+            decode_then * 1e6
+        );
+        rows.push(Row {
+            label: format!(
+                "{tag}: matvec from codes / dense f32 GEMM, {orientation}, batch {batch}"
+            ),
+            value: ours / dense,
+            target: None,
+        });
+        rows.push(Row {
+            label: format!(
+                "{tag}: matvec from codes / (decode + GEMM), {orientation}, batch {batch}"
+            ),
+            value: ours / decode_then,
+            target: None,
+        });
+    }
+    Ok(())
+}
+
 fn main() -> sdq::Result<()> {
     let one_thread = rayon::ThreadPoolBuilder::new()
         .num_threads(1)
@@ -200,6 +291,24 @@ fn main() -> sdq::Result<()> {
                 value: gemm / decode1,
                 target: Some((">", 1.0)),
             });
+        }
+
+        if d == 784 {
+            matvec_rows(&mut rows, &tag, &one_thread, &file, &w, d, m, "columns")?;
+            // The same (d, N) in the rows orientation: W'[m, d], y' = W'·x' with x' of length d.
+            let wr = values(d as u64 * 7 + 1, m * d, 1.0 / (d as f32).sqrt());
+            let mr = Matrix::new(&wr, m, d)?;
+            let qr = fq.quantize(&mr, Orientation::Rows)?;
+            let plan = [TensorPlan::sigma_delta(
+                "w",
+                Dtype::F32,
+                &[m as u64, d as u64],
+                false,
+            )];
+            let mut writer = SdqStreamWriter::in_memory(&plan, &[])?;
+            writer.write_quantized("w", &qr, DeltaPolicy::Coefficient)?;
+            let file_r = SdqFile::from_bytes(writer.finish()?.into_inner())?;
+            matvec_rows(&mut rows, &tag, &one_thread, &file_r, &wr, m, d, "rows")?;
         }
 
         // Context: reading the same tensor as f32 from a mapped safetensors file.

@@ -8,6 +8,7 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 #[cfg(feature = "parallel")]
 use rayon::prelude::*;
@@ -20,7 +21,8 @@ use super::header::{
 use super::layout::PREAMBLE_LEN;
 use super::report::StorageReport;
 use crate::error::{Error, FormatError, Result};
-use crate::frame::{HarmonicFrame, Permutation, Workspace};
+use crate::frame::{FrameDescriptor, HarmonicFrame, Permutation, Workspace};
+use crate::quant::tensor::MatrixLayout;
 use crate::quant::{Alphabet, Orientation};
 
 /// Where the bytes come from.
@@ -37,6 +39,9 @@ pub struct SdqFile {
     header: Header,
     index: HashMap<String, usize>,
     verify_checksums: bool,
+    /// Frames (with their FFT plans) built so far, by descriptor: planning a long FFT costs
+    /// more than decoding a small tensor, so each harmonic(N, d) is planned once per file.
+    frames: Mutex<HashMap<FrameDescriptor, HarmonicFrame>>,
 }
 
 impl std::fmt::Debug for SdqFile {
@@ -162,7 +167,21 @@ impl SdqFile {
             header,
             index,
             verify_checksums: true,
+            frames: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The frame `desc` describes, planned once and then shared (cheap clones of the plans).
+    fn frame(&self, desc: &FrameDescriptor) -> Result<HarmonicFrame> {
+        // A poisoned lock only means another thread panicked while holding it; the map itself
+        // is always in a valid state (one insert), so keep using it.
+        let mut frames = self.frames.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(f) = frames.get(desc) {
+            return Ok(f.clone());
+        }
+        let f = desc.build()?;
+        frames.insert(*desc, f.clone());
+        Ok(f)
     }
 
     /// Turns CRC checking of sections before use on or off (on by default).
@@ -402,6 +421,12 @@ impl SdqFile {
     }
 
     /// Rebuilds the weight (rows × cols) and/or the bias (rows) of a sigma-delta tensor.
+    ///
+    /// Each vector is one FFT, written straight to f32. Rows without a bias are synthesised in
+    /// place in the output; otherwise blocks of vectors are decoded (in parallel) into a
+    /// vector-major f32 buffer and then moved to their place, for the columns orientation by a
+    /// tiled transpose over bands of output rows (also in parallel). Every value is computed by
+    /// one thread from its own vector only, so results do not depend on the thread count.
     fn decode_sigma_delta(
         &self,
         name: &str,
@@ -410,50 +435,313 @@ impl SdqFile {
         mut bias: Option<&mut [f32]>,
     ) -> Result<()> {
         let parts = self.sigma_delta_parts(name, q, self.verify_checksums)?;
-        let frame = q.frame.build()?;
+        let frame = self.frame(&q.frame)?;
         let layout = q.layout();
-        let (d, m) = (q.d() as usize, q.vector_count() as usize);
+        let (d, m, n) = (
+            q.d() as usize,
+            q.vector_count() as usize,
+            frame.frame_size(),
+        );
+        let new_ws = || (frame.workspace(), vec![0.0f64; n]);
+        let one = |ws: &mut (Workspace, Vec<f64>), j: usize, out: &mut [f32]| -> Result<()> {
+            let (ws, scratch) = ws;
+            parts.levels_into(j as u64, &frame, ws, scratch)?;
+            let scale = parts.delta(j) * d as f64 / n as f64;
+            frame.synthesise_workspace_f32(scale, out, ws)
+        };
+
+        // Rows without bias: vector j is row j of the output.
+        if let (Orientation::Rows, false, Some(w)) =
+            (layout.orientation, layout.has_bias, weight.as_deref_mut())
+        {
+            if w.len() != m.saturating_mul(d) {
+                return Err(Error::param("weight buffer does not match the tensor"));
+            }
+            #[cfg(feature = "parallel")]
+            w.par_chunks_mut(d)
+                .enumerate()
+                .try_for_each_init(new_ws, |ws, (j, out)| one(ws, j, out))?;
+            #[cfg(not(feature = "parallel"))]
+            {
+                let mut ws = new_ws();
+                w.chunks_mut(d)
+                    .enumerate()
+                    .try_for_each(|(j, out)| one(&mut ws, j, out))?;
+            }
+            return Ok(());
+        }
+
         // Only the bias wanted, columns orientation: the bias is the last column alone.
         let vectors = if weight.is_none() && q.orientation == Orientation::Columns {
             m.saturating_sub(1)..m
         } else {
             0..m
         };
-        // Decode blocks of vectors into a vector-major buffer (in parallel), then scatter.
-        let block = ((1usize << 19) / d).max(1);
-        let mut tmp = vec![0.0f64; block.min(vectors.len()) * d];
+        // Blocks of about 2 MiB of f32.
+        let block = ((1usize << 19) / d.max(1)).max(1);
+        let mut tmp = vec![0.0f32; block.min(vectors.len()) * d];
         let mut start = vectors.start;
         while start < vectors.end {
             let count = block.min(vectors.end - start);
             let chunk = tmp.get_mut(..count * d).unwrap_or(&mut []);
-            let new_ws = || (frame.workspace(), vec![0.0f64; frame.frame_size()]);
-            let one = |ws: &mut (crate::frame::Workspace, Vec<f64>),
-                       (i, out): (usize, &mut [f64])| {
-                let (ws, scratch) = ws;
-                let j = start + i;
-                parts.levels_into(j as u64, &frame, ws, scratch)?;
-                let scale = parts.delta(j) * d as f64 / frame.frame_size() as f64;
-                frame.synthesise_workspace(scale, out, ws)
-            };
             #[cfg(feature = "parallel")]
             chunk
                 .par_chunks_mut(d)
                 .enumerate()
-                .try_for_each_init(new_ws, one)?;
+                .try_for_each_init(new_ws, |ws, (i, out)| one(ws, start + i, out))?;
             #[cfg(not(feature = "parallel"))]
             {
                 let mut ws = new_ws();
                 chunk
                     .chunks_mut(d)
                     .enumerate()
-                    .try_for_each(|item| one(&mut ws, item))?;
+                    .try_for_each(|(i, out)| one(&mut ws, start + i, out))?;
             }
-            for (i, v) in chunk.chunks(d).enumerate() {
-                layout.scatter(start + i, v, weight.as_deref_mut(), bias.as_deref_mut());
-            }
+            place(
+                &layout,
+                start,
+                chunk,
+                weight.as_deref_mut(),
+                bias.as_deref_mut(),
+            );
             start += count;
         }
         Ok(())
+    }
+
+    /// y = W̃·x computed from the codes of the sigma-delta weight `name` (rows × cols, without
+    /// decoding it): `x` has `cols` entries, `y` gets `rows`. See [`SdqFile::matvec_batch`].
+    pub fn matvec(&self, name: &str, x: &[f32], y: &mut [f32]) -> Result<()> {
+        self.matvec_batch(name, x, 1, y)
+    }
+
+    /// Y = W̃·X for `batch` inputs, straight from the codes of the sigma-delta weight `name`
+    /// (rows × cols; a bias quantized with it is left out): `x` holds the inputs one after
+    /// another (`batch` × cols), `y` receives the outputs likewise (`batch` × rows).
+    ///
+    /// - Columns orientation: z = Σ_j x_j·δ_j·level(c_j) is accumulated over the codes in one
+    ///   pass (per frame position, in vector order), then ONE synthesis per input gives
+    ///   y = (d/N)·Σ_n z_n e_n.
+    /// - Rows orientation: ONE analysis per input gives a_n = ⟨x, e_n⟩, then one pass over the
+    ///   codes gives y_i = (d/N)·δ_i·Σ_n level(c_in)·a_n.
+    ///
+    /// Sums run in f64, in an order fixed by the data (not by the thread count), so the result
+    /// is the same for any number of threads; it equals decode-then-multiply up to rounding.
+    pub fn matvec_batch(&self, name: &str, x: &[f32], batch: usize, y: &mut [f32]) -> Result<()> {
+        let t = self.tensor(name)?;
+        let Encoding::SigmaDelta(q) = &t.encoding else {
+            return Err(Error::param(format!(
+                "tensor {name:?} is stored as {}; matvec works on sigma-delta weights",
+                t.encoding.name()
+            )));
+        };
+        let layout = q.layout();
+        let (rows, cols) = (layout.rows, layout.cols);
+        if Some(x.len()) != batch.checked_mul(cols) || Some(y.len()) != batch.checked_mul(rows) {
+            return Err(Error::param(format!(
+                "matvec on {rows} x {cols} with batch {batch} needs {} inputs and {} outputs, got {} and {}",
+                batch.saturating_mul(cols),
+                batch.saturating_mul(rows),
+                x.len(),
+                y.len()
+            )));
+        }
+        if batch == 0 {
+            return Ok(());
+        }
+        let parts = self.sigma_delta_parts(&t.name, q, self.verify_checksums)?;
+        let frame = self.frame(&q.frame)?;
+        let (d, n) = (frame.dim(), frame.frame_size());
+        let scale = d as f64 / n as f64;
+        match layout.orientation {
+            Orientation::Columns => {
+                // zs[k·batch + b] = Σ_j x_b[j]·δ_j·level(c_jk), k in step order; bands of steps
+                // are independent, and within one the vectors are summed in order.
+                let mut zs = zeroed::<f64>(
+                    (n as u64).saturating_mul(batch as u64),
+                    "matvec accumulator",
+                )?;
+                const BAND: usize = 1024;
+                let band = |(bi, z): (usize, &mut [f64])| -> Result<()> {
+                    let k0 = bi * BAND;
+                    let len = z.len() / batch;
+                    let mut lev = vec![0.0f64; len];
+                    let mut a = vec![0.0f64; batch];
+                    for j in 0..cols {
+                        let dj = parts.delta(j);
+                        for (b, a) in a.iter_mut().enumerate() {
+                            *a = f64::from(x.get(b * cols + j).copied().unwrap_or(0.0)) * dj;
+                        }
+                        if a.iter().all(|&a| a == 0.0) {
+                            continue;
+                        }
+                        parts.levels_range(j as u64, k0 as u64, &mut lev)?;
+                        if batch == 1 {
+                            let a = a[0];
+                            for (z, &l) in z.iter_mut().zip(&lev) {
+                                *z += a * l;
+                            }
+                        } else {
+                            for (zk, &l) in z.chunks_exact_mut(batch).zip(&lev) {
+                                for (z, &a) in zk.iter_mut().zip(&a) {
+                                    *z += a * l;
+                                }
+                            }
+                        }
+                    }
+                    Ok(())
+                };
+                #[cfg(feature = "parallel")]
+                zs.par_chunks_mut(BAND * batch)
+                    .enumerate()
+                    .try_for_each(band)?;
+                #[cfg(not(feature = "parallel"))]
+                zs.chunks_mut(BAND * batch).enumerate().try_for_each(band)?;
+                let mut ws = frame.workspace();
+                for (b, yb) in y.chunks_exact_mut(rows).enumerate() {
+                    let input = frame.fft_input(&mut ws);
+                    for (k, zk) in zs.chunks_exact(batch).enumerate() {
+                        // Step k uses frame position p(k), read by the FFT at (p + 1) mod N.
+                        let p = parts.order.position(k) + 1;
+                        if let Some(slot) = input.get_mut(if p == n { 0 } else { p }) {
+                            *slot = zk.get(b).copied().unwrap_or(0.0);
+                        }
+                    }
+                    frame.synthesise_workspace_f32(scale, yb, &mut ws)?;
+                }
+                Ok(())
+            }
+            Orientation::Rows => {
+                // a_b in step order: a_b[k] = ⟨x_b, e_{p(k)}⟩.
+                let mut ws = frame.workspace();
+                let (mut w, mut coeffs) = (vec![0.0f64; d], vec![0.0f64; n]);
+                let mut a = vec![0.0f64; n * batch];
+                for (b, ab) in a.chunks_exact_mut(n).enumerate() {
+                    for (o, &v) in w
+                        .iter_mut()
+                        .zip(x.get(b * cols..(b + 1) * cols).unwrap_or(&[]))
+                    {
+                        *o = f64::from(v);
+                    }
+                    frame.analyse(&w, &mut coeffs, &mut ws)?;
+                    for (k, o) in ab.iter_mut().enumerate() {
+                        *o = coeffs.get(parts.order.position(k)).copied().unwrap_or(0.0);
+                    }
+                }
+                let row = |lev: &mut Vec<f64>, i: usize| -> Result<Vec<f64>> {
+                    parts.levels_range(i as u64, 0, lev)?;
+                    let s = scale * parts.delta(i);
+                    Ok(a.chunks_exact(n).map(|ab| s * dot(lev, ab)).collect())
+                };
+                let new_lev = || vec![0.0f64; n];
+                #[cfg(feature = "parallel")]
+                let out: Vec<Result<Vec<f64>>> =
+                    (0..rows).into_par_iter().map_init(new_lev, row).collect();
+                #[cfg(not(feature = "parallel"))]
+                let out: Vec<Result<Vec<f64>>> = {
+                    let mut lev = new_lev();
+                    (0..rows).map(|i| row(&mut lev, i)).collect()
+                };
+                for (i, r) in out.into_iter().enumerate() {
+                    for (b, v) in r?.into_iter().enumerate() {
+                        if let Some(o) = y.get_mut(b * rows + i) {
+                            *o = v as f32;
+                        }
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Σ a_i·b_i with four accumulators (a fixed order: the same result on every run).
+fn dot(a: &[f64], b: &[f64]) -> f64 {
+    let mut acc = [0.0f64; 4];
+    let (ca, cb) = (a.chunks_exact(4), b.chunks_exact(4));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for l in 0..4 {
+            acc[l] += x[l] * y[l];
+        }
+    }
+    let tail: f64 = ra.iter().zip(rb).map(|(x, y)| x * y).sum();
+    (acc[0] + acc[1]) + (acc[2] + acc[3]) + tail
+}
+
+/// Moves decoded vectors `start..` (vector-major in `tmp`, d each) to their place in the
+/// row-major weight and the bias.
+fn place(
+    layout: &MatrixLayout,
+    start: usize,
+    tmp: &[f32],
+    weight: Option<&mut [f32]>,
+    bias: Option<&mut [f32]>,
+) {
+    let d = layout.vector_len();
+    let (rows, cols) = (layout.rows, layout.cols);
+    let count = tmp.len() / d.max(1);
+    match layout.orientation {
+        Orientation::Rows => {
+            let (mut weight, mut bias) = (weight, bias);
+            for (i, v) in tmp.chunks_exact(d).enumerate() {
+                let j = start + i;
+                if let (Some(row), Some(src)) = (
+                    weight
+                        .as_deref_mut()
+                        .and_then(|w| w.get_mut(j * cols..(j + 1) * cols)),
+                    v.get(..cols),
+                ) {
+                    row.copy_from_slice(src);
+                }
+                if let (Some(b), Some(&x)) = (bias.as_deref_mut(), v.get(cols)) {
+                    if let Some(o) = b.get_mut(j) {
+                        *o = x;
+                    }
+                }
+            }
+        }
+        Orientation::Columns => {
+            // Weight columns start..end_w; the bias is vector `cols`.
+            let end_w = (start + count).min(cols);
+            if let Some(w) = weight {
+                if start < end_w && w.len() == rows * cols {
+                    let transpose = |(band, out): (usize, &mut [f32])| {
+                        let i0 = band * BAND_ROWS;
+                        for j0 in (start..end_w).step_by(TILE) {
+                            let j1 = (j0 + TILE).min(end_w);
+                            let src = tmp.get((j0 - start) * d..(j1 - start) * d).unwrap_or(&[]);
+                            for (r, row) in out.chunks_exact_mut(cols).enumerate() {
+                                let i = i0 + r;
+                                let seg = row.get_mut(j0..j1).unwrap_or(&mut []);
+                                for (o, v) in seg.iter_mut().zip(src.chunks_exact(d)) {
+                                    if let Some(&x) = v.get(i) {
+                                        *o = x;
+                                    }
+                                }
+                            }
+                        }
+                    };
+                    const BAND_ROWS: usize = 64;
+                    const TILE: usize = 64;
+                    #[cfg(feature = "parallel")]
+                    w.par_chunks_mut(BAND_ROWS * cols)
+                        .enumerate()
+                        .for_each(transpose);
+                    #[cfg(not(feature = "parallel"))]
+                    w.chunks_mut(BAND_ROWS * cols)
+                        .enumerate()
+                        .for_each(transpose);
+                }
+            }
+            if layout.has_bias && start + count > cols {
+                if let (Some(b), Some(v)) = (bias, tmp.get((cols - start) * d..)) {
+                    for (o, &x) in b.iter_mut().zip(v) {
+                        *o = x;
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -525,6 +813,23 @@ impl Parts<'_> {
             }
             .into()
         })
+    }
+
+    /// Writes the levels (c − K + ½) of vector `j`'s codes at steps `from..from + out.len()`
+    /// into `out`, checking every code is below 2K.
+    fn levels_range(&self, j: u64, from: u64, out: &mut [f64]) -> Result<()> {
+        let at = j.saturating_mul(self.q.n()).saturating_add(from);
+        bitpack::unpack_levels(&self.codes, u32::from(self.q.bits), at, self.q.k, out)?.map_err(
+            |code| {
+                FormatError::CodeOutOfRange {
+                    tensor: self.name.to_owned(),
+                    vector: j,
+                    code,
+                    levels: 2 * self.q.k,
+                }
+                .into()
+            },
+        )
     }
 
     /// Unpacks vector `j`'s codes into `out` (length N) and checks each is below 2K.
@@ -599,21 +904,46 @@ fn decompress(
     };
     let decoder = zstd::stream::read::Decoder::with_buffer(stored)
         .map_err(|_| err("is not a valid zstd stream"))?;
-    let mut out = Vec::new();
-    out.try_reserve(declared.min(1 << 24) as usize)
-        .map_err(|_| err("needs more memory than is available"))?;
-    let mut limited = decoder.single_frame().take(declared.saturating_add(1));
-    limited
-        .read_to_end(&mut out)
-        .map_err(|_| err("is not a valid zstd stream"))?;
-    match (out.len() as u64).cmp(&declared) {
-        std::cmp::Ordering::Greater => Err(err("inflates past its declared size")),
-        std::cmp::Ordering::Less => Err(err("decompresses to fewer bytes than declared")),
-        std::cmp::Ordering::Equal if !limited.into_inner().finish().is_empty() => {
-            Err(err("has bytes after its one zstd frame"))
+    let mut src = decoder.single_frame();
+    let declared_len =
+        usize::try_from(declared).map_err(|_| err("needs more memory than is available"))?;
+    // Grow the buffer with the output actually produced (64 KiB, then doubling, never past
+    // `declared`): a frame that produces little costs little whatever it claims.
+    let mut out: Vec<u8> = Vec::new();
+    while out.len() < declared_len {
+        let start = out.len();
+        let step = (declared_len - start).min(start.max(1 << 16));
+        out.try_reserve_exact(step)
+            .map_err(|_| err("needs more memory than is available"))?;
+        out.resize(start + step, 0);
+        let mut filled = start;
+        while filled < out.len() {
+            match src.read(out.get_mut(filled..).unwrap_or(&mut [])) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => return Err(err("is not a valid zstd stream")),
+            }
         }
-        std::cmp::Ordering::Equal => Ok(out),
+        out.truncate(filled);
+        if filled < start + step {
+            return Err(err("decompresses to fewer bytes than declared"));
+        }
     }
+    // Exactly `declared` bytes so far: one more byte of output is an overrun.
+    let mut probe = [0u8; 1];
+    loop {
+        match src.read(&mut probe) {
+            Ok(0) => break,
+            Ok(_) => return Err(err("inflates past its declared size")),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return Err(err("is not a valid zstd stream")),
+        }
+    }
+    if !src.finish().is_empty() {
+        return Err(err("has bytes after its one zstd frame"));
+    }
+    Ok(out)
 }
 
 #[cfg(not(feature = "zstd"))]

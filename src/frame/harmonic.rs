@@ -163,18 +163,47 @@ impl HarmonicFrame {
         ws: &mut Workspace,
     ) -> Result<()> {
         check_len("output vector", out.len(), self.d)?;
+        self.synthesise_with(scale, out, ws, |x| x)
+    }
+
+    /// [`HarmonicFrame::synthesise_workspace`] rounding each output to f32 as it is written:
+    /// exactly the f64 result cast with `as f32`, without an f64 buffer in between.
+    pub(crate) fn synthesise_workspace_f32(
+        &self,
+        scale: f64,
+        out: &mut [f32],
+        ws: &mut Workspace,
+    ) -> Result<()> {
+        check_len("output vector", out.len(), self.d)?;
+        self.synthesise_with(scale, out, ws, |x| x as f32)
+    }
+
+    /// The forward FFT of `ws.real`, then `out[i] = cast(scale · ...)` for the d outputs.
+    #[inline(always)]
+    fn synthesise_with<T>(
+        &self,
+        scale: f64,
+        out: &mut [T],
+        ws: &mut Workspace,
+        cast: impl Fn(f64) -> T,
+    ) -> Result<()> {
         self.forward
             .process_with_scratch(&mut ws.real, &mut ws.spectrum, &mut ws.scratch)
             .map_err(|e| Error::param(format!("forward FFT failed: {e}")))?;
         let c = scale * (2.0 / self.d as f64).sqrt();
         let off = self.pair_offset();
         if off == 1 {
-            out[0] = scale / (self.d as f64).sqrt() * ws.spectrum[0].re;
+            if let (Some(o), Some(f)) = (out.first_mut(), ws.spectrum.first()) {
+                *o = cast(scale / (self.d as f64).sqrt() * f.re);
+            }
         }
-        for (j, pair) in out[off..].chunks_exact_mut(2).enumerate() {
-            let f = ws.spectrum[j + 1];
-            pair[0] = c * f.re;
-            pair[1] = -c * f.im;
+        let pairs = out.get_mut(off..).unwrap_or(&mut []);
+        for (pair, f) in pairs
+            .chunks_exact_mut(2)
+            .zip(ws.spectrum.get(1..).unwrap_or(&[]))
+        {
+            pair[0] = cast(c * f.re);
+            pair[1] = cast(-c * f.im);
         }
         Ok(())
     }
