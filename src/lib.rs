@@ -25,7 +25,7 @@
 #![forbid(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
-#[cfg(feature = "cli")]
+#[cfg(feature = "bridge")]
 pub mod bridge;
 pub mod error;
 pub mod format;
@@ -39,10 +39,10 @@ pub mod quant;
 pub struct ReadmeDoctests;
 
 pub use error::{Error, FileKind, FileLimit, FormatError, Result};
-pub use format::{
-    DeltaPolicy, Dtype, SdqFile, SdqStreamWriter, SdqWriter, StorageReport, TensorPlan,
-};
+pub use format::{DeltaPolicy, Dtype, SdqFile, StorageReport};
+#[cfg(feature = "encode")]
+pub use format::{SdqStreamWriter, SdqWriter, TensorPlan};
 pub use frame::{FrameDescriptor, HarmonicFrame, Permutation};
-pub use quant::{
-    Alphabet, Deltas, FrameQuantizer, Matrix, Orientation, QuantizedTensor, StepPolicy,
-};
+pub use quant::{Alphabet, Deltas, Orientation, StepPolicy};
+#[cfg(feature = "encode")]
+pub use quant::{FrameQuantizer, Matrix, QuantizedTensor};

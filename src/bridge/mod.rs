@@ -1,5 +1,5 @@
 //! The bridge between safetensors checkpoints and .sdq files: the library side of the `sdq`
-//! command line (feature `cli`).
+//! command line (feature `bridge`, which `cli` includes).
 //!
 //! - [`safetensors`]: read checkpoints (one file or a sharded `*.index.json`) through memory maps,
 //!   one tensor at a time; write safetensors files streaming and atomically;

@@ -7,9 +7,11 @@
 use std::ops::Range;
 
 use super::bitpack::packed_len;
+#[cfg(feature = "encode")]
+use super::layout::SECTION_DESCRIPTOR_LEN;
 use super::layout::{
     self, align_up, compression, encoding, preamble as pre, sigma_delta as sd, Dtype, MAGIC,
-    PREAMBLE_LEN, SECTION_DESCRIPTOR_LEN,
+    PREAMBLE_LEN,
 };
 use crate::error::{FileKind, FileLimit, FormatError};
 use crate::frame::FrameDescriptor;
@@ -1137,11 +1139,13 @@ pub fn parse(file: &[u8]) -> Result<Header> {
 // ---------------------------------------------------------------------------------------------
 // Encoding (used by the writer).
 
+#[cfg(feature = "encode")]
 fn put_str(out: &mut Vec<u8>, s: &str) {
     out.extend_from_slice(&(s.len() as u32).to_le_bytes());
     out.extend_from_slice(s.as_bytes());
 }
 
+#[cfg(feature = "encode")]
 fn put_section(out: &mut Vec<u8>, s: Option<&Section>) {
     match s {
         Some(s) => {
@@ -1157,6 +1161,7 @@ fn put_section(out: &mut Vec<u8>, s: Option<&Section>) {
 
 /// Encodes the header bytes for `metadata` and `tensors` (the writer's inverse of
 /// [`parse_header`]; it does not validate — the writer re-parses what it encodes).
+#[cfg(feature = "encode")]
 pub(crate) fn encode_header(metadata: &[(String, String)], tensors: &[TensorInfo]) -> Vec<u8> {
     let mut out = Vec::new();
     out.extend_from_slice(&(tensors.len() as u32).to_le_bytes());
@@ -1215,6 +1220,7 @@ pub(crate) fn encode_header(metadata: &[(String, String)], tensors: &[TensorInfo
 }
 
 /// Encodes the preamble for a header and a file length.
+#[cfg(feature = "encode")]
 pub(crate) fn encode_preamble(header: &[u8], file_len: u64) -> [u8; 64] {
     let mut p = [0u8; 64];
     p[..8].copy_from_slice(&MAGIC);

@@ -30,6 +30,7 @@ pub mod header;
 pub mod layout;
 pub mod reader;
 pub mod report;
+#[cfg(feature = "encode")]
 pub mod writer;
 
 pub use header::{
@@ -39,4 +40,5 @@ pub use header::{
 pub use layout::Dtype;
 pub use reader::SdqFile;
 pub use report::{StorageReport, TensorReport};
+#[cfg(feature = "encode")]
 pub use writer::{SdqStreamWriter, SdqWriter, TensorKind, TensorPlan};

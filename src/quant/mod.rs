@@ -2,11 +2,16 @@
 //! certified bounds, and Algorithm 1 on a whole weight matrix.
 
 pub mod alphabet;
+#[cfg(feature = "encode")]
 pub mod bound;
+pub mod second_order;
+#[cfg(feature = "encode")]
 pub mod sigma_delta;
 pub mod step;
 pub mod tensor;
 
 pub use alphabet::Alphabet;
 pub use step::{Deltas, StepPolicy};
-pub use tensor::{FrameQuantizer, Matrix, Orientation, QuantizedTensor};
+pub use tensor::Orientation;
+#[cfg(feature = "encode")]
+pub use tensor::{FrameQuantizer, Matrix, QuantizedTensor};

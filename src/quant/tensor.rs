@@ -6,15 +6,20 @@
 //! **columns** (d = out, `in` vectors); [`Orientation::Rows`] quantizes its rows (d = in). With a
 //! bias b, the matrix quantized is [W | b] (one more column, or one more entry per row).
 
-#[cfg(feature = "parallel")]
+#[cfg(all(feature = "parallel", feature = "encode"))]
 use rayon::prelude::*;
 
 use super::alphabet::Alphabet;
+#[cfg(feature = "encode")]
 use super::bound;
+#[cfg(feature = "encode")]
 use super::sigma_delta;
+#[cfg(feature = "encode")]
 use super::step::{smallest_delta, Deltas, StepPolicy};
 use crate::error::{Error, Result};
-use crate::frame::{FrameDescriptor, HarmonicFrame, Permutation, Workspace};
+#[cfg(feature = "encode")]
+use crate::frame::FrameDescriptor;
+use crate::frame::{HarmonicFrame, Permutation, Workspace};
 
 /// Which vectors of a weight matrix are quantized.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -120,6 +125,7 @@ impl MatrixLayout {
 
 /// A borrowed row-major weight matrix W[rows, cols] (f32), optionally with a bias b[rows] that is
 /// quantized with it as one more column, as the paper does.
+#[cfg(feature = "encode")]
 #[derive(Debug, Clone, Copy)]
 pub struct Matrix<'a> {
     data: &'a [f32],
@@ -128,6 +134,7 @@ pub struct Matrix<'a> {
     cols: usize,
 }
 
+#[cfg(feature = "encode")]
 impl<'a> Matrix<'a> {
     /// Views `data` as a row-major rows × cols matrix. Conv weights [out, in, kh, kw] are passed
     /// as rows = out, cols = in·kh·kw.
@@ -222,11 +229,13 @@ impl<'a> Matrix<'a> {
     }
 }
 
+#[cfg(feature = "encode")]
 fn norm(v: &[f64]) -> f64 {
     v.iter().map(|x| x * x).sum::<f64>().sqrt()
 }
 
 /// Runs Algorithm 1: `FrameQuantizer::new(frame, K, policy)?.quantize(&matrix, orientation)`.
+#[cfg(feature = "encode")]
 #[derive(Debug, Clone)]
 pub struct FrameQuantizer {
     frame: HarmonicFrame,
@@ -236,6 +245,7 @@ pub struct FrameQuantizer {
     sigma: f64,
 }
 
+#[cfg(feature = "encode")]
 impl FrameQuantizer {
     /// A quantizer for vectors of dimension d = `frame.dim()`, with 2K levels (K = `levels`).
     pub fn new(frame: FrameDescriptor, levels: u32, policy: StepPolicy) -> Result<Self> {
@@ -362,6 +372,7 @@ impl FrameQuantizer {
 
 /// The result of Algorithm 1 on one matrix: integer codes (vector by vector, each vector's N codes
 /// in ΣΔ step order), the δ values, the frame's descriptor and ordering, and the certificates.
+#[cfg(feature = "encode")]
 #[derive(Debug, Clone)]
 pub struct QuantizedTensor {
     frame: HarmonicFrame,
@@ -375,6 +386,7 @@ pub struct QuantizedTensor {
     certified: Vec<bool>,
 }
 
+#[cfg(feature = "encode")]
 impl QuantizedTensor {
     /// The frame's descriptor harmonic(N, d).
     pub fn frame(&self) -> FrameDescriptor {
