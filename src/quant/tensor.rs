@@ -78,6 +78,7 @@ impl MatrixLayout {
 
     /// Writes vector `j` (length d) into the row-major weight buffer (rows × cols) and, for the
     /// bias entries, into `bias` (length rows). Either output may be omitted.
+    #[cfg(feature = "encode")]
     pub(crate) fn scatter(
         &self,
         j: usize,
