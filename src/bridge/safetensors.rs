@@ -693,6 +693,7 @@ impl AtomicFile {
         drop(file);
         std::fs::rename(&self.temp, &self.target).map_err(|e| Error::io(&self.target, e))?;
         self.temp = PathBuf::new();
+        crate::format::writer::remove_stale_temps(&self.target);
         #[cfg(unix)]
         {
             let dir = match self.target.parent() {

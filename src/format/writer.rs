@@ -564,8 +564,60 @@ impl SdqWriter {
         std::fs::rename(&temp, &self.target).map_err(|e| Error::io(&self.target, e))?;
         // The rename is done: nothing to clean up any more.
         self.temp = PathBuf::new();
+        remove_stale_temps(&self.target);
         sync_dir(&self.target)
     }
+}
+
+/// Removes the temporary files that writers of `target` killed before they could clean up
+/// (SIGKILL, power loss) left beside it: `.{name}.{pid}.{counter}.tmp` whose `pid` is not a
+/// running process. Called after a successful rename over `target`, so a crashed run's
+/// leftovers disappear with the next successful one. Conservative: a temporary file of this
+/// process or of any live process is kept (it may be another writer's, still in progress), and
+/// where liveness cannot be checked (no `/proc`) nothing is removed. Errors are ignored: the
+/// new file is already in place, and a leftover is only wasted space, never read.
+pub(crate) fn remove_stale_temps(target: &Path) {
+    let Some(name) = target.file_name().map(|n| n.to_string_lossy().into_owned()) else {
+        return;
+    };
+    let dir = match target.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let me = std::process::id();
+    for e in entries.flatten() {
+        let file = e.file_name();
+        let Some(pid) = stale_temp_pid(&file.to_string_lossy(), &name) else {
+            continue;
+        };
+        if pid != me && process_is_gone(pid) {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
+/// The writer's pid if `file` is named `.{name}.{pid}.{counter}.tmp`.
+fn stale_temp_pid(file: &str, name: &str) -> Option<u32> {
+    let rest = file
+        .strip_prefix('.')?
+        .strip_prefix(name)?
+        .strip_prefix('.')?;
+    let rest = rest.strip_suffix(".tmp")?;
+    let (pid, counter) = rest.split_once('.')?;
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(pid) || !digits(counter) {
+        return None;
+    }
+    pid.parse().ok()
+}
+
+/// Whether no process `pid` exists (Linux `/proc`; elsewhere "unknown", i.e. false).
+fn process_is_gone(pid: u32) -> bool {
+    let proc_root = Path::new("/proc");
+    proc_root.join("self").exists() && !proc_root.join(pid.to_string()).exists()
 }
 
 #[cfg(unix)]
