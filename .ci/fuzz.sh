@@ -33,7 +33,7 @@ FLAGS=(--sanitizer "$SANITIZER" --release --debug-assertions)
 
 echo "== build (${TARGETS[*]}; sanitizer $SANITIZER)"
 for t in "${TARGETS[@]}"; do
-    cargo fuzz build "${FLAGS[@]}" --jobs "$JOBS" "$t"
+    CARGO_BUILD_JOBS="$JOBS" cargo fuzz build "${FLAGS[@]}" "$t"
 done
 
 status=0

@@ -8,7 +8,11 @@ use sdq::format::{header, SdqFile};
 fuzz_target!(|data: &[u8]| {
     let parsed = header::parse(data);
     let opened = SdqFile::from_bytes(data.to_vec());
-    assert_eq!(parsed.is_ok(), opened.is_ok(), "parse and from_bytes disagree");
+    assert_eq!(
+        parsed.is_ok(),
+        opened.is_ok(),
+        "parse and from_bytes disagree"
+    );
     if let Ok(f) = opened {
         // Listing and the storage report must work on anything that opens.
         let r = f.report();

@@ -89,7 +89,10 @@ fuzz_target!(|data: &[u8]| {
     f.verify_all().expect("a packed file verifies");
     let report = verify::verify_against(&f, &output, &ck, &mut NoProgress)
         .expect("verify against the original runs");
-    assert!(report.ok(), "packed file breaks a bound or differs: {report:?}");
+    assert!(
+        report.ok(),
+        "packed file breaks a bound or differs: {report:?}"
+    );
     unpack::unpack_to(
         &f,
         Vec::new(),

@@ -135,7 +135,12 @@ fuzz_target!(|data: &[u8]| {
 
     // Write in memory.
     let shape = [c.rows as u64, c.cols as u64];
-    let mut plan = vec![TensorPlan::sigma_delta("w", c.dtype, &shape, c.bias.is_some())];
+    let mut plan = vec![TensorPlan::sigma_delta(
+        "w",
+        c.dtype,
+        &shape,
+        c.bias.is_some(),
+    )];
     if c.bias.is_some() {
         plan.push(TensorPlan::bias_of("b", c.dtype, c.rows as u64, "w"));
     }
@@ -152,18 +157,20 @@ fuzz_target!(|data: &[u8]| {
     let got_b = c.bias.as_ref().map(|_| f.decode("b").expect("decode b"));
     let mut want_w = vec![0f32; c.rows * c.cols];
     let mut want_b = vec![0f32; c.rows];
-    q.reconstruct_into(
-        Some(&mut want_w),
-        c.bias.as_ref().map(|_| &mut want_b[..]),
-    )
-    .expect("reconstruct");
+    q.reconstruct_into(Some(&mut want_w), c.bias.as_ref().map(|_| &mut want_b[..]))
+        .expect("reconstruct");
     assert!(
-        got_w.iter().zip(&want_w).all(|(a, b)| a.to_bits() == b.to_bits()),
+        got_w
+            .iter()
+            .zip(&want_w)
+            .all(|(a, b)| a.to_bits() == b.to_bits()),
         "file decode differs from the quantizer's reconstruction"
     );
     if let Some(gb) = &got_b {
         assert!(
-            gb.iter().zip(&want_b).all(|(a, b)| a.to_bits() == b.to_bits()),
+            gb.iter()
+                .zip(&want_b)
+                .all(|(a, b)| a.to_bits() == b.to_bits()),
             "bias decode differs"
         );
     }
