@@ -46,16 +46,20 @@ fn lanes_equal_one_at_a_time() {
             for l in 0..4 {
                 want_state[l] = quantize(&xs[l], &order, alphabet, deltas[l], &mut want_codes[l]);
             }
-            let mut work = xs.clone();
             let mut codes = vec![vec![0u16; n]; 4];
-            let [x0, x1, x2, x3] = &mut work[..] else {
+            let [x0, x1, x2, x3] = &xs[..] else {
                 unreachable!()
             };
             let [c0, c1, c2, c3] = &mut codes[..] else {
                 unreachable!()
             };
-            let state =
-                quantize_lanes([x0, x1, x2, x3], &order, alphabet, deltas, [c0, c1, c2, c3]);
+            let state = quantize_lanes(
+                [&x0[..], &x1[..], &x2[..], &x3[..]],
+                &order,
+                alphabet,
+                deltas,
+                [c0, c1, c2, c3],
+            );
             assert_eq!(codes, want_codes, "k {k} n {n} deltas {deltas:?}");
             assert_eq!(
                 state.map(f64::to_bits),

@@ -58,19 +58,18 @@ pub fn quantize(
 /// serial chains overlap (one chain is latency-bound: add, compare, subtract per step).
 ///
 /// Bit-identical to calling [`quantize`] on each lane: every lane performs exactly the same
-/// floating-point operations in the same order (ξ = x/δ is divided up front, in place in
-/// `coeffs`, which [`quantize`] computes with the same single division). `coeffs` is
-/// overwritten with ξ. Lanes with δ = 0 or of a length other than `codes`' fall back to
-/// [`quantize`] (on the original coefficients). Returns each lane's largest |u_n| (in the units of
-/// `coeffs`, as [`quantize`] does).
+/// floating-point operations in the same order (ξ = x/δ is divided up front, the same single
+/// division [`quantize`] performs per step). Lanes with δ = 0, or a length other than the
+/// first lane's codes, fall back to [`quantize`]. Returns each lane's largest |u_n| (in the
+/// units of `coeffs`, as [`quantize`] does).
 pub fn quantize_lanes<const L: usize>(
-    coeffs: [&mut [f64]; L],
+    coeffs: [&[f64]; L],
     order: &Permutation,
     alphabet: Alphabet,
     delta: [f64; L],
     codes: [&mut [u16]; L],
 ) -> [f64; L] {
-    let n = codes[0].len();
+    let n = codes.first().map_or(0, |c| c.len());
     let uniform = (0..L).all(|l| coeffs[l].len() == n && codes[l].len() == n && delta[l] != 0.0);
     let mut max_state = [0.0f64; L];
     if !uniform {
@@ -79,42 +78,62 @@ pub fn quantize_lanes<const L: usize>(
         }
         return max_state;
     }
-    let mut xi = coeffs;
-    for (x, &d) in xi.iter_mut().zip(&delta) {
-        for v in x.iter_mut() {
-            *v /= d;
+    // ξ of every lane, interleaved in step order: xi[k·L + l] = x_l[p(k)] / δ_l (the same
+    // division `quantize` performs at step k).
+    let mut xi = vec![0.0f64; n * L];
+    let mut lane = vec![0.0f64; n];
+    for (l, (x, d)) in coeffs.iter().zip(delta).enumerate() {
+        // One lane at a time, contiguous, so the divisions vectorise.
+        match order {
+            Permutation::Identity => {
+                for (o, &c) in lane.iter_mut().zip(x.iter()) {
+                    *o = c / d;
+                }
+            }
+            Permutation::Explicit(_) => {
+                for (k, o) in lane.iter_mut().enumerate() {
+                    *o = x.get(order.position(k)).copied().unwrap_or(0.0) / d;
+                }
+            }
+        }
+        for (xk, &v) in xi.chunks_exact_mut(L).zip(&lane) {
+            if let Some(o) = xk.get_mut(l) {
+                *o = v;
+            }
         }
     }
+    let mut step = vec![0u16; n * L];
     let mut u = [0.0f64; L];
-    let identity = matches!(order, Permutation::Identity);
-    // Reads ξ at step k: frame position order(k) (k itself for the identity).
-    let pos = |k: usize| if identity { k } else { order.position(k) };
+    // `if a > m { a } else { m }` is `m.max(a)` here (m is never NaN, |u| is never −0) and
+    // compiles to one max instruction.
     if alphabet.k() == 1 {
-        for k in 0..n {
-            let p = pos(k);
+        for (xk, ck) in xi.chunks_exact(L).zip(step.chunks_exact_mut(L)) {
             for l in 0..L {
-                let v = u[l] + xi[l].get(p).copied().unwrap_or(0.0);
+                let v = u[l] + xk[l];
                 let up = v >= 0.0;
                 u[l] = v - if up { 0.5 } else { -0.5 };
-                max_state[l] = max_state[l].max(u[l].abs());
-                if let Some(c) = codes[l].get_mut(k) {
-                    *c = u16::from(up);
-                }
+                let a = u[l].abs();
+                max_state[l] = if a > max_state[l] { a } else { max_state[l] };
+                ck[l] = u16::from(up);
             }
         }
     } else {
         let k_f = f64::from(alphabet.k());
-        for k in 0..n {
-            let p = pos(k);
+        for (xk, ck) in xi.chunks_exact(L).zip(step.chunks_exact_mut(L)) {
             for l in 0..L {
-                let v = u[l] + xi[l].get(p).copied().unwrap_or(0.0);
+                let v = u[l] + xk[l];
                 let t = v.floor().clamp(-k_f, k_f - 1.0);
                 u[l] = v - (t + 0.5);
-                max_state[l] = max_state[l].max(u[l].abs());
-                if let Some(c) = codes[l].get_mut(k) {
-                    *c = (t + k_f) as u16;
-                }
+                let a = u[l].abs();
+                max_state[l] = if a > max_state[l] { a } else { max_state[l] };
+                // t + K is an integer in 0..2K−1 ≤ 65535.
+                ck[l] = (t + k_f) as u16;
             }
+        }
+    }
+    for (l, c) in codes.into_iter().enumerate() {
+        for (o, s) in c.iter_mut().zip(step.iter().skip(l).step_by(L)) {
+            *o = *s;
         }
     }
     for (m, d) in max_state.iter_mut().zip(delta) {

@@ -308,50 +308,82 @@ impl FrameQuantizer {
         };
 
         let mut codes = vec![0u16; total];
-        let one_vector = |ws: &mut (Workspace, Vec<f64>, Vec<f64>),
-                          j: usize,
-                          codes: &mut [u16]|
-         -> Result<(f64, bool)> {
-            let (ws, w, x) = ws;
-            matrix.load_vector(orientation, j, w)?;
-            self.frame.analyse(w, x, ws)?;
-            let max_coeff = x.iter().fold(0.0f64, |a, &c| a.max(c.abs()));
-            let delta = match self.policy {
-                StepPolicy::Vector => smallest_delta(norm(w), self.alphabet.k()),
-                StepPolicy::Coefficient => smallest_delta(max_coeff, self.alphabet.k()),
-                _ => tensor_delta.unwrap_or(0.0),
+        // Vectors go in groups of LANES: each is loaded and analysed alone, then the group's ΣΔ
+        // chains run interleaved (sigma_delta::quantize_lanes, bit-identical to one at a time).
+        const LANES: usize = 4;
+        type Scratch = (Workspace, Vec<f64>, [Vec<f64>; LANES]);
+        let group =
+            |ws: &mut Scratch, g: usize, codes: &mut [u16]| -> Result<[(f64, bool); LANES]> {
+                let (ws, w, xs) = ws;
+                let mut out = [(0.0, true); LANES];
+                let count = codes.len() / n.max(1);
+                for (l, x) in xs.iter_mut().enumerate().take(count) {
+                    matrix.load_vector(orientation, g * LANES + l, w)?;
+                    self.frame.analyse(w, x, ws)?;
+                    let max_coeff = x.iter().fold(0.0f64, |a, &c| a.max(c.abs()));
+                    let delta = match self.policy {
+                        StepPolicy::Vector => smallest_delta(norm(w), self.alphabet.k()),
+                        StepPolicy::Coefficient => smallest_delta(max_coeff, self.alphabet.k()),
+                        _ => tensor_delta.unwrap_or(0.0),
+                    };
+                    // The norm policies are certified by |⟨w, e_n⟩| ≤ ‖w‖ ≤ (K − ½)δ, the
+                    // coefficient policy by construction; an explicit δ must be checked.
+                    let certified = !matches!(self.policy, StepPolicy::Explicit(_))
+                        || max_coeff <= k_half * delta;
+                    out[l] = (delta, certified);
+                }
+                if count == LANES {
+                    let [x0, x1, x2, x3] = xs;
+                    let mut lanes = codes.chunks_exact_mut(n);
+                    if let (Some(c0), Some(c1), Some(c2), Some(c3)) =
+                        (lanes.next(), lanes.next(), lanes.next(), lanes.next())
+                    {
+                        sigma_delta::quantize_lanes(
+                            [&x0[..], &x1[..], &x2[..], &x3[..]],
+                            &self.order,
+                            self.alphabet,
+                            out.map(|o| o.0),
+                            [c0, c1, c2, c3],
+                        );
+                    }
+                } else {
+                    for ((x, c), o) in xs.iter().zip(codes.chunks_exact_mut(n)).zip(&out) {
+                        sigma_delta::quantize(x, &self.order, self.alphabet, o.0, c);
+                    }
+                }
+                Ok(out)
             };
-            // The norm policies are certified by |⟨w, e_n⟩| ≤ ‖w‖ ≤ (K − ½)δ, the coefficient
-            // policy by construction; an explicit δ must be checked.
-            let certified =
-                !matches!(self.policy, StepPolicy::Explicit(_)) || max_coeff <= k_half * delta;
-            sigma_delta::quantize(x, &self.order, self.alphabet, delta, codes);
-            Ok((delta, certified))
+        let new_ws = || {
+            (
+                self.frame.workspace(),
+                vec![0.0; d],
+                std::array::from_fn(|_| vec![0.0; n]),
+            )
         };
-        let new_ws = || (self.frame.workspace(), vec![0.0; d], vec![0.0; n]);
 
         #[cfg(feature = "parallel")]
-        let results: Vec<Result<(f64, bool)>> = codes
-            .par_chunks_mut(n)
+        let results: Vec<Result<[(f64, bool); LANES]>> = codes
+            .par_chunks_mut(n * LANES)
             .enumerate()
-            .map_init(new_ws, |ws, (j, c)| one_vector(ws, j, c))
+            .map_init(new_ws, |ws, (g, c)| group(ws, g, c))
             .collect();
         #[cfg(not(feature = "parallel"))]
-        let results: Vec<Result<(f64, bool)>> = {
+        let results: Vec<Result<[(f64, bool); LANES]>> = {
             let mut ws = new_ws();
             codes
-                .chunks_mut(n)
+                .chunks_mut(n * LANES)
                 .enumerate()
-                .map(|(j, c)| one_vector(&mut ws, j, c))
+                .map(|(g, c)| group(&mut ws, g, c))
                 .collect()
         };
 
         let mut deltas = Vec::with_capacity(m);
         let mut certified = Vec::with_capacity(m);
         for r in results {
-            let (delta, cert) = r?;
-            deltas.push(delta);
-            certified.push(cert);
+            for (delta, cert) in r?.into_iter().take(m - deltas.len()) {
+                deltas.push(delta);
+                certified.push(cert);
+            }
         }
         let deltas = match tensor_delta {
             Some(delta) => Deltas::Tensor(delta),
