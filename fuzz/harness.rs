@@ -1,0 +1,386 @@
+//! The checks behind every fuzz target, shared by the libFuzzer binaries (fuzz/fuzz_targets/)
+//! and by `cargo test` (tests/fuzz_regressions.rs replays tests/regressions/<target>/ through
+//! these same functions). Each function takes arbitrary bytes and panics only on a real bug.
+//!
+//! Depends on nothing but `sdq` (features `bridge`/`cli` and `zstd`) and std.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use sdq::bridge::pack::{self, DeltaChoice, FrameRule, PackOptions};
+use sdq::bridge::safetensors::Checkpoint;
+use sdq::bridge::{unpack, verify, NoProgress};
+use sdq::format::{
+    header, DeltaPolicy, Dtype, Encoding, SdqFile, SdqStreamWriter, TensorInfo, TensorPlan,
+};
+use sdq::{FrameDescriptor, FrameQuantizer, Matrix, Orientation, Permutation, StepPolicy};
+
+// ---------------------------------------------------------------------------------------------
+// open
+
+/// Arbitrary bytes → the pure header parser and `SdqFile::from_bytes`: no panic, the two agree,
+/// and anything that opens can be listed and reported.
+pub fn open(data: &[u8]) {
+    let parsed = header::parse(data);
+    let opened = SdqFile::from_bytes(data.to_vec());
+    assert_eq!(
+        parsed.is_ok(),
+        opened.is_ok(),
+        "parse and from_bytes disagree"
+    );
+    if let Ok(f) = opened {
+        let r = f.report();
+        assert_eq!(r.total_bytes, data.len() as u64);
+        for t in f.tensors() {
+            assert!(f.tensor(&t.name).is_ok(), "listed tensor not found by name");
+        }
+        let _ = format!("{f:?}");
+    }
+    if let Err(e) = parsed {
+        // Messages are built from hostile bytes: they must format.
+        let _ = e.to_string();
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// decode
+
+/// Largest tensor decoded (elements); larger ones are only verified.
+pub const DECODE_MAX_ELEMENTS: u64 = 1 << 22;
+/// Largest total work (≈ codes synthesised) spent decoding one input.
+pub const DECODE_MAX_WORK: u64 = 1 << 24;
+
+fn decode_work(f: &SdqFile, t: &TensorInfo) -> u64 {
+    let q = match &t.encoding {
+        Encoding::SigmaDelta(q) => q,
+        Encoding::BiasOf { weight } => match f.tensors().get(*weight).map(|w| &w.encoding) {
+            Some(Encoding::SigmaDelta(q)) => q,
+            _ => return t.elements,
+        },
+        Encoding::Raw { .. } => return t.elements,
+    };
+    let n = q.n();
+    let log = 64 - u64::from(n.leading_zeros());
+    q.vector_count()
+        .saturating_mul(n.saturating_mul(log))
+        .max(t.elements)
+}
+
+fn decode_all(mut f: SdqFile, checked: bool) {
+    f.set_verify_checksums(checked);
+    let verified = f.verify_all().is_ok();
+    let mut budget = DECODE_MAX_WORK;
+    let names: Vec<(String, u64, u64)> = f
+        .tensors()
+        .iter()
+        .map(|t| (t.name.clone(), t.elements, decode_work(&f, t)))
+        .collect();
+    for (name, elements, cost) in names {
+        let _ = f.verify(&name);
+        // The output is allocated only within the budget, checked before allocating.
+        if elements > DECODE_MAX_ELEMENTS || cost > budget {
+            continue;
+        }
+        budget -= cost;
+        let mut out = vec![0f32; elements as usize];
+        let r = f.decode_into(&name, &mut out);
+        if checked && verified {
+            r.expect("a file that verifies decodes");
+        }
+        if elements > 0 {
+            let mut short = vec![0f32; elements as usize - 1];
+            assert!(
+                f.decode_into(&name, &mut short).is_err(),
+                "short buffer accepted"
+            );
+        }
+    }
+}
+
+/// Arbitrary bytes → open, then verify and decode every tensor within the budget, once with
+/// CRC checks and once without (so that damaged section contents reach the decoder).
+pub fn decode(data: &[u8]) {
+    if let Ok(f) = SdqFile::from_bytes(data.to_vec()) {
+        decode_all(f, true);
+    }
+    if let Ok(f) = SdqFile::from_bytes(data.to_vec()) {
+        decode_all(f, false);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// roundtrip
+
+/// Draws values from the input bytes (zeros once they run out), like `arbitrary::Unstructured`
+/// but without the dependency, so that `cargo test` can replay the same inputs.
+struct Draw<'a>(&'a [u8]);
+
+impl Draw<'_> {
+    fn u8(&mut self) -> u8 {
+        match self.0.split_first() {
+            Some((&b, rest)) => {
+                self.0 = rest;
+                b
+            }
+            None => 0,
+        }
+    }
+    fn u32(&mut self) -> u32 {
+        u32::from_le_bytes([self.u8(), self.u8(), self.u8(), self.u8()])
+    }
+    /// Uniform-ish in lo..=hi.
+    fn range(&mut self, lo: u32, hi: u32) -> u32 {
+        let span = u64::from(hi - lo) + 1;
+        let x = if span <= 256 {
+            u64::from(self.u8())
+        } else {
+            u64::from(self.u32())
+        };
+        lo + (x % span) as u32
+    }
+    fn bool(&mut self) -> bool {
+        self.u8() & 1 == 1
+    }
+    fn value(&mut self) -> f32 {
+        // Mostly ordinary magnitudes, sometimes arbitrary bit patterns (huge, tiny, subnormal).
+        let tag = self.u8();
+        if tag < 32 {
+            let x = f32::from_bits(self.u32());
+            if x.is_finite() {
+                x
+            } else {
+                0.0
+            }
+        } else {
+            f32::from(i16::from_le_bytes([self.u8(), self.u8()])) / 4096.0
+        }
+    }
+}
+
+/// Small tensors and options from the bytes → quantize → write in memory → open → verify →
+/// decode. The file decodes to exactly the quantizer's reconstruction; every certified vector
+/// is within its Theorem 3.1 bound, in f64 within bound·(1 + 1e-6), and as decoded (f32) within
+/// that plus the f32 rounding of the output (‖w̃‖·2^-24 + √d·the smallest subnormal), which the
+/// bound — a statement about the real-valued w̃ — does not cover.
+pub fn roundtrip(data: &[u8]) {
+    let mut u = Draw(data);
+    let rows = u.range(1, 24) as usize;
+    let cols = u.range(1, 12) as usize;
+    let orientation = if u.bool() {
+        Orientation::Rows
+    } else {
+        Orientation::Columns
+    };
+    let has_bias = u.bool();
+    let d = match orientation {
+        Orientation::Columns => rows,
+        Orientation::Rows => cols + usize::from(has_bias),
+    };
+    let n = d + u.range(1, 200) as usize;
+    let k = match u.u8() % 4 {
+        0 => 1,
+        1 => u.range(1, 8),
+        2 => u.range(1, 300),
+        _ => u.range(1, 1 << 15),
+    };
+    let policy = match u.u8() % 4 {
+        0 => StepPolicy::Tensor,
+        1 => StepPolicy::Vector,
+        2 => StepPolicy::Coefficient,
+        _ => StepPolicy::Explicit(f64::from(u.range(1, 1000)) / 256.0),
+    };
+    let order = if u.u8() % 3 == 0 {
+        let mut p: Vec<u32> = (0..n as u32).collect();
+        for i in (1..n).rev() {
+            let j = u.range(0, i as u32) as usize;
+            p.swap(i, j);
+        }
+        Some(p)
+    } else {
+        None
+    };
+    let zstd = if u.bool() {
+        Some(u.range(1, 5) as i32)
+    } else {
+        None
+    };
+    let dtype = [Dtype::F32, Dtype::F16, Dtype::BF16, Dtype::F64][usize::from(u.u8() % 4)];
+    let w: Vec<f32> = (0..rows * cols).map(|_| u.value()).collect();
+    let bias: Option<Vec<f32>> = has_bias.then(|| (0..rows).map(|_| u.value()).collect());
+
+    let mut m = Matrix::new(&w, rows, cols).expect("shape is valid");
+    if let Some(b) = &bias {
+        m = m.with_bias(b).expect("bias length is rows");
+    }
+    let mut fq = FrameQuantizer::new(FrameDescriptor::harmonic(n, d).expect("N > d"), k, policy)
+        .expect("valid quantizer");
+    if let Some(o) = order {
+        fq = fq
+            .with_order(Permutation::explicit(o, n).expect("a shuffle is a permutation"))
+            .expect("order fits the frame");
+    }
+    let q = fq
+        .quantize(&m, orientation)
+        .expect("finite weights quantize");
+
+    let shape = [rows as u64, cols as u64];
+    let mut plan = vec![TensorPlan::sigma_delta("w", dtype, &shape, has_bias)];
+    if has_bias {
+        plan.push(TensorPlan::bias_of("b", dtype, rows as u64, "w"));
+    }
+    let mut wr = SdqStreamWriter::in_memory(&plan, &[]).expect("valid plan");
+    wr.set_zstd(zstd).expect("zstd is built in");
+    wr.write_quantized("w", &q, DeltaPolicy::from_step(policy))
+        .expect("write");
+    let bytes = wr.finish().expect("finish").into_inner();
+
+    let f = SdqFile::from_bytes(bytes).expect("a written file opens");
+    f.verify_all().expect("a written file verifies");
+    let got_w = f.decode("w").expect("decode w");
+    let got_b = has_bias.then(|| f.decode("b").expect("decode b"));
+    let mut want_w = vec![0f32; rows * cols];
+    let mut want_b = vec![0f32; rows];
+    q.reconstruct_into(Some(&mut want_w), has_bias.then_some(&mut want_b[..]))
+        .expect("reconstruct");
+    let same = |a: &[f32], b: &[f32]| a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits());
+    assert!(
+        same(&got_w, &want_w),
+        "file decode differs from the quantizer"
+    );
+    if let Some(gb) = &got_b {
+        assert!(same(gb, &want_b), "bias decode differs from the quantizer");
+    }
+
+    let errors = q.measured_errors(&m).expect("errors");
+    let at = |i: usize, col: usize, src: &[f32], b: Option<&[f32]>| -> f64 {
+        if col < cols {
+            f64::from(src[i * cols + col])
+        } else {
+            f64::from(b.map_or(0.0, |b| b[i]))
+        }
+    };
+    for (j, err) in errors.iter().enumerate() {
+        let Some(bound) = q.bound(j) else { continue };
+        assert!(
+            *err <= bound * (1.0 + 1e-6),
+            "vector {j}: f64 error {err} > bound {bound}"
+        );
+        let (mut e2, mut norm2) = (0.0f64, 0.0f64);
+        for i in 0..d {
+            let (r, c) = match orientation {
+                Orientation::Columns => (i, j),
+                Orientation::Rows => (j, i),
+            };
+            let orig = at(r, c, &w, bias.as_deref());
+            let dec = at(r, c, &got_w, got_b.as_deref());
+            e2 += (orig - dec) * (orig - dec);
+            norm2 += dec * dec;
+        }
+        let allowance = norm2.sqrt() * f64::from(f32::EPSILON) / 2.0
+            + (d as f64).sqrt() * f64::from(f32::from_bits(1));
+        assert!(
+            e2.sqrt() <= bound * (1.0 + 1e-6) + allowance,
+            "vector {j}: decoded error {} > bound {bound} + f32 rounding {allowance}",
+            e2.sqrt()
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// pack_input
+
+/// Largest number of elements quantized per input (quantizing is the expensive part).
+pub const PACK_MAX_QUANTIZED_ELEMENTS: u64 = 1 << 16;
+
+fn pack_options(b: u8) -> PackOptions {
+    PackOptions {
+        frame: match b & 3 {
+            0 => FrameRule::BitsPerWeight(4.0),
+            1 => FrameRule::Redundancy(1.5),
+            2 => FrameRule::FrameSize(64),
+            _ => FrameRule::BitsPerWeight(2.0),
+        },
+        levels: if b & 4 != 0 { 3 } else { 1 },
+        delta: match (b >> 3) & 3 {
+            0 => DeltaChoice::Coefficient,
+            1 => DeltaChoice::Tensor,
+            2 => DeltaChoice::Uniform,
+            _ => DeltaChoice::Value(0.25),
+        },
+        orientation: if b & 32 != 0 {
+            Orientation::Rows
+        } else {
+            Orientation::Columns
+        },
+        bias: b & 64 != 0,
+        min_dim: 1,
+        zstd: (b & 128 != 0).then_some(3),
+        ..PackOptions::default()
+    }
+}
+
+/// A per-process scratch directory (on /dev/shm when it exists, so fsyncs cost nothing).
+pub fn scratch_dir() -> PathBuf {
+    let base = if Path::new("/dev/shm").is_dir() {
+        PathBuf::from("/dev/shm")
+    } else {
+        std::env::temp_dir()
+    };
+    base.join(format!("sdq-fuzz-pack-{}", std::process::id()))
+}
+
+/// Byte 0 selects the pack options, the rest is a safetensors file, written to `dir` (the
+/// checkpoint reader takes a path). Packs it with the library path of `sdq pack`; a packed file
+/// must open, verify, meet every certified bound against the original, and unpack; no
+/// temporary file may be left in `dir`.
+pub fn pack_input(data: &[u8], dir: &Path) {
+    let Some((&opt, file)) = data.split_first() else {
+        return;
+    };
+    std::fs::create_dir_all(dir).expect("scratch directory");
+    let input = dir.join("in.safetensors");
+    let output = dir.join("out.sdq");
+    let _ = std::fs::remove_file(&output);
+    std::fs::write(&input, file).expect("write scratch input");
+    let Ok(ck) = Checkpoint::open(&input) else {
+        return;
+    };
+    let quantizable: u64 = ck
+        .tensors()
+        .iter()
+        .filter(|t| t.dtype.is_quantizable_float() && t.shape.len() >= 2)
+        .map(|t| t.elements)
+        .fold(0u64, u64::saturating_add);
+    if quantizable > PACK_MAX_QUANTIZED_ELEMENTS {
+        return;
+    }
+    let opts = pack_options(opt);
+    if pack::pack(&ck, &output, &opts, &mut NoProgress).is_err() {
+        return;
+    }
+    let f = SdqFile::open(&output).expect("a packed file opens");
+    f.verify_all().expect("a packed file verifies");
+    let report = verify::verify_against(&f, &output, &ck, &mut NoProgress)
+        .expect("verify against the original runs");
+    assert!(
+        report.ok(),
+        "packed file breaks a bound or differs: {report:?}"
+    );
+    unpack::unpack_to(
+        &f,
+        Vec::new(),
+        &output,
+        &[],
+        unpack::OutDtype::F32,
+        &mut NoProgress,
+    )
+    .expect("a packed file unpacks");
+    for e in std::fs::read_dir(dir).expect("list scratch").flatten() {
+        let name = e.file_name();
+        assert!(
+            !name.to_string_lossy().ends_with(".tmp"),
+            "temporary file left: {name:?}"
+        );
+    }
+}
