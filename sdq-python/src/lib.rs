@@ -1,0 +1,694 @@
+//! The `sdq` Python module: read .sdq files into numpy arrays (all at once or lazily, mirroring
+//! `safetensors`' Python API), pack numpy dicts or safetensors checkpoints into .sdq files, and
+//! inspect them (the content of `sdq info --json`).
+//!
+//! Arrays: quantized tensors (sigma-delta, and biases quantized with their weight) decode to
+//! float32; raw tensors come back bit for bit in their own dtype where numpy has one (bool,
+//! (u)int8/16/32/64, float16/32/64), and as float32 otherwise (BF16, F8_E4M3, F8_E5M2).
+//!
+//! Errors raise `sdq.SdqError` subclasses whose message is the command line's (`sdq: ` aside).
+
+#![warn(missing_docs)]
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use numpy::ndarray::ArrayViewD;
+use numpy::{Element, PyArray1, PyArrayMethods, PyReadonlyArrayDyn, PyUntypedArrayMethods};
+use pyo3::create_exception;
+use pyo3::exceptions::{PyException, PyTypeError};
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyString};
+use serde_json::{json, Value};
+
+use sdq::bridge::pack::{DeltaChoice, FrameRule, PackOptions};
+use sdq::bridge::safetensors::{Checkpoint, SafetensorsWriter, TensorSpec};
+use sdq::bridge::NoProgress;
+use sdq::format::{Compression, DeltaMode, Encoding, TensorInfo, TensorReport};
+use sdq::{Dtype, Orientation, SdqFile};
+
+create_exception!(
+    sdq,
+    SdqError,
+    PyException,
+    "Base class of every error sdq raises."
+);
+create_exception!(
+    sdq,
+    FormatError,
+    SdqError,
+    "The bytes are not a valid .sdq file (the message names the spec's rule)."
+);
+create_exception!(
+    sdq,
+    ChecksumError,
+    SdqError,
+    "A stored section's CRC32 does not match its bytes."
+);
+create_exception!(
+    sdq,
+    LimitError,
+    SdqError,
+    "A size is past one of sdq's documented limits."
+);
+create_exception!(
+    sdq,
+    NoSuchTensorError,
+    SdqError,
+    "No tensor of that name is in the file."
+);
+create_exception!(
+    sdq,
+    ParameterError,
+    SdqError,
+    "An invalid parameter (an option, a frame size N <= d, a dtype, ...)."
+);
+create_exception!(
+    sdq,
+    DataError,
+    SdqError,
+    "The weights cannot be quantized as given (NaN or infinity)."
+);
+create_exception!(
+    sdq,
+    IoError,
+    SdqError,
+    "An I/O failure (missing file, permission denied, disk full, ...)."
+);
+
+/// The Python exception for a library error about `file`, with the command line's message.
+fn py_err(file: &Path, e: sdq::Error) -> PyErr {
+    use sdq::Error as E;
+    let msg = match &e {
+        // The I/O error names its own path (which may be the output, not `file`).
+        E::Io { .. } => e.to_string(),
+        _ => format!("{}: {e}", file.display()),
+    };
+    match e {
+        E::Format(_) => FormatError::new_err(msg),
+        E::Checksum { .. } => ChecksumError::new_err(msg),
+        E::Limit { .. } => LimitError::new_err(msg),
+        E::NoSuchTensor(_) => NoSuchTensorError::new_err(msg),
+        E::Parameter(_) => ParameterError::new_err(msg),
+        E::Data(_) => DataError::new_err(msg),
+        E::Io { .. } => IoError::new_err(msg),
+        _ => SdqError::new_err(msg),
+    }
+}
+
+fn array<'py, T: Element>(
+    py: Python<'py>,
+    values: Vec<T>,
+    shape: &[usize],
+) -> PyResult<Bound<'py, PyAny>> {
+    Ok(PyArray1::from_vec(py, values).reshape(shape)?.into_any())
+}
+
+/// The raw bytes of `t` as a vector of `T` (little-endian, `N` bytes each).
+fn le_vec<T, const N: usize>(bytes: &[u8], from: fn([u8; N]) -> T) -> Vec<T> {
+    bytes
+        .chunks_exact(N)
+        .map(|c| {
+            let mut b = [0u8; N];
+            b.copy_from_slice(c);
+            from(b)
+        })
+        .collect()
+}
+
+/// Tensor `t` of `file` as a numpy array (see the module's documentation for the dtypes).
+fn tensor_array<'py>(
+    py: Python<'py>,
+    file: &SdqFile,
+    path: &Path,
+    t: &TensorInfo,
+) -> PyResult<Bound<'py, PyAny>> {
+    let shape: Vec<usize> = t
+        .shape
+        .iter()
+        .map(|&d| usize::try_from(d))
+        .collect::<Result<_, _>>()
+        .map_err(|_| LimitError::new_err(format!("{}: shape too large", path.display())))?;
+    let err = |e| py_err(path, e);
+    let own = matches!(t.encoding, Encoding::Raw { .. })
+        && !matches!(t.dtype, Dtype::BF16 | Dtype::F8E4M3 | Dtype::F8E5M2);
+    if !own {
+        let name = t.name.as_str();
+        let values = py.detach(|| file.decode(name)).map_err(err)?;
+        return array(py, values, &shape);
+    }
+    let bytes = file.raw_bytes(&t.name).map_err(err)?;
+    match t.dtype {
+        Dtype::Bool => array(py, bytes.iter().map(|&b| b != 0).collect(), &shape),
+        Dtype::U8 => array(py, bytes.to_vec(), &shape),
+        Dtype::I8 => array(py, le_vec(&bytes, i8::from_le_bytes), &shape),
+        Dtype::U16 => array(py, le_vec(&bytes, u16::from_le_bytes), &shape),
+        Dtype::I16 => array(py, le_vec(&bytes, i16::from_le_bytes), &shape),
+        Dtype::F16 => array(py, le_vec(&bytes, half::f16::from_le_bytes), &shape),
+        Dtype::U32 => array(py, le_vec(&bytes, u32::from_le_bytes), &shape),
+        Dtype::I32 => array(py, le_vec(&bytes, i32::from_le_bytes), &shape),
+        Dtype::F32 => array(py, le_vec(&bytes, f32::from_le_bytes), &shape),
+        Dtype::U64 => array(py, le_vec(&bytes, u64::from_le_bytes), &shape),
+        Dtype::I64 => array(py, le_vec(&bytes, i64::from_le_bytes), &shape),
+        Dtype::F64 => array(py, le_vec(&bytes, f64::from_le_bytes), &shape),
+        _ => {
+            let values = file.decode(&t.name).map_err(err)?;
+            array(py, values, &shape)
+        }
+    }
+}
+
+fn open(path: &Path) -> PyResult<SdqFile> {
+    SdqFile::open(path).map_err(|e| py_err(path, e))
+}
+
+/// Loads every tensor of the .sdq file at `path` into a dict of numpy arrays, in file order.
+///
+/// Quantized tensors decode to float32; raw tensors keep their dtype where numpy has one
+/// (BF16 and FP8 become float32).
+#[pyfunction]
+fn load_file<'py>(py: Python<'py>, path: PathBuf) -> PyResult<Bound<'py, PyDict>> {
+    let file = open(&path)?;
+    let out = PyDict::new(py);
+    for t in file.tensors() {
+        out.set_item(&t.name, tensor_array(py, &file, &path, t)?)?;
+    }
+    Ok(out)
+}
+
+/// Lazy access to an .sdq file by tensor name, like `safetensors.safe_open`:
+///
+/// ```python
+/// with sdq.safe_open("model.sdq", framework="np") as f:
+///     for name in f.keys():
+///         array = f.get_tensor(name)
+/// ```
+///
+/// Opening maps the file and validates its header; each `get_tensor` decodes one tensor.
+#[pyclass(name = "safe_open", module = "sdq")]
+struct SafeOpen {
+    path: PathBuf,
+    file: Option<Arc<SdqFile>>,
+}
+
+impl SafeOpen {
+    fn file(&self) -> PyResult<&Arc<SdqFile>> {
+        self.file.as_ref().ok_or_else(|| {
+            SdqError::new_err(format!("{}: the file is closed", self.path.display()))
+        })
+    }
+}
+
+#[pymethods]
+impl SafeOpen {
+    /// Opens `path`. `framework` must be "np" or "numpy" (the arrays are numpy arrays);
+    /// `device` must be "cpu".
+    #[new]
+    #[pyo3(signature = (filename, framework = "np", device = "cpu"))]
+    fn new(filename: PathBuf, framework: &str, device: &str) -> PyResult<Self> {
+        if !matches!(framework, "np" | "numpy") {
+            return Err(ParameterError::new_err(format!(
+                "framework {framework:?} is not supported: sdq returns numpy arrays (framework=\"np\")"
+            )));
+        }
+        if device != "cpu" {
+            return Err(ParameterError::new_err(format!(
+                "device {device:?} is not supported: sdq decodes on the cpu"
+            )));
+        }
+        let file = open(&filename)?;
+        Ok(SafeOpen {
+            path: filename,
+            file: Some(Arc::new(file)),
+        })
+    }
+
+    fn __enter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __exit__(
+        &mut self,
+        _exc_type: &Bound<'_, PyAny>,
+        _exc_value: &Bound<'_, PyAny>,
+        _traceback: &Bound<'_, PyAny>,
+    ) -> bool {
+        self.file = None;
+        false
+    }
+
+    /// The tensor names, in file order.
+    fn keys(&self) -> PyResult<Vec<String>> {
+        Ok(self
+            .file()?
+            .tensors()
+            .iter()
+            .map(|t| t.name.clone())
+            .collect())
+    }
+
+    /// Decodes the tensor `name` into a numpy array.
+    fn get_tensor<'py>(&self, py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyAny>> {
+        let file = self.file()?;
+        let t = file.tensor(name).map_err(|e| py_err(&self.path, e))?;
+        tensor_array(py, file, &self.path, t)
+    }
+
+    /// The file's metadata as a dict of strings, or None if it has none (as safetensors).
+    fn metadata<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
+        let m = self.file()?.metadata();
+        if m.is_empty() {
+            return Ok(None);
+        }
+        let d = PyDict::new(py);
+        for (k, v) in m {
+            d.set_item(k, v)?;
+        }
+        Ok(Some(d))
+    }
+
+    fn __repr__(&self) -> String {
+        format!("sdq.safe_open({:?})", self.path.display().to_string())
+    }
+}
+
+// --------------------------------------------------------------------------------------------
+// info: the document of `sdq info --json` (docs/cli.md, schema_version 1).
+
+const SCHEMA_VERSION: u64 = 1;
+
+fn compression(t: &TensorInfo) -> &'static str {
+    if t.sections()
+        .iter()
+        .any(|(_, s)| s.compression == Compression::Zstd)
+    {
+        "zstd"
+    } else {
+        "none"
+    }
+}
+
+fn tensor_json(t: &TensorInfo, r: Option<&TensorReport>, all: &[TensorInfo]) -> Value {
+    let quant = match &t.encoding {
+        Encoding::SigmaDelta(q) => {
+            let m = q.vector_count();
+            json!({
+                "frame": "harmonic",
+                "n": q.n(),
+                "d": q.d(),
+                "k": q.k,
+                "bits_per_code": q.bits,
+                "code_bits_per_weight": q.n() as f64 * f64::from(q.bits) / q.d() as f64,
+                "orientation": q.orientation.name(),
+                "has_bias": q.has_bias,
+                "vectors": m,
+                "delta_policy": q.policy.name(),
+                "delta": match q.delta { DeltaMode::Tensor(d) => Some(d), DeltaMode::PerVector => None },
+                "delta_per_vector": matches!(q.delta, DeltaMode::PerVector),
+                "permuted": q.permutation.is_some(),
+                "sigma": q.sigma,
+                "max_bound": q.max_bound,
+                "matrix_bound": (m as f64).sqrt() * q.max_bound,
+                "uncertified": q.uncertified,
+            })
+        }
+        _ => Value::Null,
+    };
+    let bias_of = match &t.encoding {
+        Encoding::BiasOf { weight } => all.get(*weight).map(|w| Value::from(w.name.clone())),
+        _ => None,
+    };
+    json!({
+        "name": t.name,
+        "dtype": t.dtype.name(),
+        "shape": t.shape,
+        "elements": t.elements,
+        "encoding": t.encoding.name(),
+        "compression": compression(t),
+        "stored_bytes": r.map(|r| r.stored_bytes),
+        "bits_per_weight": r.map(|r| r.bits_per_weight()),
+        "quantization": quant,
+        "bias_of": bias_of,
+    })
+}
+
+fn ratio_or_null(x: f64) -> Value {
+    if x.is_finite() {
+        json!(x)
+    } else {
+        Value::Null
+    }
+}
+
+fn info_json(path: &Path, file: &SdqFile) -> Value {
+    let report = file.report();
+    let max_bound = file
+        .tensors()
+        .iter()
+        .filter_map(|t| match &t.encoding {
+            Encoding::SigmaDelta(q) => Some(q.max_bound),
+            _ => None,
+        })
+        .fold(0.0, f64::max);
+    let (major, minor) = file.version();
+    let metadata: serde_json::Map<String, Value> = file
+        .metadata()
+        .iter()
+        .map(|(k, v)| (k.clone(), Value::from(v.clone())))
+        .collect();
+    json!({
+        "schema_version": SCHEMA_VERSION,
+        "file": path.display().to_string(),
+        "format_version": format!("{major}.{minor}"),
+        "file_bytes": file.file_len(),
+        "metadata": metadata,
+        "tensors": file.tensors().iter().enumerate()
+            .map(|(i, t)| tensor_json(t, report.tensors.get(i), file.tensors()))
+            .collect::<Vec<_>>(),
+        "totals": {
+            "tensors": file.tensors().len(),
+            "quantized": file.tensors().iter().filter(|t| matches!(t.encoding, Encoding::SigmaDelta(_))).count(),
+            "elements": report.total_elements,
+            "stored_bytes": report.total_bytes,
+            "overhead_bytes": report.overhead_bytes,
+            "fp32_bytes": report.total_fp32_bytes,
+            "fp16_bytes": report.total_fp16_bytes,
+            "ratio_fp32": ratio_or_null(report.ratio_fp32()),
+            "ratio_fp16": ratio_or_null(report.ratio_fp16()),
+            "savings_fp32": ratio_or_null(1.0 - 1.0 / report.ratio_fp32()),
+            "savings_fp16": ratio_or_null(1.0 - 1.0 / report.ratio_fp16()),
+            "bits_per_weight": report.bits_per_weight(),
+            "quantized_bits_per_weight": report.quantized_bits_per_weight(),
+            "max_bound": max_bound,
+        },
+    })
+}
+
+fn json_to_py<'py>(py: Python<'py>, v: &Value) -> PyResult<Bound<'py, PyAny>> {
+    let text = serde_json::to_string(v).map_err(|e| SdqError::new_err(e.to_string()))?;
+    py.import("json")?.call_method1("loads", (text,))
+}
+
+/// What the .sdq file at `path` stores, as a dict: the document `sdq info --json` prints
+/// (docs/cli.md, `schema_version` 1), for every tensor.
+#[pyfunction]
+fn info<'py>(py: Python<'py>, path: PathBuf) -> PyResult<Bound<'py, PyAny>> {
+    let file = open(&path)?;
+    json_to_py(py, &info_json(&path, &file))
+}
+
+// --------------------------------------------------------------------------------------------
+// pack
+
+/// An array's dtype, shape and bytes (little-endian, row-major).
+type ArrayBytes = (Dtype, Vec<u64>, Vec<u8>);
+
+/// A dtype numpy can hand over, and its bytes.
+fn numpy_bytes(value: &Bound<'_, PyAny>) -> PyResult<Option<ArrayBytes>> {
+    fn take<T: Element + Copy, const N: usize>(
+        value: &Bound<'_, PyAny>,
+        dtype: Dtype,
+        le: fn(T) -> [u8; N],
+    ) -> PyResult<Option<ArrayBytes>> {
+        let Ok(a) = value.extract::<PyReadonlyArrayDyn<'_, T>>() else {
+            return Ok(None);
+        };
+        let shape = a.shape().iter().map(|&d| d as u64).collect();
+        let view: ArrayViewD<'_, T> = a.as_array();
+        let mut bytes = Vec::with_capacity(view.len() * N);
+        // Logical (row-major) order, whatever the strides.
+        for &x in view.iter() {
+            bytes.extend_from_slice(&le(x));
+        }
+        Ok(Some((dtype, shape, bytes)))
+    }
+    macro_rules! try_types {
+        ($($t:ty => $d:expr, $le:expr;)*) => {
+            $( if let Some(r) = take::<$t, { std::mem::size_of::<$t>() }>(value, $d, $le)? {
+                return Ok(Some(r));
+            } )*
+        };
+    }
+    try_types! {
+        f32 => Dtype::F32, f32::to_le_bytes;
+        f64 => Dtype::F64, f64::to_le_bytes;
+        half::f16 => Dtype::F16, half::f16::to_le_bytes;
+        i64 => Dtype::I64, i64::to_le_bytes;
+        i32 => Dtype::I32, i32::to_le_bytes;
+        i16 => Dtype::I16, i16::to_le_bytes;
+        i8 => Dtype::I8, i8::to_le_bytes;
+        u64 => Dtype::U64, u64::to_le_bytes;
+        u32 => Dtype::U32, u32::to_le_bytes;
+        u16 => Dtype::U16, u16::to_le_bytes;
+        u8 => Dtype::U8, u8::to_le_bytes;
+        bool => Dtype::Bool, |b: bool| [u8::from(b)];
+    }
+    Ok(None)
+}
+
+static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// Removes a file when dropped.
+struct TempFile(PathBuf);
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Writes a dict of numpy arrays to a temporary safetensors file.
+fn dict_to_safetensors(
+    py: Python<'_>,
+    dict: &Bound<'_, PyDict>,
+    metadata: &[(String, String)],
+) -> PyResult<TempFile> {
+    let numpy = py.import("numpy")?;
+    let mut specs = Vec::new();
+    let mut data = Vec::new();
+    for (k, v) in dict.iter() {
+        let name: String = k
+            .extract()
+            .map_err(|_| PyTypeError::new_err("tensor names must be str"))?;
+        let arr = numpy.call_method1("asarray", (v,))?;
+        let (dtype, shape, bytes) = numpy_bytes(&arr)?.ok_or_else(|| {
+            let dt = arr
+                .getattr("dtype")
+                .map(|d| d.to_string())
+                .unwrap_or_default();
+            ParameterError::new_err(format!(
+                "tensor {name:?}: numpy dtype {dt} is not supported (bool, (u)int8..64, float16/32/64 in native byte order)"
+            ))
+        })?;
+        specs.push(TensorSpec {
+            name: name.clone(),
+            dtype,
+            shape,
+        });
+        data.push((name, bytes));
+    }
+    let path = std::env::temp_dir().join(format!(
+        "sdq-python-{}-{}.safetensors",
+        std::process::id(),
+        TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    let temp = TempFile(path.clone());
+    let write = || -> sdq::Result<()> {
+        let mut w = SafetensorsWriter::create(&path, &specs, metadata)?;
+        for (name, bytes) in &data {
+            w.write_bytes(name, bytes)?;
+        }
+        w.finish()
+    };
+    py.detach(write).map_err(|e| py_err(&path, e))?;
+    Ok(temp)
+}
+
+fn delta_choice(delta: Option<&Bound<'_, PyAny>>) -> PyResult<DeltaChoice> {
+    let Some(d) = delta else {
+        return Ok(DeltaChoice::Coefficient);
+    };
+    if d.is_instance_of::<PyString>() {
+        let s: String = d.extract()?;
+        return Ok(match s.as_str() {
+            "tensor" => DeltaChoice::Tensor,
+            "vector" => DeltaChoice::Vector,
+            "coefficient" => DeltaChoice::Coefficient,
+            "uniform" => DeltaChoice::Uniform,
+            v => match v.parse::<f64>() {
+                Ok(x) if x.is_finite() && x > 0.0 => DeltaChoice::Value(x),
+                _ => {
+                    return Err(ParameterError::new_err(format!(
+                    "delta {v:?} is not tensor, vector, coefficient, uniform or a positive number"
+                )))
+                }
+            },
+        });
+    }
+    match d.extract::<f64>() {
+        Ok(x) if x.is_finite() && x > 0.0 => Ok(DeltaChoice::Value(x)),
+        _ => Err(ParameterError::new_err(format!(
+            "delta {d} is not tensor, vector, coefficient, uniform or a positive number"
+        ))),
+    }
+}
+
+fn zstd_level(zstd: Option<&Bound<'_, PyAny>>) -> PyResult<Option<i32>> {
+    let Some(z) = zstd else { return Ok(None) };
+    if z.is_none() {
+        return Ok(None);
+    }
+    if let Ok(b) = z.extract::<bool>() {
+        return Ok(b.then_some(9));
+    }
+    match z.extract::<i32>() {
+        Ok(l) if (1..=22).contains(&l) => Ok(Some(l)),
+        _ => Err(ParameterError::new_err(format!(
+            "zstd={z}: pass True (level 9) or a level in 1..=22"
+        ))),
+    }
+}
+
+/// Packs `tensors` (a dict of numpy arrays, or the path of a safetensors checkpoint — one file,
+/// a sharded `*.safetensors.index.json`, or a directory holding one) into the .sdq file
+/// `path`, as `sdq pack` does, and returns a summary dict.
+///
+/// Options mirror the command line's: `frame_size`, `redundancy` or `bits_per_weight` (at most
+/// one; default 4 bits per weight), `levels` (K, default 1), `delta` ("coefficient" (default),
+/// "vector", "tensor", "uniform" or a positive number), `axis` ("columns" or "rows"), `bias`,
+/// `include` / `exclude` (lists of globs), `min_dim` (16), `zstd` (True for level 9, or a level
+/// 1..=22). `metadata` (a dict of strings) is stored with a dict of arrays.
+#[pyfunction]
+#[pyo3(signature = (
+    tensors, path, *, frame_size = None, redundancy = None, bits_per_weight = None, levels = 1,
+    delta = None, axis = "columns", bias = false, include = None, exclude = None, min_dim = 16,
+    zstd = None, metadata = None
+))]
+#[allow(clippy::too_many_arguments)]
+fn pack<'py>(
+    py: Python<'py>,
+    tensors: &Bound<'py, PyAny>,
+    path: PathBuf,
+    frame_size: Option<usize>,
+    redundancy: Option<f64>,
+    bits_per_weight: Option<f64>,
+    levels: u32,
+    delta: Option<&Bound<'py, PyAny>>,
+    axis: &str,
+    bias: bool,
+    include: Option<Vec<String>>,
+    exclude: Option<Vec<String>>,
+    min_dim: usize,
+    zstd: Option<&Bound<'py, PyAny>>,
+    metadata: Option<&Bound<'py, PyDict>>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let metadata: Option<Vec<(String, String)>> = metadata
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| Ok((k.extract::<String>()?, v.extract::<String>()?)))
+                .collect::<PyResult<_>>()
+        })
+        .transpose()
+        .map_err(|_| PyTypeError::new_err("metadata must be a dict of str to str"))?;
+    let frame = match (frame_size, redundancy, bits_per_weight) {
+        (Some(n), None, None) => FrameRule::FrameSize(n),
+        (None, Some(r), None) if r.is_finite() && r > 1.0 => FrameRule::Redundancy(r),
+        (None, Some(r), None) => {
+            return Err(ParameterError::new_err(format!(
+                "redundancy={r}: the redundancy must be a number above 1 (N > d)"
+            )))
+        }
+        (None, None, Some(b)) if b.is_finite() && b > 0.0 => FrameRule::BitsPerWeight(b),
+        (None, None, Some(b)) => {
+            return Err(ParameterError::new_err(format!(
+                "bits_per_weight={b}: must be a positive number"
+            )))
+        }
+        (None, None, None) => FrameRule::BitsPerWeight(4.0),
+        _ => {
+            return Err(ParameterError::new_err(
+                "frame_size, redundancy and bits_per_weight are mutually exclusive",
+            ))
+        }
+    };
+    let orientation = match axis {
+        "columns" => Orientation::Columns,
+        "rows" => Orientation::Rows,
+        a => {
+            return Err(ParameterError::new_err(format!(
+                "axis={a:?}: must be \"columns\" or \"rows\""
+            )))
+        }
+    };
+    let opts = PackOptions {
+        frame,
+        levels,
+        delta: delta_choice(delta)?,
+        orientation,
+        bias,
+        include: include.unwrap_or_default(),
+        exclude: exclude.unwrap_or_default(),
+        min_dim,
+        zstd: zstd_level(zstd)?,
+    };
+    let (_temp, input, label) = if let Ok(dict) = tensors.cast::<PyDict>() {
+        let temp = dict_to_safetensors(py, dict, &metadata.unwrap_or_default())?;
+        let input = temp.0.clone();
+        (Some(temp), input, PathBuf::from("<tensors>"))
+    } else if let Ok(p) = tensors.extract::<PathBuf>() {
+        if metadata.is_some() {
+            return Err(ParameterError::new_err(
+                "metadata= is for a dict of arrays: a checkpoint's own metadata is stored",
+            ));
+        }
+        (None, p.clone(), p)
+    } else {
+        return Err(PyTypeError::new_err(
+            "tensors must be a dict of numpy arrays or the path of a safetensors checkpoint",
+        ));
+    };
+    let run = || -> sdq::Result<_> {
+        let ck = Checkpoint::open(&input)?;
+        sdq::bridge::pack::pack(&ck, &path, &opts, &mut NoProgress)
+    };
+    let summary = py.detach(run).map_err(|e| py_err(&label, e))?;
+    let biases = summary
+        .quantized
+        .iter()
+        .filter(|t| t.bias.is_some())
+        .count();
+    let doc = json!({
+        "tensors": summary.plan.tensors.len(),
+        "quantized": summary.quantized.len(),
+        "biases_quantized": biases,
+        "raw": summary.plan.tensors.len() - summary.quantized.len() - biases,
+        "max_bound": summary.max_bound(),
+        "max_error": summary.max_error(),
+        "uncertified": summary.uncertified(),
+        "uniform_delta": summary.uniform_delta,
+        "unmatched_includes": summary.plan.unmatched_includes,
+    });
+    json_to_py(py, &doc)
+}
+
+/// The `sdq` Python module.
+#[pymodule]
+#[pyo3(name = "sdq")]
+fn sdq_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add_function(wrap_pyfunction!(load_file, m)?)?;
+    m.add_function(wrap_pyfunction!(info, m)?)?;
+    m.add_function(wrap_pyfunction!(pack, m)?)?;
+    m.add_class::<SafeOpen>()?;
+    m.add("SdqError", py.get_type::<SdqError>())?;
+    m.add("FormatError", py.get_type::<FormatError>())?;
+    m.add("ChecksumError", py.get_type::<ChecksumError>())?;
+    m.add("LimitError", py.get_type::<LimitError>())?;
+    m.add("NoSuchTensorError", py.get_type::<NoSuchTensorError>())?;
+    m.add("ParameterError", py.get_type::<ParameterError>())?;
+    m.add("DataError", py.get_type::<DataError>())?;
+    m.add("IoError", py.get_type::<IoError>())?;
+    Ok(())
+}
