@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the C API (release, static and shared), compiles tests/decode_fixture.c with gcc against
-# each, and runs both on the repository's fixtures. If cbindgen is installed, also checks that
-# include/sdq.h is what cbindgen generates from src/lib.rs (CI without cbindgen skips that).
+# each, and runs both on the repository's fixtures; then compiles and runs the C example of the
+# README ("## Embedding: C"). If cbindgen is installed, also checks that include/sdq.h is what
+# cbindgen generates from src/lib.rs (CI without cbindgen skips that).
 #
 #   sdq-capi/tests/run.sh            # from anywhere; honours CARGO_TARGET_DIR and CC
 set -euo pipefail
@@ -40,3 +41,14 @@ echo "== sdq-capi: shared library ($(du -h "$lib/libsdq.so" | cut -f1))"
 "$cc" "${flags[@]}" "$here/tests/decode_fixture.c" -L "$lib" -lsdq -lm \
     -Wl,-rpath,"$lib" -o "$out/decode_fixture_shared"
 "$out/decode_fixture_shared" "$root/fixtures"
+
+echo "== sdq-capi: the README's C example"
+awk '/^## Embedding: C/{s=1} s&&/^```c$/{f=1;next} f&&/^```$/{exit} f' "$root/README.md" \
+    > "$out/readme_example.c"
+if [ ! -s "$out/readme_example.c" ]; then
+    echo "README.md: no \`\`\`c block under '## Embedding: C'" >&2
+    exit 1
+fi
+"$cc" "${flags[@]}" "$out/readme_example.c" "$lib/libsdq.a" \
+    -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc -o "$out/readme_example"
+(cd "$root" && "$out/readme_example" fixtures/mixed.sdq)

@@ -1,0 +1,326 @@
+"""Tests of the sdq Python module against the golden fixtures, files made by the `sdq` command
+line (SDQ_CLI: path of the binary built from the repository's root crate), and safetensors.numpy
+round trips. Run by .ci/embed.sh after installing the wheel."""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import safetensors.numpy
+
+import sdq
+
+ROOT = Path(__file__).resolve().parents[2]
+FIXTURES = ROOT / "fixtures"
+
+
+def cli():
+    path = os.environ.get("SDQ_CLI") or shutil.which("sdq")
+    if not path or not Path(path).exists():
+        pytest.skip("the sdq command line is not built (set SDQ_CLI)")
+    return path
+
+
+def run_cli(*args, ok=True):
+    r = subprocess.run([cli(), *map(str, args)], capture_output=True, text=True)
+    if ok:
+        assert r.returncode == 0, r.stderr
+    return r
+
+
+def expected(name):
+    return np.fromfile(FIXTURES / f"{name}.expected.bin", dtype="<f4")
+
+
+def check_fixture(name, tensors, raw):
+    """Decoded tensors against X.expected.bin (fixtures/README.md)."""
+    want = expected(name)
+    at = 0
+    for key, arr in tensors.items():
+        exp = want[at : at + arr.size].reshape(arr.shape)
+        at += arr.size
+        if key in raw:
+            # Raw tensors keep their dtype, converted exactly.
+            np.testing.assert_array_equal(arr.astype(np.float32), exp)
+        else:
+            assert arr.dtype == np.float32
+            tol = 1e-6 * np.abs(exp).max()
+            assert np.abs(arr - exp).max() <= tol, key
+    assert at == want.size
+
+
+# -------------------------------------------------------------------------------------------
+# fixtures
+
+
+def test_fixtures_load_file():
+    k1 = sdq.load_file(FIXTURES / "k1_tensor_delta.sdq")
+    assert list(k1) == ["layer.weight"]
+    assert k1["layer.weight"].shape == (24, 10)
+    check_fixture("k1_tensor_delta", k1, raw=set())
+
+    mixed = sdq.load_file(str(FIXTURES / "mixed.sdq"))
+    assert list(mixed) == ["emb", "scale", "perm.weight", "steps", "fc.weight", "fc.bias"]
+    assert mixed["emb"].dtype == np.float16 and mixed["emb"].shape == (16, 8)
+    assert mixed["scale"].dtype == np.float32
+    assert mixed["steps"].dtype == np.int64 and mixed["steps"].shape == (64,)
+    assert mixed["fc.bias"].dtype == np.float32 and mixed["fc.bias"].shape == (10,)
+    check_fixture("mixed", mixed, raw={"emb", "scale", "steps"})
+
+
+def test_safe_open_mirrors_safetensors():
+    path = FIXTURES / "mixed.sdq"
+    everything = sdq.load_file(path)
+    with sdq.safe_open(path, framework="np") as f:
+        assert f.keys() == list(everything)
+        for k in f.keys():
+            t = f.get_tensor(k)
+            assert t.dtype == everything[k].dtype
+            np.testing.assert_array_equal(t, everything[k])
+        assert f.metadata() == {
+            "producer": "sdq fixtures",
+            "note": "raw F16/F32/I64, permuted rows, weight + bias, zstd",
+        }
+        with pytest.raises(sdq.NoSuchTensorError) as e:
+            f.get_tensor("nope")
+        assert str(e.value) == f'{path}: no tensor named "nope" in the file'
+    # Closed by the with block.
+    with pytest.raises(sdq.SdqError, match="closed"):
+        f.keys()
+    with sdq.safe_open(FIXTURES / "k1_tensor_delta.sdq", "numpy") as f:
+        assert f.metadata() is None
+    with pytest.raises(sdq.ParameterError, match="framework"):
+        sdq.safe_open(path, framework="pt")
+
+
+def test_exception_hierarchy():
+    for name in [
+        "FormatError",
+        "ChecksumError",
+        "LimitError",
+        "NoSuchTensorError",
+        "ParameterError",
+        "DataError",
+        "IoError",
+    ]:
+        assert issubclass(getattr(sdq, name), sdq.SdqError)
+    assert issubclass(sdq.SdqError, Exception)
+
+
+# -------------------------------------------------------------------------------------------
+# against the command line
+
+
+@pytest.fixture
+def checkpoint(tmp_path):
+    """A small safetensors checkpoint written by safetensors.numpy."""
+    rng = np.random.default_rng(7)
+    tensors = {
+        "fc1.weight": rng.standard_normal((48, 40)).astype(np.float32) / 7,
+        "fc1.bias": rng.standard_normal(48).astype(np.float32) / 7,
+        "fc2.weight": rng.standard_normal((32, 48)).astype(np.float64) / 7,
+        "emb": rng.standard_normal((8, 20)).astype(np.float16),  # d = 8 < 16: stays raw
+        "steps": np.arange(-5, 11, dtype=np.int64),
+        "mask": rng.integers(0, 2, size=(4, 4)).astype(bool),
+    }
+    path = tmp_path / "model.safetensors"
+    safetensors.numpy.save_file(tensors, str(path), metadata={"model": "test"})
+    return path, tensors
+
+
+def test_pack_matches_the_cli_byte_for_byte(tmp_path, checkpoint):
+    path, _ = checkpoint
+    options = [
+        ([], {}),
+        (["--bias", "--zstd"], {"bias": True, "zstd": True}),
+        (
+            ["--levels", "2", "--redundancy", "3", "--axis", "rows", "--delta", "vector"],
+            {"levels": 2, "redundancy": 3.0, "axis": "rows", "delta": "vector"},
+        ),
+        (
+            ["--frame-size", "100", "--delta", "0.05", "--exclude", "fc2.*"],
+            {"frame_size": 100, "delta": 0.05, "exclude": ["fc2.*"]},
+        ),
+    ]
+    for i, (args, kwargs) in enumerate(options):
+        by_cli = tmp_path / f"cli{i}.sdq"
+        by_py = tmp_path / f"py{i}.sdq"
+        run_cli("pack", path, "-o", by_cli, "-q", *args)
+        summary = sdq.pack(str(path), by_py, **kwargs)
+        assert by_cli.read_bytes() == by_py.read_bytes(), args
+        assert summary["tensors"] == 6
+
+
+def test_info_is_the_cli_json(tmp_path, checkpoint):
+    path, _ = checkpoint
+    out = tmp_path / "m.sdq"
+    run_cli("pack", path, "-o", out, "-q", "--bias")
+    for f in [out, FIXTURES / "mixed.sdq", FIXTURES / "k4_vector_delta.sdq"]:
+        want = json.loads(run_cli("info", "--json", f).stdout)
+        assert sdq.info(str(f)) == want
+
+
+def test_load_file_matches_cli_unpack(tmp_path, checkpoint):
+    path, original = checkpoint
+    out = tmp_path / "m.sdq"
+    run_cli("pack", path, "-o", out, "-q")
+    unpacked = tmp_path / "u.safetensors"
+    run_cli("unpack", out, "-o", unpacked, "-q")
+    theirs = safetensors.numpy.load_file(str(unpacked))
+    ours = sdq.load_file(out)
+    assert set(ours) == set(theirs) == set(original)
+    for k in ours:
+        np.testing.assert_array_equal(ours[k].astype(np.float32), theirs[k].astype(np.float32))
+    # Raw tensors come back bit for bit, in their own dtype.
+    for k in ["emb", "steps", "mask", "fc1.bias"]:
+        assert ours[k].dtype == original[k].dtype
+        np.testing.assert_array_equal(ours[k], original[k])
+
+
+def test_errors_carry_the_cli_messages(tmp_path, checkpoint):
+    path, _ = checkpoint
+
+    def same(exc_type, fn, cli_args):
+        with pytest.raises(exc_type) as e:
+            fn()
+        r = run_cli(*cli_args, ok=False)
+        assert r.returncode != 0
+        assert r.stderr.strip() == f"sdq: {e.value}"
+
+    missing = tmp_path / "missing.sdq"
+    same(sdq.IoError, lambda: sdq.load_file(missing), ["info", missing])
+    junk = tmp_path / "junk.sdq"
+    junk.write_bytes(b"not an sdq file at all" * 10)
+    same(sdq.FormatError, lambda: sdq.info(junk), ["info", junk])
+    same(
+        sdq.NoSuchTensorError,
+        lambda: sdq.safe_open(FIXTURES / "k1_tensor_delta.sdq").get_tensor("x"),
+        ["info", FIXTURES / "k1_tensor_delta.sdq", "--tensor", "x"],
+    )
+    same(
+        sdq.ParameterError,
+        lambda: sdq.pack(path, tmp_path / "o.sdq", levels=8),
+        ["pack", path, "-o", tmp_path / "o.sdq", "--levels", "8", "-q"],
+    )
+
+    # A damaged code section: a checksum error, when decoding and in `sdq unpack`.
+    good = tmp_path / "good.sdq"
+    run_cli("pack", path, "-o", good, "-q")
+    entry = next(t for t in sdq.info(good)["tensors"] if t["encoding"] == "sigma-delta")
+    data = bytearray(good.read_bytes())
+    # The last section is the last sigma-delta tensor's codes (or padding): flip its middle.
+    bad = tmp_path / "bad.sdq"
+    for pos in range(len(data) - 200, len(data) - 64):
+        data[pos] ^= 0x10
+        bad.write_bytes(bytes(data))
+        data[pos] ^= 0x10
+        try:
+            sdq.load_file(bad)
+        except sdq.ChecksumError as e:
+            r = run_cli("unpack", bad, "-o", tmp_path / "x.safetensors", "-q", ok=False)
+            assert r.stderr.strip() == f"sdq: {e}"
+            break
+        except sdq.FormatError:
+            continue
+    else:
+        pytest.fail(f"no damaged copy raised ChecksumError ({entry['name']})")
+
+
+# -------------------------------------------------------------------------------------------
+# dicts of numpy arrays, and safetensors.numpy round trips
+
+
+def test_pack_a_dict_round_trip(tmp_path):
+    rng = np.random.default_rng(3)
+    w = rng.standard_normal((64, 30)).astype(np.float32)
+    tensors = {
+        "layer.weight": w,
+        "layer.weight_t": np.asfortranarray(w),  # strides other than row-major
+        "ids": np.arange(12, dtype=np.int32).reshape(3, 4),
+        "flags": np.array([True, False, True]),
+        "half": rng.standard_normal(5).astype(np.float16),
+        "bytes": np.arange(7, dtype=np.uint8),
+        "scalar": np.array(2.5, dtype=np.float64),
+    }
+    out = tmp_path / "d.sdq"
+    summary = sdq.pack(tensors, out, bits_per_weight=8, metadata={"source": "pytest"})
+    assert summary["quantized"] == 2
+    back = sdq.load_file(out)
+    assert list(back) == list(tensors)
+    for k in ["ids", "flags", "half", "bytes", "scalar"]:
+        assert back[k].dtype == tensors[k].dtype and back[k].shape == tensors[k].shape
+        np.testing.assert_array_equal(back[k], tensors[k])
+    np.testing.assert_array_equal(back["layer.weight"], back["layer.weight_t"])
+    # Every column is within its certified bound.
+    bound = next(t for t in sdq.info(out)["tensors"] if t["name"] == "layer.weight")
+    errors = np.linalg.norm(back["layer.weight"] - w, axis=0)
+    assert errors.max() <= bound["quantization"]["max_bound"]
+    assert errors.max() < 0.5 * np.linalg.norm(w, axis=0).min()
+    with sdq.safe_open(out) as f:
+        assert f.metadata() == {"source": "pytest"}
+
+
+def test_safetensors_numpy_round_trip(tmp_path):
+    """numpy -> safetensors.numpy file -> sdq.pack -> sdq.load_file -> safetensors.numpy file."""
+    rng = np.random.default_rng(11)
+    original = {
+        "a.weight": rng.standard_normal((40, 24)).astype(np.float32),
+        "a.bias": rng.standard_normal(40).astype(np.float32),
+        "count": np.array([3], dtype=np.int64),
+    }
+    st = tmp_path / "in.safetensors"
+    safetensors.numpy.save_file(original, str(st))
+    out = tmp_path / "in.sdq"
+    sdq.pack(st, out, bias=True, redundancy=8)
+    loaded = sdq.load_file(out)
+    again = tmp_path / "again.safetensors"
+    safetensors.numpy.save_file(loaded, str(again))
+    reread = safetensors.numpy.load_file(str(again))
+    for k in original:
+        np.testing.assert_array_equal(reread[k], loaded[k])
+        assert reread[k].dtype == original[k].dtype
+    np.testing.assert_array_equal(reread["count"], original["count"])
+    # Every column of [W | b] is within the certified bound sdq info reports.
+    entry = next(t for t in sdq.info(out)["tensors"] if t["name"] == "a.weight")
+    assert entry["quantization"]["has_bias"]
+    w_b = np.column_stack([original["a.weight"], original["a.bias"]])
+    got = np.column_stack([reread["a.weight"], reread["a.bias"]])
+    assert np.linalg.norm(got - w_b, axis=0).max() <= entry["quantization"]["max_bound"]
+
+
+def test_pack_errors(tmp_path):
+    w = {"w": np.ones((32, 4), dtype=np.float32)}
+    with pytest.raises(sdq.ParameterError, match="mutually exclusive"):
+        sdq.pack(w, tmp_path / "x.sdq", frame_size=100, redundancy=2.0)
+    with pytest.raises(sdq.ParameterError, match="axis"):
+        sdq.pack(w, tmp_path / "x.sdq", axis="diagonal")
+    with pytest.raises(sdq.ParameterError, match="delta"):
+        sdq.pack(w, tmp_path / "x.sdq", delta="huge")
+    with pytest.raises(sdq.ParameterError, match="dtype"):
+        sdq.pack({"c": np.ones(3, dtype=np.complex64)}, tmp_path / "x.sdq")
+    nan = np.ones((32, 4), dtype=np.float32)
+    nan[3, 1] = np.nan
+    with pytest.raises(sdq.DataError):
+        sdq.pack({"w": nan}, tmp_path / "x.sdq")
+    with pytest.raises(TypeError):
+        sdq.pack(42, tmp_path / "x.sdq")
+    assert not (tmp_path / "x.sdq").exists()
+
+
+# -------------------------------------------------------------------------------------------
+# the README's Python example
+
+
+def test_readme_python_example(tmp_path, monkeypatch):
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Embedding: Python", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```python\n(.*?)```", section, re.S)
+    assert blocks, "README: no python block in the Python section"
+    monkeypatch.chdir(tmp_path)
+    for code in blocks:
+        exec(compile(code, "README.md", "exec"), {})
