@@ -417,13 +417,46 @@ impl Checkpoint {
     }
 
     /// Tensor `t` converted to f32 (F32, F16, BF16 exactly; F64 rounded to nearest).
+    ///
+    /// On Unix the bytes are read with ordinary reads in 4 MiB slabs rather than through the
+    /// map: pages of a mapped file that have been touched count in the process's resident set
+    /// until the kernel reclaims them, so reading a large checkpoint through the map would make
+    /// `sdq pack`'s RSS grow with the whole checkpoint; reads leave them in the page cache only.
     pub fn to_f32(&self, t: &TensorEntry) -> Result<Vec<f32>> {
-        to_f32(t.dtype, self.bytes(t)).ok_or_else(|| {
+        let not_float = || {
             Error::param(format!(
                 "tensor {:?} has dtype {}, not a float type that can be quantized",
                 t.name, t.dtype
             ))
-        })
+        };
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::FileExt;
+            let size = match t.dtype {
+                Dtype::F32 => 4,
+                Dtype::F16 | Dtype::BF16 => 2,
+                Dtype::F64 => 8,
+                _ => return Err(not_float()),
+            };
+            let path = self.shard_path(t);
+            let file = File::open(path).map_err(|e| Error::io(path, e))?;
+            let mut out = Vec::new();
+            out.try_reserve_exact(t.range.len() / size)
+                .map_err(|_| Error::param(format!("tensor {:?} does not fit in memory", t.name)))?;
+            let mut buf = vec![0u8; (4 << 20).min(t.range.len())];
+            let mut at = t.range.start;
+            while at < t.range.end {
+                let len = buf.len().min(t.range.end - at);
+                let slab = buf.get_mut(..len).unwrap_or(&mut []);
+                file.read_exact_at(slab, at as u64)
+                    .map_err(|e| Error::io(path, e))?;
+                out.extend(to_f32(t.dtype, slab).ok_or_else(not_float)?);
+                at += len;
+            }
+            Ok(out)
+        }
+        #[cfg(not(unix))]
+        to_f32(t.dtype, self.bytes(t)).ok_or_else(not_float)
     }
 }
 
