@@ -25,6 +25,8 @@
 #![forbid(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
+#[cfg(feature = "encode")]
+mod atomic;
 #[cfg(feature = "bridge")]
 pub mod bridge;
 pub mod error;

@@ -14,11 +14,10 @@
 //! input may safely be replaced by its own output.
 
 use std::collections::{HashMap, HashSet};
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::ops::Range;
 use std::path::{Component, Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use ::safetensors::tensor::{Dtype as StDtype, SafeTensorError, SafeTensors};
 
@@ -684,70 +683,7 @@ impl<W: Write> SafetensorsStreamWriter<W> {
     }
 }
 
-static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
-
-/// A temporary file beside `target` (same directory, so a rename replaces the target
-/// atomically), deleted on drop unless [`AtomicFile::commit`] renamed it over the target.
-#[derive(Debug)]
-pub struct AtomicFile {
-    temp: PathBuf,
-    target: PathBuf,
-}
-
-impl AtomicFile {
-    /// Creates `.{name}.{pid}.{counter}.tmp` beside `target` and returns it opened for writing.
-    pub fn create(target: impl AsRef<Path>) -> Result<(Self, File)> {
-        let target = target.as_ref().to_owned();
-        let dir = match target.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
-            _ => PathBuf::from("."),
-        };
-        let name = target
-            .file_name()
-            .ok_or_else(|| Error::param(format!("{} is not a file path", target.display())))?
-            .to_string_lossy()
-            .into_owned();
-        let temp = dir.join(format!(
-            ".{name}.{}.{}.tmp",
-            std::process::id(),
-            TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
-        ));
-        let file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&temp)
-            .map_err(|e| Error::io(&target, e))?;
-        Ok((AtomicFile { temp, target }, file))
-    }
-
-    /// Syncs `file` (the temporary file), renames it over the target and syncs the directory.
-    pub fn commit(mut self, file: File) -> Result<()> {
-        file.sync_all().map_err(|e| Error::io(&self.target, e))?;
-        drop(file);
-        std::fs::rename(&self.temp, &self.target).map_err(|e| Error::io(&self.target, e))?;
-        self.temp = PathBuf::new();
-        crate::format::writer::remove_stale_temps(&self.target);
-        #[cfg(unix)]
-        {
-            let dir = match self.target.parent() {
-                Some(d) if !d.as_os_str().is_empty() => d,
-                _ => Path::new("."),
-            };
-            File::open(dir)
-                .and_then(|d| d.sync_all())
-                .map_err(|e| Error::io(dir, e))?;
-        }
-        Ok(())
-    }
-}
-
-impl Drop for AtomicFile {
-    fn drop(&mut self) {
-        if !self.temp.as_os_str().is_empty() {
-            let _ = std::fs::remove_file(&self.temp);
-        }
-    }
-}
+pub use crate::atomic::AtomicFile;
 
 /// Writes a safetensors file atomically (temporary file beside the target, fsync, rename).
 /// Dropping an unfinished writer deletes the temporary file.
@@ -788,7 +724,7 @@ impl SafetensorsWriter {
     /// Completes the file and renames it over the target.
     pub fn finish(self) -> Result<()> {
         let SafetensorsWriter { inner, file } = self;
-        let what = file.target.clone();
+        let what = file.target().to_owned();
         let buf = inner.finish()?;
         let f = buf
             .into_inner()

@@ -8,16 +8,16 @@
 //! Only the small header table is kept in memory.
 
 use std::collections::{HashMap, HashSet};
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{BufWriter, Seek, SeekFrom, Write};
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::path::Path;
 
 use super::bitpack;
 use super::header::{
     self, Compression, DeltaMode, DeltaPolicy, Encoding, Section, SigmaDeltaInfo, TensorInfo,
 };
 use super::layout::{align_up, sigma_delta as sd, Dtype, PREAMBLE_LEN, SECTION_DESCRIPTOR_LEN};
+use crate::atomic::AtomicFile;
 use crate::error::{Error, Result};
 use crate::limits;
 use crate::quant::{Deltas, QuantizedTensor};
@@ -470,16 +470,13 @@ fn write_zeros(out: &mut impl Write, mut n: u64) -> Result<()> {
     Ok(())
 }
 
-static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
-
 /// Writes an .sdq file atomically: into `.{name}.{pid}.{counter}.tmp` beside the target, then
 /// `sync_all`, rename over the target and sync the directory. Dropping an unfinished writer
 /// deletes the temporary file; the target is never seen half-written.
 pub struct SdqWriter {
-    // Declared before `temp` so the file is closed before the temporary file is removed.
+    // Declared before `file` so the file is closed before the temporary file is removed.
     inner: Option<SdqStreamWriter<BufWriter<File>>>,
-    temp: PathBuf,
-    target: PathBuf,
+    file: Option<AtomicFile>,
 }
 
 impl SdqWriter {
@@ -489,33 +486,13 @@ impl SdqWriter {
         plan: &[TensorPlan],
         metadata: &[(String, String)],
     ) -> Result<Self> {
-        let target = path.as_ref().to_owned();
-        let dir = match target.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
-            _ => PathBuf::from("."),
-        };
-        let file_name = target
-            .file_name()
-            .ok_or_else(|| Error::param(format!("{} is not a file path", target.display())))?
-            .to_string_lossy()
-            .into_owned();
-        let temp = dir.join(format!(
-            ".{file_name}.{}.{}.tmp",
-            std::process::id(),
-            TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
-        ));
-        let file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&temp)
-            .map_err(|e| Error::io(&temp, e))?;
+        let (file, f) = AtomicFile::create(path)?;
         let mut w = SdqWriter {
             inner: None,
-            temp,
-            target,
+            file: Some(file),
         };
         w.inner = Some(SdqStreamWriter::new(
-            BufWriter::with_capacity(1 << 20, file),
+            BufWriter::with_capacity(1 << 20, f),
             plan,
             metadata,
         )?);
@@ -550,97 +527,13 @@ impl SdqWriter {
 
     /// Completes the file, syncs it, renames it over the target and syncs the directory.
     pub fn finish(mut self) -> Result<()> {
-        let inner = self
-            .inner
-            .take()
-            .ok_or_else(|| Error::param("the writer is already finished"))?;
-        let temp = self.temp.clone();
-        let buf = inner.finish()?;
-        let file = buf
-            .into_inner()
-            .map_err(|e| Error::io(&temp, e.into_error()))?;
-        file.sync_all().map_err(|e| Error::io(&temp, e))?;
-        drop(file);
-        std::fs::rename(&temp, &self.target).map_err(|e| Error::io(&self.target, e))?;
-        // The rename is done: nothing to clean up any more.
-        self.temp = PathBuf::new();
-        remove_stale_temps(&self.target);
-        sync_dir(&self.target)
-    }
-}
-
-/// Removes the temporary files that writers of `target` killed before they could clean up
-/// (SIGKILL, power loss) left beside it: `.{name}.{pid}.{counter}.tmp` whose `pid` is not a
-/// running process. Called after a successful rename over `target`, so a crashed run's
-/// leftovers disappear with the next successful one. Conservative: a temporary file of this
-/// process or of any live process is kept (it may be another writer's, still in progress), and
-/// where liveness cannot be checked (no `/proc`) nothing is removed. Errors are ignored: the
-/// new file is already in place, and a leftover is only wasted space, never read.
-pub(crate) fn remove_stale_temps(target: &Path) {
-    let Some(name) = target.file_name().map(|n| n.to_string_lossy().into_owned()) else {
-        return;
-    };
-    let dir = match target.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    let me = std::process::id();
-    for e in entries.flatten() {
-        let file = e.file_name();
-        let Some(pid) = stale_temp_pid(&file.to_string_lossy(), &name) else {
-            continue;
+        let (Some(inner), Some(file)) = (self.inner.take(), self.file.take()) else {
+            return Err(Error::param("the writer is already finished"));
         };
-        if pid != me && process_is_gone(pid) {
-            let _ = std::fs::remove_file(e.path());
-        }
-    }
-}
-
-/// The writer's pid if `file` is named `.{name}.{pid}.{counter}.tmp`.
-fn stale_temp_pid(file: &str, name: &str) -> Option<u32> {
-    let rest = file
-        .strip_prefix('.')?
-        .strip_prefix(name)?
-        .strip_prefix('.')?;
-    let rest = rest.strip_suffix(".tmp")?;
-    let (pid, counter) = rest.split_once('.')?;
-    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-    if !digits(pid) || !digits(counter) {
-        return None;
-    }
-    pid.parse().ok()
-}
-
-/// Whether no process `pid` exists (Linux `/proc`; elsewhere "unknown", i.e. false).
-fn process_is_gone(pid: u32) -> bool {
-    let proc_root = Path::new("/proc");
-    proc_root.join("self").exists() && !proc_root.join(pid.to_string()).exists()
-}
-
-#[cfg(unix)]
-fn sync_dir(target: &Path) -> Result<()> {
-    let dir = match target.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| Error::io(dir, e))
-}
-
-#[cfg(not(unix))]
-fn sync_dir(_: &Path) -> Result<()> {
-    Ok(())
-}
-
-impl Drop for SdqWriter {
-    fn drop(&mut self) {
-        drop(self.inner.take());
-        if !self.temp.as_os_str().is_empty() {
-            let _ = std::fs::remove_file(&self.temp);
-        }
+        let buf = inner.finish()?;
+        let f = buf
+            .into_inner()
+            .map_err(|e| Error::io(file.target(), e.into_error()))?;
+        file.commit(f)
     }
 }
