@@ -203,3 +203,29 @@ fn zero_vectors_decode_to_zero() {
         assert_eq!(q.max_bound(), 0.0);
     }
 }
+
+#[test]
+fn weights_near_f32_max_are_refused() {
+    // ‖w̃‖ ≤ √d·(K − ½)·δ could pass f32::MAX: quantizing must fail, not write infinities.
+    let w = [3.0e38f32, -2.9e38, 1.0, 0.0];
+    let m = Matrix::new(&w, 4, 1).unwrap();
+    let q = FrameQuantizer::new(
+        FrameDescriptor::harmonic(8, 4).unwrap(),
+        1,
+        StepPolicy::Tensor,
+    )
+    .unwrap()
+    .quantize(&m, Orientation::Columns);
+    assert!(matches!(q, Err(sdq::Error::Data(_))), "{q:?}");
+    // Ordinary magnitudes are fine.
+    let w = [3.0f32, -2.9, 1.0, 0.0];
+    let m = Matrix::new(&w, 4, 1).unwrap();
+    assert!(FrameQuantizer::new(
+        FrameDescriptor::harmonic(8, 4).unwrap(),
+        1,
+        StepPolicy::Tensor
+    )
+    .unwrap()
+    .quantize(&m, Orientation::Columns)
+    .is_ok());
+}

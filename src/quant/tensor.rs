@@ -389,6 +389,16 @@ impl FrameQuantizer {
             Some(delta) => Deltas::Tensor(delta),
             None => Deltas::Vector(deltas),
         };
+        // Decoders write f32. Every rebuilt vector has ‖w̃‖ ≤ √(d/N)·‖q‖ ≤ √d·(K − ½)·δ (the
+        // frame bound is N/d), so below f32::MAX nothing can overflow to ±inf; above it, refuse
+        // rather than write a file that decodes to infinities.
+        let largest = (d as f64).sqrt() * k_half * deltas.max();
+        if !(largest <= f64::from(f32::MAX)) {
+            return Err(Error::Data(format!(
+                "weights too large to quantize: with δ = {:e} the rebuilt values could reach {largest:e}, past the f32 range",
+                deltas.max()
+            )));
+        }
         Ok(QuantizedTensor {
             frame: self.frame.clone(),
             order: self.order.clone(),
