@@ -7,12 +7,14 @@
 //! - [`unpack`]: decode an .sdq file back into a safetensors file;
 //! - [`verify`]: check every checksum, and against the original checkpoint every certified bound
 //!   and every raw tensor's bytes;
+//! - [`info`]: the `sdq info --json` document;
 //! - [`glob`]: the tiny `*`/`?` matcher of `--include` / `--exclude`;
 //! - [`progress`]: the progress callback the long operations report to.
 //!
 //! Every function returns the crate's [`crate::Error`]; none panics on input data.
 
 pub mod glob;
+pub mod info;
 pub mod pack;
 pub mod progress;
 pub mod safetensors;

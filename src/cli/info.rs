@@ -4,16 +4,12 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use clap::Args;
-use sdq::format::{Compression, DeltaMode, Encoding, TensorInfo, TensorReport};
+use sdq::bridge::info::{self, compression};
+use sdq::format::{Encoding, TensorInfo, TensorReport};
 use sdq::SdqFile;
-use serde_json::{json, Value};
 
 use super::table::{bytes, savings, sci, Table};
 use super::{escape, is_stdout, CliResult, Failure};
-
-/// Version of the `--json` output's schema (docs/cli.md). Bumped on any incompatible change;
-/// fields may be added without a bump.
-pub const SCHEMA_VERSION: u64 = 1;
 
 const EXAMPLES: &str = "\
 Examples:
@@ -47,69 +43,6 @@ fn shape(s: &[u64]) -> String {
     format!("[{}]", parts.join(", "))
 }
 
-fn compression(t: &TensorInfo) -> &'static str {
-    if t.sections()
-        .iter()
-        .any(|(_, s)| s.compression == Compression::Zstd)
-    {
-        "zstd"
-    } else {
-        "none"
-    }
-}
-
-fn tensor_json(t: &TensorInfo, r: Option<&TensorReport>, all: &[TensorInfo]) -> Value {
-    let quant = match &t.encoding {
-        Encoding::SigmaDelta(q) => {
-            let m = q.vector_count();
-            json!({
-                "frame": "harmonic",
-                "n": q.n(),
-                "d": q.d(),
-                "k": q.k,
-                "bits_per_code": q.bits,
-                "code_bits_per_weight": q.n() as f64 * f64::from(q.bits) / q.d() as f64,
-                "orientation": q.orientation.name(),
-                "has_bias": q.has_bias,
-                "vectors": m,
-                "delta_policy": q.policy.name(),
-                "delta": match q.delta { DeltaMode::Tensor(d) => Some(d), DeltaMode::PerVector => None },
-                "delta_per_vector": matches!(q.delta, DeltaMode::PerVector),
-                "permuted": q.permutation.is_some(),
-                "sigma": q.sigma,
-                "max_bound": q.max_bound,
-                "matrix_bound": (m as f64).sqrt() * q.max_bound,
-                "uncertified": q.uncertified,
-            })
-        }
-        _ => Value::Null,
-    };
-    let bias_of = match &t.encoding {
-        Encoding::BiasOf { weight } => all.get(*weight).map(|w| Value::from(w.name.clone())),
-        _ => None,
-    };
-    json!({
-        "name": t.name,
-        "dtype": t.dtype.name(),
-        "shape": t.shape,
-        "elements": t.elements,
-        "encoding": t.encoding.name(),
-        "compression": compression(t),
-        "stored_bytes": r.map(|r| r.stored_bytes),
-        "bits_per_weight": r.map(|r| r.bits_per_weight()),
-        "quantization": quant,
-        "bias_of": bias_of,
-    })
-}
-
-fn ratio_or_null(x: f64) -> Value {
-    if x.is_finite() {
-        json!(x)
-    } else {
-        Value::Null
-    }
-}
-
 pub fn run(a: InfoArgs) -> CliResult {
     let input = &a.input;
     let file = SdqFile::open(input).map_err(|e| Failure::lib(input, e))?;
@@ -124,45 +57,9 @@ pub fn run(a: InfoArgs) -> CliResult {
         .filter(|(_, t)| a.tensor.is_empty() || a.tensor.contains(&t.name))
         .map(|(i, t)| (t, report.tensors.get(i)))
         .collect();
-    let max_bound = file
-        .tensors()
-        .iter()
-        .filter_map(|t| match &t.encoding {
-            Encoding::SigmaDelta(q) => Some(q.max_bound),
-            _ => None,
-        })
-        .fold(0.0, f64::max);
-    let (major, minor) = file.version();
+    let max_bound = info::max_bound(&file);
     let text = if a.json {
-        let metadata: serde_json::Map<String, Value> = file
-            .metadata()
-            .iter()
-            .map(|(k, v)| (k.clone(), Value::from(v.clone())))
-            .collect();
-        let doc = json!({
-            "schema_version": SCHEMA_VERSION,
-            "file": input.display().to_string(),
-            "format_version": format!("{major}.{minor}"),
-            "file_bytes": file.file_len(),
-            "metadata": metadata,
-            "tensors": selected.iter().map(|(t, r)| tensor_json(t, *r, file.tensors())).collect::<Vec<_>>(),
-            "totals": {
-                "tensors": file.tensors().len(),
-                "quantized": file.tensors().iter().filter(|t| matches!(t.encoding, Encoding::SigmaDelta(_))).count(),
-                "elements": report.total_elements,
-                "stored_bytes": report.total_bytes,
-                "overhead_bytes": report.overhead_bytes,
-                "fp32_bytes": report.total_fp32_bytes,
-                "fp16_bytes": report.total_fp16_bytes,
-                "ratio_fp32": ratio_or_null(report.ratio_fp32()),
-                "ratio_fp16": ratio_or_null(report.ratio_fp16()),
-                "savings_fp32": ratio_or_null(1.0 - 1.0 / report.ratio_fp32()),
-                "savings_fp16": ratio_or_null(1.0 - 1.0 / report.ratio_fp16()),
-                "bits_per_weight": report.bits_per_weight(),
-                "quantized_bits_per_weight": report.quantized_bits_per_weight(),
-                "max_bound": max_bound,
-            },
-        });
+        let doc = info::info_json(&input.display().to_string(), &file, &a.tensor);
         let mut s = serde_json::to_string_pretty(&doc).unwrap_or_default();
         s.push('\n');
         s
