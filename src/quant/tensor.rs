@@ -393,7 +393,8 @@ impl FrameQuantizer {
         // frame bound is N/d), so below f32::MAX nothing can overflow to ±inf; above it, refuse
         // rather than write a file that decodes to infinities.
         let largest = (d as f64).sqrt() * k_half * deltas.max();
-        if !largest.is_finite() || largest > f64::from(f32::MAX) {
+        // (A margin of 1e-6 covers the rounding of the synthesis itself.)
+        if !largest.is_finite() || largest > f64::from(f32::MAX) * (1.0 - 1e-6) {
             return Err(Error::Data(format!(
                 "weights too large to quantize: with δ = {:e} the rebuilt values could reach {largest:e}, past the f32 range",
                 deltas.max()
