@@ -281,7 +281,21 @@ fn sigkill_at_fifty_moments() {
     assert!(table
         .iter()
         .any(|((_, b, o), _)| *b == "previous" && *o == Outcome::Previous));
-    assert!(table.iter().any(|((_, _, o), _)| *o == Outcome::Complete));
+    // On a loaded machine every killed run may have been slower than the reference run, so that
+    // no kill came after completion: then check that branch once more with a kill long after
+    // the run must have ended (the check of a complete output must still pass).
+    if !table.iter().any(|((_, _, o), _)| *o == Outcome::Complete) {
+        let _ = std::fs::remove_file(&sdq_out);
+        let (outcome, _) = kill_and_check(
+            &[&"pack", &input, &"-o", &sdq_out, &"--bias"],
+            pack_time.mul_f64(20.0).max(Duration::from_secs(5)),
+            &sdq_out,
+            None,
+            &packed,
+            valid_sdq,
+        );
+        assert_eq!(outcome, Outcome::Complete, "a kill after the run finished");
+    }
 }
 
 fn small_sdq(path: &Path) {
