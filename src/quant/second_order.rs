@@ -34,12 +34,10 @@ pub fn stable_amplitude(alphabet: Alphabet) -> Result<f64> {
 
 /// The smallest δ with max|x| ≤ (K − 3/2)·δ (zero for an all-zero vector).
 pub fn smallest_delta(max_coeff: f64, alphabet: Alphabet) -> Result<f64> {
-    let a = stable_amplitude(alphabet)?;
-    let mut delta = max_coeff / a;
-    while a * delta < max_coeff {
-        delta = delta.next_up();
-    }
-    Ok(delta)
+    Ok(super::step::smallest_step(
+        max_coeff,
+        stable_amplitude(alphabet)?,
+    ))
 }
 
 /// Runs second-order ΣΔ over `coeffs` (indexed by zero-based frame position) in the order

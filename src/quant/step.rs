@@ -81,9 +81,14 @@ impl Deltas {
 /// The smallest δ ≥ 0 (in floating point) with `amplitude ≤ (K − ½)·δ`, where `amplitude` is a
 /// norm or a largest |coefficient|. Zero for a zero amplitude.
 pub fn smallest_delta(amplitude: f64, k: u32) -> f64 {
-    let half_levels = f64::from(k) - 0.5;
-    let mut delta = amplitude / half_levels;
-    while half_levels * delta < amplitude {
+    smallest_step(amplitude, f64::from(k) - 0.5)
+}
+
+/// The smallest δ ≥ 0 (in floating point) with `amplitude ≤ reach·δ`, for `reach` > 0: the
+/// rounding-safe division shared by the first- and second-order step rules.
+pub(crate) fn smallest_step(amplitude: f64, reach: f64) -> f64 {
+    let mut delta = amplitude / reach;
+    while reach * delta < amplitude {
         delta = delta.next_up();
     }
     delta
