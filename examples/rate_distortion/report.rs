@@ -36,10 +36,30 @@ fn write(path: &Path, text: &str) -> Result<(), String> {
     fs::write(path, text).map_err(|e| format!("writing {}: {e}", path.display()))
 }
 
+/// The largest prime factor of `n` (0 for n < 2).
+fn largest_prime_factor(mut n: usize) -> usize {
+    if n < 2 {
+        return 0;
+    }
+    let (mut f, mut largest) = (2, 1);
+    while f * f <= n {
+        while n % f == 0 {
+            largest = f;
+            n /= f;
+        }
+        f += 1;
+    }
+    if n > 1 {
+        n
+    } else {
+        largest
+    }
+}
+
 /// `points.csv`: every measured point.
 pub fn write_csv(points: &[Point], dir: &Path) -> Result<(), String> {
     let mut s = String::from(
-        "subject,method,family,order,delta,k,bits_per_code,target_code_bits,redundancy,n_min,n_max,code_bits,\
+        "subject,method,family,order,delta,k,bits_per_code,target_code_bits,redundancy,n_min,n_max,n_max_largest_prime_factor,code_bits,\
          file_bits,file_bits_zstd,rel_weight_error,accuracy,float_accuracy,certified,\
          worst_error_over_bound,decode_us_per_mweight,decode_zstd_us_per_mweight,\
          f32_read_us_per_mweight,decode_ratio,decode_zstd_ratio\n",
@@ -47,7 +67,7 @@ pub fn write_csv(points: &[Point], dir: &Path) -> Result<(), String> {
     for p in points {
         let _ = writeln!(
             s,
-            "{},{},{},{},{},{},{},{},{:.6},{},{},{:.4},{:.4},{:.4},{:.6e},{:.4},{:.4},{},{:.4},{:.1},{:.1},{:.1},{:.3},{:.3}",
+            "{},{},{},{},{},{},{},{},{:.6},{},{},{},{:.4},{:.4},{:.4},{:.6e},{:.4},{:.4},{},{:.4},{:.1},{:.1},{:.1},{:.3},{:.3}",
             p.subject,
             p.method,
             p.family,
@@ -59,6 +79,7 @@ pub fn write_csv(points: &[Point], dir: &Path) -> Result<(), String> {
             p.redundancy,
             p.n_min,
             p.n_max,
+            largest_prime_factor(p.n_max),
             p.code_bits,
             p.file_bits,
             p.file_bits_zstd,
@@ -364,113 +385,173 @@ fn describe(p: &Point) -> String {
     }
 }
 
-/// The recommendations, every sentence computed from the points.
+fn median(mut v: Vec<f64>) -> f64 {
+    v.retain(|x| x.is_finite());
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        0.5 * (v[n / 2 - 1] + v[n / 2])
+    }
+}
+
+/// Budgets (file bits per weight, zstd off) of the equal-storage comparison.
+const COMPARE: [f64; 7] = [2.5, 3.5, 4.5, 6.5, 8.5, 12.5, 16.5];
+
+/// The point with the lowest weight error within `budget` file bits (zstd off).
+fn lowest_error<'a>(
+    points: &'a [Point],
+    subject: &str,
+    budget: f64,
+    filter: impl Fn(&Point) -> bool,
+) -> Option<&'a Point> {
+    points
+        .iter()
+        .filter(|p| p.subject == subject && p.file_bits <= budget && filter(p))
+        .min_by(|a, b| a.rel_err.total_cmp(&b.rel_err))
+}
+
+/// (min, max) of an iterator of finite values.
+fn range(v: impl Iterator<Item = f64>) -> (f64, f64) {
+    v.filter(|x| x.is_finite())
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), x| {
+            (lo.min(x), hi.max(x))
+        })
+}
+
+/// A network with its smallest near-float ΣΔ and round-to-nearest points.
+type Smallest<'a> = (
+    &'a Subject<'a>,
+    Option<(&'a Point, f64, bool)>,
+    Option<(&'a Point, f64, bool)>,
+);
+
+/// The recommendations, every sentence and number computed from the points.
 fn recommendations(points: &[Point], subjects: &[Subject]) -> String {
     let mut r = String::new();
     let nets: Vec<&Subject> = subjects.iter().filter(|s| s.eval.is_some()).collect();
-    let _ = writeln!(
-        r,
-        "Every statement below is computed from this run's points (one training per network, so differences under about one accuracy point are within the noise the reproduction measured across seeds).\n"
+
+    // Smallest file near float accuracy.
+    let smallest: Vec<Smallest> = nets
+        .iter()
+        .map(|s| {
+            (
+                *s,
+                smallest_near_float(points, &s.id, 1.0, is_sd),
+                smallest_near_float(points, &s.id, 1.0, |p| !is_sd(p)),
+            )
+        })
+        .collect();
+    // Equal-budget comparisons: (subject, budget, ΣΔ by accuracy, rtn by accuracy, ΣΔ by
+    // error, rtn by error).
+    type Cmp<'a> = (
+        &'a Subject<'a>,
+        f64,
+        Option<&'a Point>,
+        Option<&'a Point>,
+        Option<&'a Point>,
+        Option<&'a Point>,
     );
-    // Smallest file.
-    let _ = writeln!(r, "**Smallest file at near-float accuracy** (within 1 accuracy point of the float network; zstd on or off, whichever is smaller):\n");
-    for s in &nets {
-        let sd = smallest_near_float(points, &s.id, 1.0, is_sd);
-        let rtn = smallest_near_float(points, &s.id, 1.0, |p| !is_sd(p));
-        let cell = |x: Option<(&Point, f64, bool)>| match x {
-            Some((p, bits, z)) => format!(
-                "{} at {bits:.2} bits/w{} ({}%)",
-                p.label,
-                if z { " with zstd" } else { "" },
-                pct(p.accuracy)
-            ),
-            None => "none of the measured points".into(),
-        };
-        let _ = writeln!(
-            r,
-            "- {} (float {}%): ΣΔ — {}; round-to-nearest — {}.",
-            s.name,
-            pct(s.eval.as_ref().map_or(f64::NAN, |e| e.0.accuracy)),
-            cell(sd),
-            cell(rtn)
-        );
-    }
-    // Accuracy per bit.
-    let _ = writeln!(
-        r,
-        "\n**Best accuracy per bit** (best point at or under the budget, zstd off):\n"
-    );
+    let mut cmps: Vec<Cmp> = Vec::new();
     for s in subjects {
-        for b in [2.0, 3.0, 4.0, 8.0] {
-            let sd = best_at(points, &s.id, b + 0.5, is_sd);
-            let rtn = best_at(points, &s.id, b + 0.5, |p| !is_sd(p));
-            let winner = match (sd, rtn) {
-                // Accuracy differences under one point are within one training's noise.
-                (Some(a), Some(b))
-                    if !a.accuracy.is_nan() && (a.accuracy - b.accuracy).abs() < 0.01 =>
-                {
-                    "tie (within 1 accuracy point)"
-                }
-                (Some(a), Some(b)) => {
-                    let sd_wins = if a.accuracy.is_nan() {
-                        a.rel_err < b.rel_err
-                    } else {
-                        a.accuracy > b.accuracy
-                    };
-                    if sd_wins {
-                        "ΣΔ"
-                    } else {
-                        "round-to-nearest"
-                    }
-                }
-                (Some(_), None) => "ΣΔ",
-                (None, Some(_)) => "round-to-nearest",
-                (None, None) => continue,
-            };
-            let _ = writeln!(
-                r,
-                "- {}, ≤ {:.1} bits/w: **{winner}** — best ΣΔ: {}; round-to-nearest: {}.",
-                s.name,
-                b + 0.5,
-                sd.map_or("none".into(), describe),
-                rtn.map_or("none".into(), describe)
-            );
-        }
-    }
-    // Decode speed.
-    let _ = writeln!(
-        r,
-        "\n**Fastest decode** (decode time / f32 read time of the same tensors, zstd off; at a given code-bit budget):\n"
-    );
-    for s in subjects {
-        for b in [2.0, 4.0, 8.0] {
-            let mut v: Vec<&Point> = points
-                .iter()
-                .filter(|p| p.subject == s.id && p.target == b)
-                .collect();
-            v.sort_by(|x, y| (x.decode_us / x.f32_us).total_cmp(&(y.decode_us / y.f32_us)));
-            let sd: Vec<&&Point> = v.iter().filter(|p| is_sd(p)).collect();
-            let (Some(fast), Some(slow)) = (sd.first(), sd.last()) else {
+        for b in COMPARE {
+            let rtn_e = lowest_error(points, &s.id, b, |p| !is_sd(p));
+            let sd_e = lowest_error(points, &s.id, b, is_sd);
+            if sd_e.is_none() && rtn_e.is_none() {
                 continue;
-            };
-            let rtn = v.iter().find(|p| !is_sd(p)).map_or(String::new(), |p| {
-                format!(
-                    "; round-to-nearest (this example's in-memory loop, not a file): {:.1}×",
-                    p.decode_us / p.f32_us
-                )
-            });
-            let _ = writeln!(
-                r,
-                "- {}, {b} code bits/w: fastest ΣΔ {} {:.0}× ({:.0} µs per 10⁶ weights), slowest {} {:.0}×{rtn}.",
-                s.name,
-                fast.label,
-                fast.decode_us / fast.f32_us,
-                fast.decode_us,
-                slow.label,
-                slow.decode_us / slow.f32_us
-            );
+            }
+            cmps.push((
+                s,
+                b,
+                best_at(points, &s.id, b, is_sd),
+                best_at(points, &s.id, b, |p| !is_sd(p)),
+                sd_e,
+                rtn_e,
+            ));
         }
     }
+    // Accuracy verdicts: −1 rtn, 0 tie (within one point), 1 ΣΔ.
+    let acc_verdict = |a: Option<&Point>, b: Option<&Point>| -> Option<i32> {
+        match (a, b) {
+            (Some(a), Some(b)) if !a.accuracy.is_nan() => {
+                Some(if (a.accuracy - b.accuracy).abs() < 0.01 {
+                    0
+                } else if a.accuracy > b.accuracy {
+                    1
+                } else {
+                    -1
+                })
+            }
+            _ => None,
+        }
+    };
+    let (mut acc_n, mut acc_rtn, mut acc_tie, mut acc_sd) = (0, 0, 0, 0);
+    let (mut err_n, mut err_rtn) = (0, 0);
+    let mut best_sd_methods: Vec<String> = Vec::new();
+    for c in &cmps {
+        match acc_verdict(c.2, c.3) {
+            Some(-1) => acc_rtn += 1,
+            Some(0) => acc_tie += 1,
+            Some(_) => acc_sd += 1,
+            None => {}
+        }
+        acc_n += usize::from(acc_verdict(c.2, c.3).is_some());
+        if let (Some(a), Some(b)) = (c.4, c.5) {
+            err_n += 1;
+            err_rtn += usize::from(b.rel_err < a.rel_err);
+        }
+        if let Some(a) = c.4 {
+            best_sd_methods.push(a.label.clone());
+        }
+    }
+    let mut tally: Vec<(String, usize)> = Vec::new();
+    for m in &best_sd_methods {
+        match tally.iter_mut().find(|t| &t.0 == m) {
+            Some(t) => t.1 += 1,
+            None => tally.push((m.clone(), 1)),
+        }
+    }
+    tally.sort_by_key(|t| std::cmp::Reverse(t.1));
+
+    // Decode: median ratio per K and code-bit budget, over subjects and δ policies.
+    let mut ks: Vec<u32> = points.iter().filter(|p| is_sd(p)).map(|p| p.k).collect();
+    ks.sort_unstable();
+    ks.dedup();
+    let ratio = |p: &Point| p.decode_us / p.f32_us;
+    let med_k = |k: u32, t: f64| {
+        median(
+            points
+                .iter()
+                .filter(|p| is_sd(p) && p.k == k && p.target == t)
+                .map(ratio)
+                .collect(),
+        )
+    };
+    let sd_range = range(points.iter().filter(|p| is_sd(p)).map(ratio));
+    let rtn_ratio = median(points.iter().filter(|p| !is_sd(p)).map(ratio).collect());
+    // Timing noise: points of different δ policies with the same subject, K and N do the
+    // same decoding work.
+    let mut spreads = Vec::new();
+    for s in subjects {
+        for &k in &ks {
+            for t in schemes::code_bit_targets(false) {
+                let v: Vec<f64> = points
+                    .iter()
+                    .filter(|p| is_sd(p) && p.subject == s.id && p.k == k && p.target == t)
+                    .map(|p| p.decode_us)
+                    .collect();
+                if v.len() > 1 {
+                    let (lo, hi) = range(v.into_iter());
+                    spreads.push(hi / lo);
+                }
+            }
+        }
+    }
+
     // Certificates.
     let sd_points: Vec<&Point> = points.iter().filter(|p| is_sd(p)).collect();
     let certified = sd_points.iter().filter(|p| p.certified).count();
@@ -478,11 +559,233 @@ fn recommendations(points: &[Point], subjects: &[Subject]) -> String {
         .iter()
         .map(|p| p.worst_ratio)
         .fold(0.0f64, f64::max);
+
+    // The paragraph.
     let _ = writeln!(
         r,
-        "\n**A certified bound**: {certified} of {} ΣΔ points have every vector certified and inside the bound recorded in the file (largest measured error / recorded bound: {worst:.3}). Round-to-nearest's per-row error is also bounded (by √cols·scale/2), but nothing records or checks it; an .sdq file carries its bound and `sdq verify` checks it.",
+        "Every number in this section is computed from this run's points. One training per network: accuracy differences under about one point are within the spread the reproduction measured across seeds, and count as ties here.\n"
+    );
+    let sd_small = range(smallest.iter().filter_map(|x| x.1.map(|y| y.1)));
+    let rtn_small = range(smallest.iter().filter_map(|x| x.2.map(|y| y.1)));
+    let sd_smaller = smallest
+        .iter()
+        .filter(|x| match (x.1, x.2) {
+            (Some(a), Some(b)) => a.1 < b.1,
+            (Some(_), None) => true,
+            _ => false,
+        })
+        .count();
+    let mut p = String::from("**In short.** ");
+    if !nets.is_empty() {
+        let _ = write!(
+            p,
+            "*Smallest file* at near-float accuracy (≤ 1 point lost): ΣΔ files of {:.2}–{:.2} bits per weight (zstd on where it helps), round-to-nearest {:.2}–{:.2} (counted, no entropy coding); ΣΔ was smaller on {sd_smaller} of {} networks. ",
+            sd_small.0,
+            sd_small.1,
+            rtn_small.0,
+            rtn_small.1,
+            nets.len()
+        );
+    }
+    let _ = write!(
+        p,
+        "*Accuracy per bit*: at equal file budgets ({} comparisons over the networks), round-to-nearest was better in {acc_rtn}, ΣΔ in {acc_sd}, and {acc_tie} were ties; on relative weight error round-to-nearest was lower in {err_rtn} of {err_n} comparisons (networks and the Gaussian matrix) — first-order ΣΔ's error falls like 1/N, i.e. like 1/bits, rounding's like 2^−bits. ",
+        acc_n
+    );
+    if let Some((m, n)) = tally.first() {
+        let _ = write!(
+            p,
+            "Among the ΣΔ schemes the lowest error at a budget came most often from {m} ({n} of {} budgets): the per-vector coefficient δ (the library's default) with the largest K the budget allows, i.e. N close to d. ",
+            best_sd_methods.len()
+        );
+    }
+    let _ = write!(
+        p,
+        "*Fastest decode*: round-to-nearest (a multiply per weight; this example's loop ran at {rtn_ratio:.1}× an f32 read); every ΣΔ decode cost {:.0}×–{:.0}× the f32 read of the same tensors, growing with N. ",
+        sd_range.0, sd_range.1
+    );
+    let _ = write!(
+        p,
+        "*A certified bound*: only the .sdq path gives one — {certified} of {} ΣΔ points had every vector certified and inside the bound recorded in the file (largest measured error / bound {worst:.3}; the bound is loose), and `sdq verify` checks it; round-to-nearest's error is also bounded per row (√cols·scale/2) but nothing records or checks it. ",
         sd_points.len()
     );
+    // zstd saving per δ policy.
+    let mut policies: Vec<String> = Vec::new();
+    for x in points.iter().filter(|p| is_sd(p)) {
+        if !policies.contains(&x.delta) {
+            policies.push(x.delta.clone());
+        }
+    }
+    let savings: Vec<String> = policies
+        .iter()
+        .map(|d| {
+            let m = median(
+                points
+                    .iter()
+                    .filter(|x| is_sd(x) && &x.delta == d)
+                    .map(|x| 1.0 - x.file_bits_zstd / x.file_bits)
+                    .collect(),
+            );
+            format!("{d} δ {:.0}%", 100.0 * m)
+        })
+        .collect();
+    let _ = write!(
+        p,
+        "*zstd* (median file-size saving per δ policy): {}; it shrinks most where the codes carry least information (large δ relative to the coefficients), which is also where the error is largest. ",
+        savings.join(", ")
+    );
+    let only_coefficient = best_sd_methods.iter().all(|m| m.contains("coefficient"));
+    let mut so = String::from("\n\n**So**, on what this run measured: ");
+    if !nets.is_empty() {
+        let _ = write!(
+            so,
+            "for the *smallest file* at near-float accuracy, {} ({sd_smaller} of {} networks went smaller with ΣΔ, counting zstd); ",
+            if 2 * sd_smaller > nets.len() {
+                "sdq (coefficient δ, K ≥ 2, zstd on) tends to win"
+            } else if 2 * sd_smaller == nets.len() {
+                "sdq and round-to-nearest split the networks"
+            } else {
+                "round-to-nearest tends to win"
+            },
+            nets.len()
+        );
+    }
+    let _ = write!(
+        so,
+        "for the *lowest weight error per stored bit*, {} ({err_rtn} of {err_n} comparisons went to round-to-nearest); ",
+        if 2 * err_rtn > err_n {
+            "pick round-to-nearest — first-order ΣΔ loses to it at equal storage"
+        } else {
+            "ΣΔ held its own"
+        }
+    );
+    if acc_n > 0 {
+        let _ = write!(
+            so,
+            "for *accuracy per bit*, {} (round-to-nearest {acc_rtn}, ΣΔ {acc_sd}, ties {acc_tie}); ",
+            if acc_rtn > acc_sd {
+                "round-to-nearest, where the difference exceeds a point"
+            } else if acc_rtn == acc_sd {
+                "neither side wins more often"
+            } else {
+                "ΣΔ more often than not"
+            }
+        );
+    }
+    let _ = writeln!(
+        so,
+        "for the *fastest decode*, round-to-nearest; for a *certified bound*, sdq — with the coefficient δ and a large K (N ≈ d … 2d), which also gave its best error per bit. {}\n",
+        if only_coefficient {
+            "The paper's uniform and per-tensor δ rules and the per-vector norm rule were never the lowest-error ΣΔ at any budget."
+        } else {
+            "See the tables for where the other δ rules won."
+        }
+    );
+    p.push_str(&so);
+    r.push_str(&p);
+
+    // Supporting tables.
+    if !nets.is_empty() {
+        let _ = writeln!(
+            r,
+            "### Smallest file within one accuracy point of the float network\n\n| network | float accuracy | smallest ΣΔ | smallest round-to-nearest |\n|---|---|---|---|"
+        );
+        for (s, sd, rtn) in &smallest {
+            let cell = |x: &Option<(&Point, f64, bool)>| match x {
+                Some((p, bits, z)) => format!(
+                    "{bits:.2} bits/w{}: {} ({}%)",
+                    if *z { " with zstd" } else { "" },
+                    p.label,
+                    pct(p.accuracy)
+                ),
+                None => "none of the measured points".into(),
+            };
+            let _ = writeln!(
+                r,
+                "| {} | {}% | {} | {} |",
+                s.name,
+                pct(s.eval.as_ref().map_or(f64::NAN, |e| e.0.accuracy)),
+                cell(sd),
+                cell(rtn)
+            );
+        }
+    }
+    let _ = writeln!(
+        r,
+        "\n### Equal storage: the best of each side within a file budget (zstd off)\n\nBest accuracy (networks) and lowest relative weight error, each over the points whose file is at most the budget.\n\n| subject | ≤ bits/w | best ΣΔ by accuracy | round-to-nearest by accuracy | accuracy | lowest ΣΔ error | round-to-nearest error |\n|---|---|---|---|---|---|---|"
+    );
+    for c in &cmps {
+        let verdict = match acc_verdict(c.2, c.3) {
+            Some(-1) => "**round-to-nearest**",
+            Some(0) => "tie",
+            Some(_) => "**ΣΔ**",
+            None => "–",
+        };
+        let d = |x: Option<&Point>| x.map_or("–".into(), describe);
+        let e = |x: Option<&Point>| {
+            x.map_or("–".into(), |p| {
+                format!(
+                    "{:.4} ({:.2} b, {})",
+                    p.rel_err,
+                    p.file_bits,
+                    style(&p.method).0
+                )
+            })
+        };
+        let (acc_a, acc_b) = if c.0.eval.is_some() {
+            (d(c.2), d(c.3))
+        } else {
+            ("–".into(), "–".into())
+        };
+        let _ = writeln!(
+            r,
+            "| {} | {} | {acc_a} | {acc_b} | {verdict} | {} | {} |",
+            c.0.name,
+            c.1,
+            e(c.4),
+            e(c.5)
+        );
+    }
+    let mut targets: Vec<f64> = points
+        .iter()
+        .filter(|p| is_sd(p))
+        .map(|p| p.target)
+        .collect();
+    targets.sort_by(f64::total_cmp);
+    targets.dedup();
+    let _ = write!(
+        r,
+        "\n### Decode time by K and code-bit budget\n\nMedian of decode time / f32 read time (zstd off) over the subjects and δ policies; N = ⌈b·d / ⌈log2 2K⌉⌉.\n\n| K (bits per code) |"
+    );
+    for t in &targets {
+        let _ = write!(r, " {t} |");
+    }
+    let _ = write!(r, "\n|---|{}\n", "---|".repeat(targets.len()));
+    for &k in &ks {
+        let _ = write!(r, "| {k} ({}) |", schemes::bits_for(k));
+        for &t in &targets {
+            let m = med_k(k, t);
+            if m.is_finite() {
+                let _ = write!(r, " {m:.0}× |");
+            } else {
+                r.push_str(" – |");
+            }
+        }
+        r.push('\n');
+    }
+    let noise = median(spreads.clone());
+    let (_, worst_spread) = range(spreads.into_iter());
+    let _ = writeln!(
+        r,
+        "\nTiming noise: points that differ only in the δ policy do the same decoding work; their decode times differ by a factor of {noise:.2} (median) and up to {worst_spread:.2} under this run's load."
+    );
+    let (one, one_half) = (med_k(1, 1.0), med_k(1, 1.5));
+    if one.is_finite() && one_half.is_finite() && one > one_half {
+        let _ = writeln!(
+            r,
+            "The smallest frame, N = d + 1, decoded slower (median {one:.0}×) than N = ⌈1.5·d⌉ ({one_half:.0}×) although it has fewer frame vectors — presumably because its FFT length has a large prime factor (201 = 3·67, 129 = 3·43, 301 = 7·43 here; `points.csv` gives the largest prime factor of each point's largest N, `n_max_largest_prime_factor`, to check other outliers against)."
+        );
+    }
     r
 }
 
@@ -545,7 +848,7 @@ pub fn write_readme(
     );
     let _ = writeln!(
         r,
-        "- **Decode speed**: best-of-≥5 (≈ 150 ms of repetitions) wall time of `SdqFile::decode_into` over every quantized tensor (CRC checks on, the default) on {} thread(s) (`RAYON_NUM_THREADS`; the example sets 1 unless told otherwise, so that the minimum over repetitions is robust to the shared machine's load and comparable with the single-threaded f32 read — the library decodes in parallel by default), in µs per million weights, and as a ratio to reading the same tensors from an .sdq file that stores them as f32 (`decode_into` of raw tensors), re-timed before each scheme in the same run. f32 read times (µs per 10⁶ weights, at the start / end of each subject): {}.",
+        "- **Decode speed**: best-of-≥5 (≈ 250 ms of repetitions) wall time of `SdqFile::decode_into` over every quantized tensor (CRC checks on, the default) on {} thread(s) (`RAYON_NUM_THREADS`; the example sets 1 unless told otherwise, so that the minimum over repetitions is robust to the shared machine's load and comparable with the single-threaded f32 read — the library decodes in parallel by default), in µs per million weights, and as a ratio to reading the same tensors from an .sdq file that stores them as f32 (`decode_into` of raw tensors), re-timed before each scheme in the same run. f32 read times (µs per 10⁶ weights, at the start / end of each subject): {}.",
         info.threads,
         info.f32_times
             .iter()

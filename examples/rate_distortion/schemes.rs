@@ -115,6 +115,11 @@ pub fn frame_schemes() -> Vec<Scheme> {
     v
 }
 
+/// Bits per code of K.
+pub fn bits_for(k: u32) -> u32 {
+    bits_for_levels(k)
+}
+
 /// Code-bit budgets (bits per original weight before δ and headers) the frame sizes are chosen
 /// for.
 pub fn code_bit_targets(quick: bool) -> Vec<f64> {
