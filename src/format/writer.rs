@@ -392,6 +392,7 @@ impl<W: Write + Seek> SdqStreamWriter<W> {
             Some(self.section(&bytes)?)
         };
         let info = SigmaDeltaInfo {
+            scheme: q.scheme(),
             scheme_version: sd::SCHEME_VERSION,
             frame: q.frame(),
             orientation: l.orientation,

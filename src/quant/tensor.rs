@@ -1,5 +1,5 @@
 //! Algorithm 1 on a weight matrix: every vector of the matrix is expanded in one harmonic frame,
-//! its coefficients pass through first-order ΣΔ, and the codes, δ values and certificates are
+//! its coefficients pass through first-order ΣΔ (or second-order, [`Scheme`]), and the codes, δ values and certificates are
 //! kept in a [`QuantizedTensor`] (MATH.md §3).
 //!
 //! Orientation: a PyTorch-layout weight W ∈ R^{out×in} acts as y = W·x. The paper quantizes its
@@ -13,9 +13,11 @@ use super::alphabet::Alphabet;
 #[cfg(feature = "encode")]
 use super::bound;
 #[cfg(feature = "encode")]
-use super::sigma_delta;
+use super::scheme::Scheme;
 #[cfg(feature = "encode")]
-use super::step::{smallest_delta, Deltas, StepPolicy};
+use super::step::{smallest_step, Deltas, StepPolicy};
+#[cfg(feature = "encode")]
+use super::{second_order, sigma_delta};
 use crate::error::{Error, Result};
 #[cfg(feature = "encode")]
 use crate::frame::FrameDescriptor;
@@ -243,6 +245,7 @@ pub struct FrameQuantizer {
     alphabet: Alphabet,
     policy: StepPolicy,
     order: Permutation,
+    scheme: Scheme,
     sigma: f64,
 }
 
@@ -258,21 +261,49 @@ impl FrameQuantizer {
             alphabet: Alphabet::new(levels)?,
             policy,
             order: Permutation::Identity,
+            scheme: Scheme::FirstOrder,
             sigma,
         })
     }
 
-    /// Runs ΣΔ along an explicit ordering of the frame vectors (validated; σ recomputed).
+    /// Runs ΣΔ along an explicit ordering of the frame vectors (validated; the frame constant
+    /// recomputed).
     pub fn with_order(mut self, order: Permutation) -> Result<Self> {
-        let mut ws = self.frame.workspace();
-        self.sigma = order.variation(&self.frame, &mut ws)?;
         self.order = order;
+        self.sigma = self.frame_constant()?;
         Ok(self)
     }
 
-    /// The frame variation σ(F, p) of the frame and ordering in use.
+    /// Uses the ΣΔ scheme `scheme` (first order by default). Second order needs K ≥ 2.
+    pub fn with_scheme(mut self, scheme: Scheme) -> Result<Self> {
+        scheme.check_levels(self.alphabet)?;
+        self.scheme = scheme;
+        self.sigma = self.frame_constant()?;
+        Ok(self)
+    }
+
+    /// The frame constant C of the certificate (δ·d / 2N)(C + 1) for this frame, ordering and
+    /// scheme: σ(F, p) for first order, σ₂(F, p) + ‖f_{N−1} − 2f_N‖ for second order.
+    fn frame_constant(&self) -> Result<f64> {
+        let mut ws = self.frame.workspace();
+        match self.scheme {
+            Scheme::FirstOrder => self.order.variation(&self.frame, &mut ws),
+            Scheme::SecondOrder => {
+                let (sigma2, tail) = second_order::variation(&self.frame, &self.order, &mut ws)?;
+                Ok(sigma2 + tail)
+            }
+        }
+    }
+
+    /// The frame constant C used in the bounds (δ·d / 2N)(C + 1): the frame variation σ(F, p)
+    /// for first-order ΣΔ, σ₂(F, p) + ‖f_{N−1} − 2f_N‖ for second order.
     pub fn sigma(&self) -> f64 {
         self.sigma
+    }
+
+    /// The ΣΔ scheme in use.
+    pub fn scheme(&self) -> Scheme {
+        self.scheme
     }
 
     /// Quantizes every vector of `matrix` (Algorithm 1). Fails on a dimension mismatch or a
@@ -297,12 +328,11 @@ impl FrameQuantizer {
             .checked_mul(m)
             .ok_or_else(|| Error::param("code count N·m overflows"))?;
         let k_half = f64::from(self.alphabet.k()) - 0.5;
+        // The largest |x| / δ the scheme certifies: K − ½ (first order), K − 3/2 (second).
+        let reach = self.scheme.reach(self.alphabet)?;
         // The paper's rule needs the largest norm first; the explicit δ is given.
         let tensor_delta = match self.policy {
-            StepPolicy::Tensor => Some(smallest_delta(
-                matrix.max_vector_norm(orientation)?,
-                self.alphabet.k(),
-            )),
+            StepPolicy::Tensor => Some(smallest_step(matrix.max_vector_norm(orientation)?, reach)),
             StepPolicy::Explicit(delta) => Some(delta),
             StepPolicy::Vector | StepPolicy::Coefficient => None,
         };
@@ -322,17 +352,26 @@ impl FrameQuantizer {
                     self.frame.analyse(w, x, ws)?;
                     let max_coeff = x.iter().fold(0.0f64, |a, &c| a.max(c.abs()));
                     let delta = match self.policy {
-                        StepPolicy::Vector => smallest_delta(norm(w), self.alphabet.k()),
-                        StepPolicy::Coefficient => smallest_delta(max_coeff, self.alphabet.k()),
+                        StepPolicy::Vector => smallest_step(norm(w), reach),
+                        StepPolicy::Coefficient => smallest_step(max_coeff, reach),
                         _ => tensor_delta.unwrap_or(0.0),
                     };
-                    // The norm policies are certified by |⟨w, e_n⟩| ≤ ‖w‖ ≤ (K − ½)δ, the
+                    // The norm policies are certified by |⟨w, e_n⟩| ≤ ‖w‖ ≤ reach·δ, the
                     // coefficient policy by construction; an explicit δ must be checked.
                     let certified = !matches!(self.policy, StepPolicy::Explicit(_))
-                        || max_coeff <= k_half * delta;
+                        || max_coeff <= reach * delta;
                     out[l] = (delta, certified);
                 }
-                if count == LANES {
+                if self.scheme == Scheme::SecondOrder {
+                    for ((x, c), o) in xs.iter().zip(codes.chunks_exact_mut(n)).zip(&mut out) {
+                        let state = second_order::quantize(x, &self.order, self.alphabet, o.0, c);
+                        // Proven |u_n| ≤ δ/2 under the reach condition; a state past it (float
+                        // rounding at the edge) withdraws the certificate rather than bend it.
+                        if state > 0.5 * o.0 {
+                            o.1 = false;
+                        }
+                    }
+                } else if count == LANES {
                     let [x0, x1, x2, x3] = xs;
                     let mut lanes = codes.chunks_exact_mut(n);
                     if let (Some(c0), Some(c1), Some(c2), Some(c3)) =
@@ -404,6 +443,7 @@ impl FrameQuantizer {
             frame: self.frame.clone(),
             order: self.order.clone(),
             alphabet: self.alphabet,
+            scheme: self.scheme,
             policy: self.policy,
             layout,
             deltas,
@@ -422,6 +462,7 @@ pub struct QuantizedTensor {
     frame: HarmonicFrame,
     order: Permutation,
     alphabet: Alphabet,
+    scheme: Scheme,
     policy: StepPolicy,
     layout: MatrixLayout,
     deltas: Deltas,
@@ -444,6 +485,10 @@ impl QuantizedTensor {
     pub fn alphabet(&self) -> Alphabet {
         self.alphabet
     }
+    /// The ΣΔ scheme that produced the codes.
+    pub fn scheme(&self) -> Scheme {
+        self.scheme
+    }
     /// The δ policy used.
     pub fn policy(&self) -> StepPolicy {
         self.policy
@@ -456,7 +501,8 @@ impl QuantizedTensor {
     pub fn deltas(&self) -> &Deltas {
         &self.deltas
     }
-    /// The frame variation σ(F, p) used in the bounds.
+    /// The frame constant C used in the bounds (δ_j·d / 2N)(C + 1): σ(F, p) for first order,
+    /// σ₂(F, p) + ‖f_{N−1} − 2f_N‖ for second order.
     pub fn sigma(&self) -> f64 {
         self.sigma
     }
@@ -473,7 +519,8 @@ impl QuantizedTensor {
         self.certified.iter().filter(|c| !**c).count()
     }
 
-    /// Theorem 3.1 bound of vector j, (δ_j·d / 2N)(σ + 1); `None` if it is not certified.
+    /// The certified bound of vector j, (δ_j·d / 2N)(C + 1) with C = [`Self::sigma`] (Theorem
+    /// 3.1 for first order, its second-order analogue otherwise); `None` if it is not certified.
     pub fn bound(&self, j: usize) -> Option<f64> {
         self.is_certified(j).then(|| {
             bound::vector_bound(
