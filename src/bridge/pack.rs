@@ -503,7 +503,7 @@ pub fn pack(
         let name = p.entry.name.as_str();
         progress.tensor(name);
         match &p.choice {
-            Choice::Raw => writer.write_raw(name, ck.bytes(&p.entry))?,
+            Choice::Raw => writer.write_raw(name, &ck.bytes(&p.entry)?)?,
             Choice::BiasOf { .. } => {}
             Choice::Quantize {
                 rows,

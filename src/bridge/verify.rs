@@ -206,7 +206,7 @@ pub fn verify_against(
             }
             Ok(o) => match &t.encoding {
                 Encoding::Raw { .. } => {
-                    if sdq.raw_bytes(&t.name)?.as_ref() != original.bytes(o) {
+                    if sdq.raw_bytes(&t.name)?.as_ref() != original.bytes(o)?.as_slice() {
                         c.problem = Some("raw bytes differ from the original".into());
                     }
                 }
