@@ -141,3 +141,228 @@ pub fn quantize_lanes<const L: usize>(
     }
     max_state
 }
+
+/// Steps per block of [`quantize_packed_fft_order`]: the ξ = x/δ of one block of every lane are
+/// divided into a small buffer (4 KiB for 8 lanes) right before the recursion reads them.
+const BLOCK: usize = 64;
+
+/// `0x0102040810204080`: multiplying eight bytes that are each 0 or 1 (little-endian in a u64) by
+/// this puts Σ b_i·2^i in the top byte (no carries reach it).
+const GATHER_BITS: u64 = 0x0102_0408_1020_4080;
+
+/// Ors the low `nbits` (≤ 64, higher bits zero) of `word` into the LSB-first bit stream `out` at
+/// bit `pos`; bits past the end of `out` are dropped (they are zero for a valid call).
+#[inline]
+fn or_bits(out: &mut [u8], pos: usize, word: u64) {
+    let wide = u128::from(word) << (pos % 8);
+    let at = pos / 8;
+    for (i, o) in out.iter_mut().skip(at).take(9).enumerate() {
+        *o |= (wide >> (8 * i)) as u8;
+    }
+}
+
+/// First-order ΣΔ of `L` vectors at once (interleaved step by step, like [`quantize_lanes`]),
+/// writing the codes straight into their b-bit stream (spec §7) instead of `u16` codes.
+///
+/// `coeffs[l]` holds lane l's frame coefficients in the FFT's index order: frame position p
+/// (zero-based) at index (p + 1) mod N, as `HarmonicFrame::analyse_fft_order` leaves them. Only
+/// the first `live` lanes are written: lane l's N codes go to stream bits
+/// [l·N·b, (l + 1)·N·b) of `out`, which must be zero there (codes are or-ed in).
+///
+/// Bit-identical to [`quantize`] on each lane: ξ = x/δ is the same single division, and the
+/// recursion the same operations in the same order. For K > 1 the floor is taken after the clamp
+/// (the same integer, since the clamp bounds are integers and floor is monotone) and computed by
+/// truncation, exact for |v| ≤ K ≤ 2^15. A lane with δ = 0 gets all codes K, as [`quantize`] gives.
+pub(crate) fn quantize_packed_fft_order<const L: usize>(
+    coeffs: [&[f64]; L],
+    order: &Permutation,
+    alphabet: Alphabet,
+    delta: [f64; L],
+    live: usize,
+    out: &mut [u8],
+) {
+    let n = coeffs.first().map_or(0, |c| c.len());
+    let bits = alphabet.bits() as usize;
+    let k = alphabet.k();
+    let k_f = f64::from(k);
+    let mut u = [0.0f64; L];
+    let mut xi = [[0.0f64; BLOCK]; L];
+    let mut base = 0;
+    while base < n {
+        let len = BLOCK.min(n - base);
+        // ξ of this block, lane by lane (contiguous: the divisions vectorise).
+        for (l, (row, &c)) in xi.iter_mut().zip(&coeffs).enumerate() {
+            let d = delta[l];
+            if l >= live || d == 0.0 || c.len() != n {
+                row.fill(0.0);
+                continue;
+            }
+            match order {
+                Permutation::Identity => {
+                    // Step k reads index k + 1; the last step (k = N − 1) reads index 0.
+                    let from = base + 1;
+                    let direct = len.min(n - from);
+                    for (o, &x) in row.iter_mut().zip(&c[from..from + direct]) {
+                        *o = x / d;
+                    }
+                    if direct < len {
+                        row[direct] = c[0] / d;
+                    }
+                }
+                Permutation::Explicit(_) => {
+                    for (i, o) in row.iter_mut().take(len).enumerate() {
+                        let p = order.position(base + i) + 1;
+                        let idx = if p == n { 0 } else { p };
+                        *o = c.get(idx).copied().unwrap_or(0.0) / d;
+                    }
+                }
+            }
+            // Past the end of the last block: steps that are run but never written.
+            for o in row.iter_mut().skip(len) {
+                *o = 0.0;
+            }
+        }
+        if k == 1 {
+            let mut up = [[0u8; BLOCK]; L];
+            for s in 0..BLOCK {
+                for l in 0..L {
+                    let v = u[l] + xi[l][s];
+                    let c = v >= 0.0;
+                    u[l] = v - if c { 0.5 } else { -0.5 };
+                    up[l][s] = u8::from(c);
+                }
+            }
+            for (l, row) in up.iter().enumerate().take(live) {
+                let mut word = 0u64;
+                if delta[l] == 0.0 {
+                    word = u64::MAX;
+                } else {
+                    for (i, b) in row.chunks_exact(8).enumerate() {
+                        let mut eight = [0u8; 8];
+                        eight.copy_from_slice(b);
+                        let byte = u64::from_le_bytes(eight).wrapping_mul(GATHER_BITS) >> 56;
+                        word |= byte << (8 * i);
+                    }
+                }
+                if len < BLOCK {
+                    word &= (1u64 << len) - 1;
+                }
+                or_bits(out, l * n + base, word);
+            }
+        } else {
+            let mut codes = [[0u16; BLOCK]; L];
+            for s in 0..BLOCK {
+                for l in 0..L {
+                    let v = u[l] + xi[l][s];
+                    let c = v.clamp(-k_f, k_f - 1.0);
+                    // floor(c) for |c| ≤ 2^15: truncate, then step down if that went up.
+                    let tr = (c as i64) as f64;
+                    let t = if tr > c { tr - 1.0 } else { tr };
+                    u[l] = v - (t + 0.5);
+                    // t + K is an integer in 0..2K−1 ≤ 65535.
+                    codes[l][s] = (t + k_f) as u16;
+                }
+            }
+            for (l, row) in codes.iter().enumerate().take(live) {
+                let mut pos = (l * n + base) * bits;
+                let (mut acc, mut fill) = (0u64, 0usize);
+                for &c in row.iter().take(len) {
+                    let c = if delta[l] == 0.0 { k as u16 } else { c };
+                    acc |= u64::from(c) << fill;
+                    fill += bits;
+                    if fill >= 64 {
+                        or_bits(out, pos, acc);
+                        pos += 64;
+                        fill -= 64;
+                        acc = if fill == 0 {
+                            0
+                        } else {
+                            u64::from(c) >> (bits - fill)
+                        };
+                    }
+                }
+                if fill > 0 {
+                    or_bits(out, pos, acc);
+                }
+            }
+        }
+        base += len;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::bitpack;
+    use proptest::prelude::*;
+
+    /// Coefficients with many exact ties (multiples of δ/2) and values past the outer levels.
+    fn coeffs(n: usize, seed: u64, scale: f64) -> Vec<f64> {
+        let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        (0..n)
+            .map(|i| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                let r = (s >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0;
+                if i % 3 == 0 {
+                    (r * 8.0).round() / 2.0
+                } else {
+                    r * scale
+                }
+            })
+            .collect()
+    }
+
+    proptest! {
+        /// The packed 8-lane kernel writes exactly the stream of `quantize` + `bitpack::pack`
+        /// for every lane, whatever K, N, ordering, δ (including 0) and number of live lanes.
+        #[test]
+        fn packed_lanes_equal_quantize_then_pack(
+            k in prop_oneof![Just(1u32), Just(2), 1u32..=9, Just(300)],
+            n in 1usize..300,
+            seed in any::<u64>(),
+            live in 1usize..=8,
+            permuted in any::<bool>(),
+            zero_lane in 0usize..12,
+            scale in prop_oneof![Just(0.5), Just(1.0), Just(3.0)],
+        ) {
+            let alphabet = Alphabet::new(k).unwrap();
+            let order = if permuted {
+                let mut p: Vec<u32> = (0..n as u32).collect();
+                let mut s = seed | 1;
+                for i in (1..n).rev() {
+                    s ^= s << 13; s ^= s >> 7; s ^= s << 17;
+                    p.swap(i, (s % (i as u64 + 1)) as usize);
+                }
+                Permutation::explicit(p, n).unwrap()
+            } else {
+                Permutation::Identity
+            };
+            let xs: Vec<Vec<f64>> = (0..8)
+                .map(|l| coeffs(n, seed.wrapping_add(l), scale * f64::from(k)))
+                .collect();
+            let deltas: [f64; 8] = std::array::from_fn(|l| {
+                if l == zero_lane { 0.0 } else { [1.0, 0.5, 2.0, 1.0 / 3.0, 0.7][l % 5] }
+            });
+            let bits = alphabet.bits();
+            let mut want_codes = vec![0u16; n * live];
+            for l in 0..live {
+                let x = if deltas[l] == 0.0 { vec![0.0; n] } else { xs[l].clone() };
+                quantize(&x, &order, alphabet, deltas[l], &mut want_codes[l * n..(l + 1) * n]);
+            }
+            let len = bitpack::packed_len((n * live) as u64, bits).unwrap() as usize;
+            let mut want = vec![0u8; len];
+            bitpack::pack(&want_codes, bits, &mut want).unwrap();
+            // FFT order: frame position p at (p + 1) mod N.
+            let fft: Vec<Vec<f64>> = xs
+                .iter()
+                .map(|x| (0..n).map(|i| x[(i + n - 1) % n]).collect())
+                .collect();
+            let mut got = vec![0u8; len];
+            let lanes: [&[f64]; 8] = std::array::from_fn(|l| &fft[l][..]);
+            quantize_packed_fft_order(lanes, &order, alphabet, deltas, live, &mut got);
+            prop_assert_eq!(got, want);
+        }
+    }
+}
