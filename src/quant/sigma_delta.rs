@@ -142,16 +142,15 @@ pub fn quantize_lanes<const L: usize>(
     max_state
 }
 
-/// Steps per block of [`quantize_packed_fft_order`]: the ξ = x/δ of one block of every lane are
-/// divided into a small buffer (4 KiB for 8 lanes) right before the recursion reads them.
+/// Steps per block of [`quantize_packed_fft_order`].
 const BLOCK: usize = 64;
 
-/// `0x0102040810204080`: multiplying eight bytes that are each 0 or 1 (little-endian in a u64) by
-/// this puts Σ b_i·2^i in the top byte (no carries reach it).
-const GATHER_BITS: u64 = 0x0102_0408_1020_4080;
+/// Lanes (vectors) of [`quantize_packed_fft_order`]: eight independent chains hide the latency of
+/// one step (add, compare, subtract), and one step's eight 1-bit codes fill one u64 (a byte each).
+pub(crate) const LANES: usize = 8;
 
-/// Ors the low `nbits` (≤ 64, higher bits zero) of `word` into the LSB-first bit stream `out` at
-/// bit `pos`; bits past the end of `out` are dropped (they are zero for a valid call).
+/// Ors the low bits of `word` (the rest zero) into the LSB-first bit stream `out` at bit `pos`;
+/// bits past the end of `out` are dropped (they are zero for a valid call).
 #[inline]
 fn or_bits(out: &mut [u8], pos: usize, word: u64) {
     let wide = u128::from(word) << (pos % 8);
@@ -161,113 +160,111 @@ fn or_bits(out: &mut [u8], pos: usize, word: u64) {
     }
 }
 
-/// First-order ΣΔ of `L` vectors at once (interleaved step by step, like [`quantize_lanes`]),
-/// writing the codes straight into their b-bit stream (spec §7) instead of `u16` codes.
+/// First-order ΣΔ of [`LANES`] vectors at once (interleaved step by step, like
+/// [`quantize_lanes`]), writing the codes straight into their b-bit stream (spec §7) instead of
+/// `u16` codes.
 ///
 /// `coeffs[l]` holds lane l's frame coefficients in the FFT's index order: frame position p
 /// (zero-based) at index (p + 1) mod N, as `HarmonicFrame::analyse_fft_order` leaves them. Only
 /// the first `live` lanes are written: lane l's N codes go to stream bits
 /// [l·N·b, (l + 1)·N·b) of `out`, which must be zero there (codes are or-ed in).
 ///
-/// Bit-identical to [`quantize`] on each lane: ξ = x/δ is the same single division, and the
+/// Bit-identical to [`quantize`] on each lane: ξ = x/δ is the same single division (taken inside
+/// the step loop, off the dependency chain, so the divider works while the chains wait), and the
 /// recursion the same operations in the same order. For K > 1 the floor is taken after the clamp
 /// (the same integer, since the clamp bounds are integers and floor is monotone) and computed by
 /// truncation, exact for |v| ≤ K ≤ 2^15. A lane with δ = 0 gets all codes K, as [`quantize`] gives.
-pub(crate) fn quantize_packed_fft_order<const L: usize>(
-    coeffs: [&[f64]; L],
+pub(crate) fn quantize_packed_fft_order(
+    coeffs: [&[f64]; LANES],
     order: &Permutation,
     alphabet: Alphabet,
-    delta: [f64; L],
+    delta: [f64; LANES],
     live: usize,
     out: &mut [u8],
 ) {
+    const L: usize = LANES;
     let n = coeffs.first().map_or(0, |c| c.len());
     let bits = alphabet.bits() as usize;
     let k = alphabet.k();
     let k_f = f64::from(k);
+    // Lanes that are not quantized here (not live, δ = 0, wrong length) read zeros divided by 1.
+    let active: [bool; L] =
+        std::array::from_fn(|l| l < live && delta[l] != 0.0 && coeffs[l].len() == n);
+    let div: [f64; L] = std::array::from_fn(|l| if active[l] { delta[l] } else { 1.0 });
+    const ZERO: [f64; BLOCK] = [0.0; BLOCK];
+    let mut gathered = [[0.0f64; BLOCK]; L];
     let mut u = [0.0f64; L];
-    let mut xi = [[0.0f64; BLOCK]; L];
     let mut base = 0;
     while base < n {
         let len = BLOCK.min(n - base);
-        // ξ of this block, lane by lane (contiguous: the divisions vectorise).
-        for (l, (row, &c)) in xi.iter_mut().zip(&coeffs).enumerate() {
-            let d = delta[l];
-            if l >= live || d == 0.0 || c.len() != n {
-                row.fill(0.0);
+        // This block's coefficients of each lane: a slice of its buffer when they are contiguous
+        // (identity order, not the wrapping last block), else gathered (zero-padded).
+        let mut direct: [Option<&[f64; BLOCK]>; L] = [None; L];
+        for (l, &c) in coeffs.iter().enumerate() {
+            if !active[l] {
                 continue;
             }
-            match order {
-                Permutation::Identity => {
-                    // Step k reads index k + 1; the last step (k = N − 1) reads index 0.
-                    let from = base + 1;
-                    let direct = len.min(n - from);
-                    for (o, &x) in row.iter_mut().zip(&c[from..from + direct]) {
-                        *o = x / d;
-                    }
-                    if direct < len {
-                        row[direct] = c[0] / d;
-                    }
-                }
-                Permutation::Explicit(_) => {
-                    for (i, o) in row.iter_mut().take(len).enumerate() {
-                        let p = order.position(base + i) + 1;
-                        let idx = if p == n { 0 } else { p };
-                        *o = c.get(idx).copied().unwrap_or(0.0) / d;
-                    }
+            let from = base + 1;
+            if order.is_identity() && from + BLOCK <= n {
+                direct[l] = c.get(from..from + BLOCK).and_then(|b| b.try_into().ok());
+                if direct[l].is_some() {
+                    continue;
                 }
             }
-            // Past the end of the last block: steps that are run but never written.
-            for o in row.iter_mut().skip(len) {
-                *o = 0.0;
+            let g = &mut gathered[l];
+            for (i, o) in g.iter_mut().enumerate() {
+                *o = if i < len {
+                    // Step k reads frame position p(k), at FFT index (p(k) + 1) mod N.
+                    let p = order.position(base + i) + 1;
+                    c.get(if p == n { 0 } else { p }).copied().unwrap_or(0.0)
+                } else {
+                    0.0
+                };
             }
         }
+        let src: [&[f64; BLOCK]; L] = std::array::from_fn(|l| match direct[l] {
+            Some(b) => b,
+            None if active[l] => &gathered[l],
+            None => &ZERO,
+        });
         if k == 1 {
-            let mut up = [[0u8; BLOCK]; L];
+            // words[l]: bit s is lane l's code at step base + s (every lane shifts by the same
+            // s, so the eight chains run as packed operations).
+            let mut words = [0u64; L];
             for s in 0..BLOCK {
                 for l in 0..L {
-                    let v = u[l] + xi[l][s];
+                    let v = u[l] + src[l][s] / div[l];
                     let c = v >= 0.0;
                     u[l] = v - if c { 0.5 } else { -0.5 };
-                    up[l][s] = u8::from(c);
+                    words[l] |= u64::from(c) << s;
                 }
             }
-            for (l, row) in up.iter().enumerate().take(live) {
-                let mut word = 0u64;
-                if delta[l] == 0.0 {
-                    word = u64::MAX;
-                } else {
-                    for (i, b) in row.chunks_exact(8).enumerate() {
-                        let mut eight = [0u8; 8];
-                        eight.copy_from_slice(b);
-                        let byte = u64::from_le_bytes(eight).wrapping_mul(GATHER_BITS) >> 56;
-                        word |= byte << (8 * i);
-                    }
-                }
+            for (l, &w) in words.iter().enumerate().take(live) {
+                let mut word = if delta[l] == 0.0 { u64::MAX } else { w };
                 if len < BLOCK {
                     word &= (1u64 << len) - 1;
                 }
                 or_bits(out, l * n + base, word);
             }
         } else {
-            let mut codes = [[0u16; BLOCK]; L];
-            for s in 0..BLOCK {
+            let mut codes = [[0u16; L]; BLOCK];
+            for (s, step) in codes.iter_mut().enumerate() {
                 for l in 0..L {
-                    let v = u[l] + xi[l][s];
+                    let v = u[l] + src[l][s] / div[l];
                     let c = v.clamp(-k_f, k_f - 1.0);
                     // floor(c) for |c| ≤ 2^15: truncate, then step down if that went up.
                     let tr = (c as i64) as f64;
                     let t = if tr > c { tr - 1.0 } else { tr };
                     u[l] = v - (t + 0.5);
                     // t + K is an integer in 0..2K−1 ≤ 65535.
-                    codes[l][s] = (t + k_f) as u16;
+                    step[l] = (t + k_f) as u16;
                 }
             }
-            for (l, row) in codes.iter().enumerate().take(live) {
+            for l in 0..live {
                 let mut pos = (l * n + base) * bits;
                 let (mut acc, mut fill) = (0u64, 0usize);
-                for &c in row.iter().take(len) {
-                    let c = if delta[l] == 0.0 { k as u16 } else { c };
+                for step in codes.iter().take(len) {
+                    let c = if delta[l] == 0.0 { k as u16 } else { step[l] };
                     acc |= u64::from(c) << fill;
                     fill += bits;
                     if fill >= 64 {
@@ -360,7 +357,7 @@ mod tests {
                 .map(|x| (0..n).map(|i| x[(i + n - 1) % n]).collect())
                 .collect();
             let mut got = vec![0u8; len];
-            let lanes: [&[f64]; 8] = std::array::from_fn(|l| &fft[l][..]);
+            let lanes: [&[f64]; LANES] = std::array::from_fn(|l| &fft[l][..]);
             quantize_packed_fft_order(lanes, &order, alphabet, deltas, live, &mut got);
             prop_assert_eq!(got, want);
         }

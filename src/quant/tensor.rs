@@ -343,7 +343,7 @@ impl FrameQuantizer {
         // Vectors go in groups of LANES; a group's LANES·N·b bits are a whole number of bytes
         // (LANES = 8), so each group owns the bytes [g·N·b, (g+1)·N·b) of the stream.
         let mut packed = vec![0u8; packed_total];
-        const LANES: usize = 8;
+        const LANES: usize = sigma_delta::LANES;
         let group_bytes = n * bits;
         type Scratch = (Workspace, Vec<f64>, [Vec<f64>; LANES]);
         let group = |ws: &mut Scratch, g: usize, out: &mut [u8]| -> Result<[(f64, bool); LANES]> {
