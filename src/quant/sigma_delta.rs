@@ -174,6 +174,9 @@ fn or_bits(out: &mut [u8], pos: usize, word: u64) {
 /// recursion the same operations in the same order. For K > 1 the floor is taken after the clamp
 /// (the same integer, since the clamp bounds are integers and floor is monotone) and computed by
 /// truncation, exact for |v| ≤ K ≤ 2^15. A lane with δ = 0 gets all codes K, as [`quantize`] gives.
+// The step loops index eight lanes' arrays by (lane, step): plain indices are the clearest form,
+// and the one LLVM turns into packed operations.
+#[allow(clippy::needless_range_loop)]
 pub(crate) fn quantize_packed_fft_order(
     coeffs: [&[f64]; LANES],
     order: &Permutation,
