@@ -18,8 +18,11 @@
 //!
 //!    Both phases stop after [`OrderingOptions::max_evaluations`] distance evaluations; the
 //!    report says whether the result was proven 2-opt optimal.
-//! 3. The result is compared with the identity, and **whichever has the smaller σ is returned**
-//!    ([`OrderingReport::chose_identity`] says which): the heuristic can never make σ worse.
+//! 3. The same 2-opt is also run **from the identity**, and the shorter of the two results is
+//!    returned (ties go to the identity-started one). So σ(result) ≤ σ(identity) by
+//!    construction, the result is a 2-opt local optimum whenever the exhaustive phase completed
+//!    (even when it is the identity), and an ordering equal to the identity comes back as
+//!    [`Permutation::Identity`] ([`OrderingReport::chose_identity`]).
 //!
 //! Everything is deterministic (no clocks, no randomness): the same frame and options give the
 //! same permutation on every machine.
@@ -97,31 +100,34 @@ impl Default for OrderingOptions {
 /// What [`order_frame`] found.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OrderingReport {
-    /// The ordering to use: the heuristic's, or [`Permutation::Identity`] when that is at least
-    /// as good.
+    /// The ordering to use ([`Permutation::Identity`] when the identity is the best found).
     pub permutation: Permutation,
-    /// σ(F, p) of [`OrderingReport::permutation`].
+    /// σ(F, p) of [`OrderingReport::permutation`] (≤ `sigma_identity`).
     pub sigma: f64,
     /// σ(F, identity).
     pub sigma_identity: f64,
-    /// σ of the heuristic's own ordering (≥ `sigma`).
-    pub sigma_heuristic: f64,
-    /// σ after the greedy step alone.
+    /// σ after the greedy nearest-neighbour step alone.
     pub sigma_greedy: f64,
-    /// True when the identity was kept because the heuristic found nothing better.
+    /// σ of greedy followed by 2-opt.
+    pub sigma_greedy_two_opt: f64,
+    /// σ of the identity followed by 2-opt (≤ `sigma_identity`).
+    pub sigma_identity_two_opt: f64,
+    /// True when the returned ordering is the identity: 2-opt found no improving move from it,
+    /// and the greedy start did not end shorter.
     pub chose_identity: bool,
-    /// True when the heuristic's ordering is proven a 2-opt local optimum (no reversal of a
-    /// segment of the path shortens it by more than 1e-12·(1 + σ)): the exhaustive phase ran to
-    /// the end.
+    /// True when the returned ordering is proven a 2-opt local optimum (no reversal of a segment
+    /// of the path, prefixes and suffixes included, shortens it by more than
+    /// 1e-12·(1 + the two removed edges)): its exhaustive phase ran to the end, which happens for
+    /// N ≤ [`OrderingOptions::exhaustive_limit`] within the evaluation budget.
     pub two_opt_optimal: bool,
-    /// Number of improving 2-opt moves applied.
+    /// Number of improving 2-opt moves applied (both starts).
     pub moves: u64,
-    /// Number of distance evaluations spent (neighbour lists, greedy, 2-opt).
+    /// Number of distance evaluations spent by the search (neighbour lists not counted).
     pub evaluations: u64,
 }
 
 /// Orders the frame vectors of `geometry` to make σ(F, p) small (module docs): greedy nearest
-/// neighbour, then 2-opt, then the better of that and the identity.
+/// neighbour then 2-opt, and 2-opt from the identity; the shorter of the two.
 pub fn order_frame<G: FrameGeometry + ?Sized>(
     geometry: &G,
     options: &OrderingOptions,
@@ -134,12 +140,14 @@ pub fn order_frame<G: FrameGeometry + ?Sized>(
     }
     let sigma_identity = path_variation(geometry, &Permutation::Identity)?;
     if n < 3 {
+        // Every ordering of two vectors has the same σ.
         return Ok(OrderingReport {
             permutation: Permutation::Identity,
             sigma: sigma_identity,
             sigma_identity,
-            sigma_heuristic: sigma_identity,
             sigma_greedy: sigma_identity,
+            sigma_greedy_two_opt: sigma_identity,
+            sigma_identity_two_opt: sigma_identity,
             chose_identity: true,
             two_opt_optimal: true,
             moves: 0,
@@ -147,27 +155,28 @@ pub fn order_frame<G: FrameGeometry + ?Sized>(
         });
     }
     let mut search = Search::new(geometry, options);
-    let path = search.greedy();
-    let sigma_greedy = search.path_length(&path);
-    let mut tour = Tour::new(path, n);
-    search.two_opt_neighbours(&mut tour);
-    let two_opt_optimal = n <= options.exhaustive_limit && search.two_opt_exhaustive(&mut tour);
-    let path = tour.path();
-    let sigma_heuristic = search.path_length(&path);
-    let order: Vec<u32> = path.iter().map(|&p| p as u32).collect();
-    let heuristic = Permutation::explicit(order, n)?;
-    let (permutation, sigma, chose_identity) = if sigma_heuristic < sigma_identity {
-        (heuristic, sigma_heuristic, false)
+    let greedy = search.greedy();
+    let sigma_greedy = search.path_length(&greedy);
+    let (from_greedy, greedy_optimal) = search.two_opt(greedy, options);
+    let sigma_greedy_two_opt = search.path_length(&from_greedy);
+    let (from_identity, identity_optimal) = search.two_opt((0..n).collect(), options);
+    let sigma_identity_two_opt = search.path_length(&from_identity);
+    let (path, sigma, two_opt_optimal) = if sigma_greedy_two_opt < sigma_identity_two_opt {
+        (from_greedy, sigma_greedy_two_opt, greedy_optimal)
     } else {
-        (Permutation::Identity, sigma_identity, true)
+        (from_identity, sigma_identity_two_opt, identity_optimal)
     };
+    let order: Vec<u32> = path.iter().map(|&p| p as u32).collect();
+    // `explicit` returns Permutation::Identity for the identity order.
+    let permutation = Permutation::explicit(order, n)?;
     Ok(OrderingReport {
+        chose_identity: permutation.is_identity(),
         permutation,
         sigma,
         sigma_identity,
-        sigma_heuristic,
         sigma_greedy,
-        chose_identity,
+        sigma_greedy_two_opt,
+        sigma_identity_two_opt,
         two_opt_optimal,
         moves: search.moves,
         evaluations: search.evaluations,
@@ -219,6 +228,15 @@ impl<'g, G: FrameGeometry + ?Sized> Search<'g, G> {
 
     fn path_length(&mut self, path: &[usize]) -> f64 {
         path.windows(2).map(|w| self.g.distance(w[0], w[1])).sum()
+    }
+
+    /// 2-opt from `path`: neighbour lists, then exhaustive passes for small N. Returns the path
+    /// and whether it is proven 2-opt optimal.
+    fn two_opt(&mut self, path: Vec<usize>, options: &OrderingOptions) -> (Vec<usize>, bool) {
+        let mut tour = Tour::new(path, self.n);
+        self.two_opt_neighbours(&mut tour);
+        let optimal = self.n <= options.exhaustive_limit && self.two_opt_exhaustive(&mut tour);
+        (tour.path(), optimal)
     }
 
     fn out_of_budget(&self) -> bool {
