@@ -10,6 +10,7 @@ use sdq::frame::ordering::{
 use sdq::frame::tetris::validate_tetris;
 use sdq::frame::TetrisFrame;
 use sdq::quant::bound::vector_bound;
+use sdq::quant::second_order;
 use sdq::quant::sigma_delta;
 use sdq::quant::step::smallest_delta;
 use sdq::{Alphabet, Error, HarmonicFrame, Permutation};
@@ -343,6 +344,45 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// Second-order ΣΔ through a tetris frame (K ≥ 2): the state stays within δ/2 and the error is
+    /// within (δ·d / 2N)·(σ₂(F, p) + ‖f_{N−1} − 2f_N‖ + 1), with σ₂ and the tail from
+    /// [`TetrisFrame::variation2`].
+    #[test]
+    fn second_order_within_certificate(d in 1usize..48, ratio in 0.0f64..1.0, k in 2u32..5,
+                                       seed in any::<u64>()) {
+        let n = size(d, ratio, 14);
+        let f = TetrisFrame::new(n, d).unwrap();
+        let mut ws = f.workspace();
+        let alphabet = Alphabet::new(k).unwrap();
+        for (i, order) in [Permutation::Identity, f.block_swapped_order().unwrap(), permutation(seed ^ 9, n)]
+            .into_iter()
+            .enumerate()
+        {
+            let (sigma2, tail) = f.variation2(&order).unwrap();
+            let w = values(seed.wrapping_add(7 + i as u64), d);
+            let mut x = vec![0.0; n];
+            f.analyse(&w, &mut x, &mut ws).unwrap();
+            let max_x = x.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+            let delta = second_order::smallest_delta(max_x, alphabet).unwrap();
+            let mut codes = vec![0u16; n];
+            let max_u = second_order::quantize(&x, &order, alphabet, delta, &mut codes);
+            prop_assert!(max_u <= delta / 2.0 * (1.0 + 1e-9));
+            let input = f.input(&mut ws);
+            for (kk, &c) in codes.iter().enumerate() {
+                input[order.position(kk)] = alphabet.level(c);
+            }
+            let mut wt = vec![0.0; d];
+            f.synthesise_workspace(delta * d as f64 / n as f64, &mut wt, &mut ws).unwrap();
+            let err = norm(&w.iter().zip(&wt).map(|(a, b)| a - b).collect::<Vec<_>>());
+            let bound = second_order::vector_bound(delta, d, n, sigma2, tail);
+            prop_assert!(err <= bound * (1.0 + 1e-9) + 1e-15, "error {err} > bound {bound} (N = {n}, d = {d})");
+        }
+    }
+}
+
 /// For harmonic frames the identity is already (close to) optimal: the heuristic keeps it or
 /// improves σ by at most a little (reported, not asserted beyond ≤).
 #[test]
@@ -370,4 +410,13 @@ fn large_tetris_ordering_is_fast() {
     rep.permutation.validate(n).unwrap();
     assert!(rep.sigma <= f.variation(&f.block_swapped_order().unwrap()).unwrap() + 1e-9);
     assert!(secs < 30.0, "ordering took {secs} s");
+}
+
+/// The independent 2-opt check above can fail: a shuffled order of a tetris frame is not 2-opt
+/// optimal.
+#[test]
+#[should_panic(expected = "gains")]
+fn two_opt_check_rejects_a_shuffled_order() {
+    let f = TetrisFrame::new(90, 20).unwrap();
+    assert_two_opt_optimal(&f, &permutation(3, 90), 1e-9);
 }
