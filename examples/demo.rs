@@ -232,6 +232,20 @@ fn sweep_settings(ck: &Checkpoint, model: &Model, test: &mnist::Dataset, dir: &P
             with(BitsPerWeight(4.0), 2, Coefficient, &base),
         ),
         (
+            "--bits-per-weight 4 --levels 2 --scheme second-order",
+            PackOptions {
+                scheme: sdq::quant::Scheme::SecondOrder,
+                ..with(BitsPerWeight(4.0), 2, Coefficient, &base)
+            },
+        ),
+        (
+            "--bits-per-weight 8 --levels 2 --scheme second-order",
+            PackOptions {
+                scheme: sdq::quant::Scheme::SecondOrder,
+                ..with(BitsPerWeight(8.0), 2, Coefficient, &base)
+            },
+        ),
+        (
             "--bits-per-weight 4 --axis rows",
             PackOptions {
                 orientation: sdq::Orientation::Rows,
@@ -254,7 +268,7 @@ fn sweep_settings(ck: &Checkpoint, model: &Model, test: &mnist::Dataset, dir: &P
     ];
     println!("\nsweep (same network; accuracy on the 1000 test digits):");
     println!(
-        "{:<44} {:>10} {:>9} {:>9} {:>11} {:>11}",
+        "{:<54} {:>10} {:>9} {:>9} {:>11} {:>11}",
         "pack options", "file", "bits/w", "accuracy", "max error", "max bound"
     );
     let path = dir.join("sweep.sdq");
@@ -263,7 +277,7 @@ fn sweep_settings(ck: &Checkpoint, model: &Model, test: &mnist::Dataset, dir: &P
         let f = SdqFile::open(&path).map_err(err)?;
         let acc = mnist::evaluate(&decoded_model(model, &f)?, test);
         println!(
-            "{:<44} {:>10} {:>9.3} {:>8.2}% {:>11.3e} {:>11.3e}",
+            "{:<54} {:>10} {:>9.3} {:>8.2}% {:>11.3e} {:>11.3e}",
             label,
             kib(f.file_len()),
             f.report().bits_per_weight(),

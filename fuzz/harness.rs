@@ -14,6 +14,7 @@ use sdq::bridge::{unpack, verify, NoProgress};
 use sdq::format::{
     header, DeltaPolicy, Dtype, Encoding, SdqFile, SdqStreamWriter, TensorInfo, TensorPlan,
 };
+use sdq::quant::Scheme;
 use sdq::{Error, FrameDescriptor, FrameQuantizer, Matrix, Orientation, Permutation, StepPolicy};
 
 // ---------------------------------------------------------------------------------------------
@@ -266,12 +267,19 @@ pub fn roundtrip(data: &[u8]) {
     let dtype = [Dtype::F32, Dtype::F16, Dtype::BF16, Dtype::F64][usize::from(u.u8() % 4)];
     let w: Vec<f32> = (0..rows * cols).map(|_| u.value()).collect();
     let bias: Option<Vec<f32>> = has_bias.then(|| (0..rows).map(|_| u.value()).collect());
+    // Drawn last, so inputs written before second order existed keep their meaning.
+    let scheme = if k >= 2 && u.bool() {
+        Scheme::SecondOrder
+    } else {
+        Scheme::FirstOrder
+    };
 
     let mut m = Matrix::new(&w, rows, cols).expect("shape is valid");
     if let Some(b) = &bias {
         m = m.with_bias(b).expect("bias length is rows");
     }
     let mut fq = FrameQuantizer::new(FrameDescriptor::harmonic(n, d).expect("N > d"), k, policy)
+        .and_then(|fq| fq.with_scheme(scheme))
         .expect("valid quantizer");
     if let Some(o) = order {
         fq = fq
@@ -374,6 +382,12 @@ fn pack_options(b: u8) -> PackOptions {
             _ => FrameRule::BitsPerWeight(2.0),
         },
         levels: if b & 4 != 0 { 3 } else { 1 },
+        // Second order with the redundancy rule, whose odd N the planner lowers to an even one.
+        scheme: if b & 4 != 0 && b & 3 == 1 {
+            Scheme::SecondOrder
+        } else {
+            Scheme::FirstOrder
+        },
         delta: match (b >> 3) & 3 {
             0 => DeltaChoice::Coefficient,
             1 => DeltaChoice::Tensor,

@@ -244,7 +244,7 @@ pub enum FormatError {
     },
 
     /// R22: an unassigned sigma-delta scheme id.
-    #[error("R22: tensor {tensor:?} uses unknown quantization scheme id {id} (1 = first-order sigma-delta)")]
+    #[error("R22: tensor {tensor:?} uses unknown quantization scheme id {id} (1 = first-order, 2 = second-order sigma-delta)")]
     UnknownScheme {
         /// The tensor.
         tensor: String,
@@ -323,6 +323,17 @@ pub enum FormatError {
     ZeroLevels {
         /// The tensor.
         tensor: String,
+    },
+
+    /// R53: a scheme that cannot be certified with this many levels (second-order ΣΔ with K = 1).
+    #[error("R53: tensor {tensor:?} uses {scheme} sigma-delta with K = {k}, which needs K >= 2")]
+    SchemeLevels {
+        /// The tensor.
+        tensor: String,
+        /// The scheme's name.
+        scheme: &'static str,
+        /// The K found.
+        k: u32,
     },
 
     /// R30: bits differs from ceil(log2 2K).

@@ -134,3 +134,57 @@ proptest! {
         prop_assert_eq!(glob::matches(&p, &s), reference(&pc, &sc), "{:?} {:?}", p, s);
     }
 }
+
+/// An input truncated by another process after it was opened gives an error naming the cause,
+/// never SIGBUS (inputs are read, not mapped), and `pack` leaves no output behind.
+#[test]
+fn input_truncated_after_open_is_an_error_not_a_crash() {
+    use sdq::bridge::pack::{self, PackOptions};
+    use sdq::bridge::NoProgress;
+    let specs = [
+        TensorSpec {
+            name: "w".into(),
+            dtype: Dtype::F32,
+            shape: vec![64, 32],
+        },
+        TensorSpec {
+            name: "ids".into(),
+            dtype: Dtype::I64,
+            shape: vec![512],
+        },
+    ];
+    let mut w = SafetensorsStreamWriter::new(Vec::new(), "<mem>", &specs, &[]).unwrap();
+    let values: Vec<f32> = (0..64 * 32).map(|i| (i % 17) as f32 / 17.0).collect();
+    w.write_f32("w", &values, FloatOut::F32).unwrap();
+    w.write_bytes("ids", &[3; 512 * 8]).unwrap();
+    let bytes = w.finish().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("m.safetensors");
+    std::fs::write(&p, &bytes).unwrap();
+    let ck = Checkpoint::open(&p).unwrap();
+    // Cut the file inside the first tensor's data, as a concurrent writer might.
+    let cut = bytes.len() as u64 - 512 * 8 - 1000;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&p)
+        .unwrap()
+        .set_len(cut)
+        .unwrap();
+    for t in ck.tensors() {
+        let e = ck.bytes(t).unwrap_err().to_string();
+        assert!(e.contains("ended before"), "{e}");
+    }
+    let e = ck.to_f32(ck.tensor("w").unwrap()).unwrap_err().to_string();
+    assert!(e.contains("ended before the data of tensor \"w\""), "{e}");
+    let out = dir.path().join("m.sdq");
+    let e = pack::pack(&ck, &out, &PackOptions::default(), &mut NoProgress).unwrap_err();
+    assert!(e.to_string().contains("ended before"), "{e}");
+    assert!(!out.exists());
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .filter(|n| n != "m.safetensors")
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}

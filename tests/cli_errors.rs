@@ -229,6 +229,32 @@ fn conflicting_and_invalid_options_are_bad_usage() {
         &["redundancy"],
     );
     assert_fails(&run(&["pack", s, "-o", o, "--levels", "0"]), 2, &["levels"]);
+    assert_fails(
+        &run(&["pack", s, "-o", o, "--scheme", "second-order"]),
+        2,
+        &["second-order", "K ≥ 2"],
+    );
+    assert_fails(
+        &run(&[
+            "pack",
+            s,
+            "-o",
+            o,
+            "--scheme",
+            "second-order",
+            "-K",
+            "2",
+            "--frame-size",
+            "65",
+        ]),
+        2,
+        &["--frame-size 65 is odd", "64 or 66"],
+    );
+    assert_fails(
+        &run(&["pack", s, "-o", o, "--scheme", "third-order"]),
+        2,
+        &["third-order"],
+    );
     assert_fails(&run(&["pack", s, "-o", "-"]), 2, &["stdout"]);
     assert_fails(&run(&["pack", s]), 2, &["--output"]);
     assert_fails(&run(&["frobnicate"]), 2, &["frobnicate"]);

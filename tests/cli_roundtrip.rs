@@ -494,3 +494,51 @@ fn info_escapes_control_characters_in_names() {
     let j = info_json(&q);
     assert_eq!(j["tensors"][0]["name"], "w\x1b[2J\x07");
 }
+
+#[test]
+fn second_order_scheme_end_to_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let st = small_model(dir.path());
+    let q = dir.path().join("s2.sdq");
+    // --redundancy 2.53 gives N = ceil(2.53·d) = 81 for d = 32 and 61 for d = 24: both odd, so
+    // the planner lowers them to even sizes.
+    assert_ok(&run_p(&[
+        &"pack",
+        &st,
+        &"-o",
+        &q,
+        &"--scheme",
+        &"second-order",
+        &"-K",
+        &"2",
+        &"--redundancy",
+        &"2.53",
+        &"--bias",
+    ]));
+    let j = info_json(&q);
+    let quantized: Vec<&serde_json::Value> = j["tensors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["encoding"] == "sigma-delta")
+        .collect();
+    assert_eq!(quantized.len(), 2);
+    for t in &quantized {
+        let qz = &t["quantization"];
+        assert_eq!(qz["scheme"], "second-order");
+        let (n, d) = (qz["n"].as_u64().unwrap(), qz["d"].as_u64().unwrap());
+        // ceil(2.53·d) is odd for d = 32 (81) and d = 24 (61): lowered to an even N.
+        assert_eq!(n % 2, 0, "{t}");
+        assert_eq!(n, (2.53 * d as f64).ceil() as u64 - 1);
+        assert_eq!(qz["uncertified"], 0);
+    }
+    let out = assert_ok(&run_p(&[&"info", &q]));
+    assert!(out.contains("sigma-delta-2"), "{out}");
+    let out = assert_ok(&run_p(&[&"verify", &q, &"--against", &st]));
+    assert!(out.contains(" 0 violations"), "{out}");
+    let back = dir.path().join("back.safetensors");
+    assert_ok(&run_p(&[&"unpack", &q, &"-o", &back]));
+    let bytes = std::fs::read(&back).unwrap();
+    let (names, _) = layout(&bytes);
+    assert!(names.contains(&"fc1.weight".to_string()));
+}

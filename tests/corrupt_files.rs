@@ -480,12 +480,17 @@ fn cases() -> Vec<(&'static str, Vec<u8>, Check)> {
         fmt_err!(F::HeaderTrailingBytes { count: 4 }),
     ));
 
-    // --- Sigma-delta records (R22–R32).
+    // --- Sigma-delta records (R22–R32, R53).
     let sd = |off: usize| move |r: &[Rec]| r[1].body + off;
     v.push((
         "unknown_scheme",
-        patched(&a, |b, r, _| b[sd(0)(r)] = 2),
-        fmt_err!(F::UnknownScheme { id: 2, .. }),
+        patched(&a, |b, r, _| b[sd(0)(r)] = 3),
+        fmt_err!(F::UnknownScheme { id: 3, .. }),
+    ));
+    v.push((
+        "second_order_with_one_level",
+        patched(&t, |b, r, _| b[r[0].body] = 2),
+        fmt_err!(F::SchemeLevels { k: 1, .. }),
     ));
     v.push((
         "unsupported_scheme_version",

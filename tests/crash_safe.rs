@@ -411,9 +411,9 @@ fn overwriting_a_mapped_sdq_with_its_own_unpack() {
 fn overwriting_a_mapped_checkpoint_with_its_own_pack() {
     let (_dir, input, _out) = setup();
     let ck = Checkpoint::open(&input).unwrap();
-    let before: Vec<Vec<u8>> = ck.tensors().iter().map(|t| ck.bytes(t).to_vec()).collect();
+    let before: Vec<Vec<u8>> = ck.tensors().iter().map(|t| ck.bytes(t).unwrap()).collect();
     run_ok(&[&"pack", &input, &"-o", &input]);
     assert!(valid_sdq(&input), "the input path now holds the .sdq");
-    let after: Vec<Vec<u8>> = ck.tensors().iter().map(|t| ck.bytes(t).to_vec()).collect();
+    let after: Vec<Vec<u8>> = ck.tensors().iter().map(|t| ck.bytes(t).unwrap()).collect();
     assert_eq!(before, after, "the mapped checkpoint kept its bytes");
 }

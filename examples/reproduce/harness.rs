@@ -177,6 +177,7 @@ fn pack_file(st_path: &Path, sdq_path: &Path, spec: &PackSpec) -> Result<(), Str
             FrameSize::BitsPerWeight(b) => FrameRule::BitsPerWeight(b),
         },
         levels: spec.levels,
+        scheme: sdq::quant::Scheme::FirstOrder,
         delta: match spec.delta {
             DeltaRule::Uniform => DeltaChoice::Uniform,
             DeltaRule::Tensor => DeltaChoice::Tensor,

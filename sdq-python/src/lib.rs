@@ -27,6 +27,7 @@ use sdq::bridge::pack::{DeltaChoice, FrameRule, PackOptions};
 use sdq::bridge::safetensors::{Checkpoint, SafetensorsWriter, TensorSpec};
 use sdq::bridge::NoProgress;
 use sdq::format::{Encoding, TensorInfo};
+use sdq::quant::Scheme;
 use sdq::{Dtype, Orientation, SdqFile};
 
 create_exception!(
@@ -447,14 +448,15 @@ fn zstd_level(zstd: Option<&Bound<'_, PyAny>>) -> PyResult<Option<i32>> {
 /// `path`, as `sdq pack` does, and returns a summary dict.
 ///
 /// Options mirror the command line's: `frame_size`, `redundancy` or `bits_per_weight` (at most
-/// one; default 4 bits per weight), `levels` (K, default 1), `delta` ("coefficient" (default),
+/// one; default 4 bits per weight), `levels` (K, default 1), `scheme` ("first-order" (default)
+/// or "second-order", which needs levels >= 2), `delta` ("coefficient" (default),
 /// "vector", "tensor", "uniform" or a positive number), `axis` ("columns" or "rows"), `bias`,
 /// `include` / `exclude` (lists of globs), `min_dim` (16), `zstd` (True for level 9, or a level
 /// 1..=22). `metadata` (a dict of strings) is stored with a dict of arrays.
 #[pyfunction]
 #[pyo3(signature = (
     tensors, path, *, frame_size = None, redundancy = None, bits_per_weight = None, levels = 1,
-    delta = None, axis = "columns", bias = false, include = None, exclude = None, min_dim = 16,
+    scheme = "first-order", delta = None, axis = "columns", bias = false, include = None, exclude = None, min_dim = 16,
     zstd = None, metadata = None
 ))]
 #[allow(clippy::too_many_arguments)]
@@ -466,6 +468,7 @@ fn pack<'py>(
     redundancy: Option<f64>,
     bits_per_weight: Option<f64>,
     levels: u32,
+    scheme: &str,
     delta: Option<&Bound<'py, PyAny>>,
     axis: &str,
     bias: bool,
@@ -516,6 +519,15 @@ fn pack<'py>(
     let opts = PackOptions {
         frame,
         levels,
+        scheme: match scheme {
+            "first-order" => Scheme::FirstOrder,
+            "second-order" => Scheme::SecondOrder,
+            s => {
+                return Err(ParameterError::new_err(format!(
+                    "scheme={s:?}: must be \"first-order\" or \"second-order\""
+                )))
+            }
+        },
         delta: delta_choice(delta)?,
         orientation,
         bias,

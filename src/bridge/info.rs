@@ -27,6 +27,7 @@ fn tensor_json(t: &TensorInfo, r: Option<&TensorReport>, all: &[TensorInfo]) -> 
         Encoding::SigmaDelta(q) => {
             let m = q.vector_count();
             json!({
+                "scheme": q.scheme.name(),
                 "frame": "harmonic",
                 "n": q.n(),
                 "d": q.d(),

@@ -12,8 +12,8 @@ use crate::error::{Error, Result};
 use crate::format::{DeltaPolicy, SdqWriter, TensorPlan};
 use crate::frame::FrameDescriptor;
 use crate::quant::alphabet::bits_for_levels;
-use crate::quant::step::uniform_delta;
-use crate::quant::{FrameQuantizer, Matrix, Orientation, StepPolicy};
+use crate::quant::step::smallest_step;
+use crate::quant::{Alphabet, FrameQuantizer, Matrix, Orientation, Scheme, StepPolicy};
 
 /// How the frame size N of each tensor is chosen from its vector dimension d.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -60,8 +60,8 @@ pub enum DeltaChoice {
     Vector,
     /// Per vector from the largest frame coefficient ([`StepPolicy::Coefficient`]).
     Coefficient,
-    /// One δ for every quantized tensor by the paper's rule over all of them
-    /// ([`uniform_delta`] of every tensor's largest vector norm).
+    /// One δ for every quantized tensor, the paper's rule over all of them: the smallest with
+    /// ‖w‖ ≤ (K − ½)·δ (first order; K − 3/2 for second order) for every vector of every tensor.
     Uniform,
     /// This δ for every quantized tensor (vectors it does not certify are counted).
     Value(f64),
@@ -87,6 +87,9 @@ pub struct PackOptions {
     pub frame: FrameRule,
     /// K: 2K levels (default 1: one bit per code).
     pub levels: u32,
+    /// The ΣΔ scheme (default first order; second order needs K ≥ 2 and, with a harmonic frame,
+    /// an even N: a rule-derived odd N is lowered by one, an explicit odd `FrameSize` refused).
+    pub scheme: Scheme,
     /// How δ is chosen (default: per vector from the largest coefficient).
     pub delta: DeltaChoice,
     /// Which vectors are quantized (default: columns, the paper's).
@@ -109,6 +112,7 @@ impl Default for PackOptions {
         PackOptions {
             frame: FrameRule::BitsPerWeight(4.0),
             levels: 1,
+            scheme: Scheme::FirstOrder,
             delta: DeltaChoice::Coefficient,
             orientation: Orientation::Columns,
             bias: false,
@@ -205,6 +209,12 @@ pub fn plan(ck: &Checkpoint, opts: &PackOptions) -> Result<Plan> {
             crate::limits::MAX_LEVELS
         )));
     }
+    if let Err(e) = opts.scheme.check_levels(Alphabet::new(opts.levels)?) {
+        return Err(Error::param(format!(
+            "--scheme {} with --levels {}: {e}",
+            opts.scheme, opts.levels
+        )));
+    }
     let excluded = |n: &str| opts.exclude.iter().any(|p| glob::matches(p, n));
     let included = |n: &str| opts.include.iter().any(|p| glob::matches(p, n));
     let mut choices: Vec<Choice> = vec![Choice::Raw; ck.tensors().len()];
@@ -231,13 +241,27 @@ pub fn plan(ck: &Checkpoint, opts: &PackOptions) -> Result<Plan> {
         if !wanted {
             continue;
         }
-        let n = opts.frame.frame_size(d, bits).ok_or_else(|| {
+        let mut n = opts.frame.frame_size(d, bits).ok_or_else(|| {
             Error::param(format!(
                 "tensor {:?}: {} does not give a valid frame size for d = {d}",
                 t.name,
                 opts.frame.describe()
             ))
         })?;
+        if opts.scheme.prefers_even_n() && n % 2 == 1 {
+            // Second-order ΣΔ with a harmonic frame converges much faster for even N (see
+            // Scheme::prefers_even_n). A size derived from a budget is lowered to stay within
+            // it; a size the user gave is theirs to change.
+            if let FrameRule::FrameSize(_) = opts.frame {
+                return Err(Error::param(format!(
+                    "--frame-size {n} is odd: {} sigma-delta with a harmonic frame needs an even N (its error falls like N^-2.46 for even N, N^-1.33 for odd); use {} or {}",
+                    opts.scheme,
+                    n - 1,
+                    n + 1
+                )));
+            }
+            n -= 1;
+        }
         if n <= d {
             return Err(Error::param(format!(
                 "tensor {:?}: {} with --levels {} gives frame size N = {n} for vectors of d = {d}, but a harmonic frame needs N >= d + 1 = {} (raise the bits per weight or redundancy, lower --levels, or --exclude the tensor)",
@@ -455,7 +479,8 @@ pub fn pack(
                 }
             }
             progress.finish();
-            let delta = uniform_delta(norms, opts.levels.max(1));
+            let reach = opts.scheme.reach(Alphabet::new(opts.levels)?)?;
+            let delta = smallest_step(norms.into_iter().fold(0.0, f64::max), reach);
             // A network of zero weights gives δ = 0; any positive δ reconstructs it exactly.
             let delta = if delta > 0.0 {
                 delta
@@ -478,7 +503,7 @@ pub fn pack(
         let name = p.entry.name.as_str();
         progress.tensor(name);
         match &p.choice {
-            Choice::Raw => writer.write_raw(name, ck.bytes(&p.entry))?,
+            Choice::Raw => writer.write_raw(name, &ck.bytes(&p.entry)?)?,
             Choice::BiasOf { .. } => {}
             Choice::Quantize {
                 rows,
@@ -491,6 +516,7 @@ pub fn pack(
                 let m = matrix(&w, b.as_deref(), *rows, *cols).map_err(in_tensor(name))?;
                 let q =
                     FrameQuantizer::new(FrameDescriptor::harmonic(*n, *d)?, opts.levels, policy)
+                        .and_then(|fq| fq.with_scheme(opts.scheme))
                         .and_then(|fq| fq.quantize(&m, opts.orientation))
                         .map_err(in_tensor(name))?;
                 let errors = q.measured_errors(&m).map_err(in_tensor(name))?;

@@ -1,10 +1,13 @@
 //! safetensors checkpoints in and out.
 //!
-//! Reading: [`Checkpoint::open`] maps one `.safetensors` file, or every shard named by a sharded
-//! checkpoint's `*.safetensors.index.json`, validates the headers with the `safetensors` crate
-//! (contiguous offsets, sizes, end of file) and lists the tensors in file order (shard by shard,
-//! each shard by data offset). Nothing is read or converted until asked for, one tensor at a
-//! time ([`Checkpoint::bytes`], [`Checkpoint::to_f32`]).
+//! Reading: [`Checkpoint::open`] opens one `.safetensors` file, or every shard named by a sharded
+//! checkpoint's `*.safetensors.index.json`, reads and validates the headers with the
+//! `safetensors` crate (contiguous offsets, sizes, end of file) and lists the tensors in file
+//! order (shard by shard, each shard by data offset). Nothing else is read until asked for, one
+//! tensor at a time ([`Checkpoint::bytes`], [`Checkpoint::to_f32`]), with positioned reads on
+//! the files opened at the start: the inputs are never memory-mapped, so a file truncated by
+//! another process while it is read gives an error, never SIGBUS, and a file replaced by a
+//! rename (`sdq pack m.safetensors -o m.safetensors`) keeps being read from its old contents.
 //!
 //! Writing: [`SafetensorsStreamWriter`] writes the safetensors layout (u64 little-endian header
 //! length, a JSON header padded with spaces to a multiple of 8, then the tensors' bytes, offsets
@@ -15,11 +18,11 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::{BufWriter, ErrorKind, Write};
 use std::ops::Range;
 use std::path::{Component, Path, PathBuf};
 
-use ::safetensors::tensor::{Dtype as StDtype, SafeTensorError, SafeTensors};
+use ::safetensors::tensor::{Dtype as StDtype, Metadata, SafeTensorError, SafeTensors};
 
 use crate::error::{Error, Result};
 use crate::format::header::sniff;
@@ -44,13 +47,13 @@ pub struct TensorEntry {
     range: Range<usize>,
 }
 
-/// A mapped shard.
+/// An open shard, read with positioned reads.
 struct Shard {
     path: PathBuf,
-    map: memmap2::Mmap,
+    file: File,
 }
 
-/// A safetensors checkpoint: one file, or the shards of a `*.index.json`, mapped read-only.
+/// A safetensors checkpoint: one file, or the shards of a `*.index.json`, opened read-only.
 pub struct Checkpoint {
     path: PathBuf,
     shards: Vec<Shard>,
@@ -73,19 +76,57 @@ fn data_err(msg: impl Into<String>) -> Error {
     Error::Data(msg.into())
 }
 
-/// Maps `path` read-only (an empty file is refused as not a safetensors file).
-fn map_file(path: &Path) -> Result<memmap2::Mmap> {
+/// Reads exactly `buf.len()` bytes of `file` at `offset` (without moving a shared cursor on
+/// Unix).
+fn read_at(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileExt;
+        file.read_exact_at(buf, offset)
+    }
+    #[cfg(not(unix))]
+    {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut f = file;
+        f.seek(SeekFrom::Start(offset))?;
+        f.read_exact(buf)
+    }
+}
+
+/// A failed read of `what` from `path`: a file that ends early (truncated while we read it) is
+/// bad data, anything else an I/O error.
+fn read_failed(path: &Path, what: &str, e: std::io::Error) -> Error {
+    if e.kind() == ErrorKind::UnexpectedEof {
+        data_err(format!(
+            "{}: the file ended before {what} (was it truncated while being read?)",
+            path.display()
+        ))
+    } else {
+        Error::io(path, e)
+    }
+}
+
+/// Opens `path` and returns the file with its length (an empty file is refused as not a
+/// safetensors file).
+fn open_file(path: &Path) -> Result<(File, u64)> {
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
     let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
     if len == 0 {
         return Err(data_err("not a safetensors file: it is empty"));
     }
-    // SAFETY: the map is only read, through `&[u8]`, and every access is bounds-checked
-    // against the map's length, fixed at mapping time. Another process modifying the file
-    // changes the bytes we read (handled like any input: validated before use); one
-    // truncating it makes a later access raise SIGBUS. That is the documented risk of
-    // mapping, the same as `SdqFile::open` and the safetensors crate's own examples take.
-    unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::io(path, e))
+    Ok((file, len))
+}
+
+/// Index files are small; a larger file is not sniffed as one.
+const MAX_INDEX_LEN: u64 = 64 << 20;
+
+/// Whether the file of length `len` is a JSON index under another name.
+fn file_is_index(file: &File, len: u64) -> bool {
+    if len > MAX_INDEX_LEN {
+        return false;
+    }
+    let mut bytes = vec![0u8; len as usize];
+    read_at(file, &mut bytes, 0).is_ok() && looks_like_index(&bytes)
 }
 
 /// Translates the safetensors crate's validation error into one readable cause.
@@ -157,8 +198,55 @@ fn dtype_of(d: StDtype) -> Option<Dtype> {
 /// Parses one shard: (entries in offset order, metadata sorted by key).
 type ParsedShard = (Vec<TensorEntry>, Vec<(String, String)>);
 
-fn parse_shard(bytes: &[u8], shard: usize) -> Result<ParsedShard> {
-    let (n, meta) = SafeTensors::read_metadata(bytes).map_err(|e| data_err(explain(&e, bytes)))?;
+/// Reads and validates the header of the safetensors file `file` (of length `len`): only the
+/// 8-byte length and the JSON header are read, after checking that they fit in the file and
+/// within the safetensors crate's 100 MB limit.
+fn parse_shard(file: &File, path: &Path, len: u64, shard: usize) -> Result<ParsedShard> {
+    let mut n8 = [0u8; 8];
+    let n = if len >= 8 {
+        read_at(file, &mut n8, 0).map_err(|e| read_failed(path, "its header", e))?;
+        u64::from_le_bytes(n8)
+    } else {
+        0
+    };
+    // The whole header when it fits (the crate checks the rest), else enough to say what the file
+    // looks like: the crate then reports the header as too large or longer than the file.
+    let prefix_len = match n.checked_add(8) {
+        Some(end) if n <= MAX_HEADER_LEN && end <= len => end,
+        _ => len.min(64),
+    };
+    let mut prefix = vec![0u8; prefix_len as usize];
+    read_at(file, &mut prefix, 0).map_err(|e| read_failed(path, "its header", e))?;
+    let (n, meta) = match SafeTensors::read_metadata(&prefix) {
+        // A header with no tensor data: the file must end right after it.
+        Ok((n, meta)) if n as u64 + 8 == len => (n, meta),
+        Ok(_) => {
+            return Err(data_err(explain(
+                &SafeTensorError::MetadataIncompleteBuffer,
+                &prefix,
+            )))
+        }
+        // Everything but the data's length was validated: the tensors' data must end exactly at
+        // the end of the file.
+        Err(SafeTensorError::MetadataIncompleteBuffer) if prefix_len == n + 8 => {
+            let meta: Metadata = serde_json::from_slice(prefix.get(8..).unwrap_or(&[]))
+                .map_err(|e| data_err(format!("invalid safetensors header: {e}")))?;
+            let end = meta
+                .tensors()
+                .values()
+                .map(|t| t.data_offsets.1 as u64)
+                .max()
+                .unwrap_or(0);
+            if n.checked_add(8).and_then(|h| h.checked_add(end)) != Some(len) {
+                return Err(data_err(explain(
+                    &SafeTensorError::MetadataIncompleteBuffer,
+                    &prefix,
+                )));
+            }
+            (n as usize, meta)
+        }
+        Err(e) => return Err(data_err(explain(&e, &prefix))),
+    };
     let data_start = n + 8;
     let infos = meta.tensors();
     let mut out = Vec::with_capacity(infos.len());
@@ -224,17 +312,17 @@ impl Checkpoint {
         if is_index(path) {
             return Self::open_index(path);
         }
-        let map = map_file(path)?;
-        let (tensors, metadata) = match parse_shard(&map, 0) {
+        let (file, len) = open_file(path)?;
+        let (tensors, metadata) = match parse_shard(&file, path, len, 0) {
             Ok(parsed) => parsed,
-            Err(_) if looks_like_index(&map) => return Self::open_index(path),
+            Err(_) if file_is_index(&file, len) => return Self::open_index(path),
             Err(e) => return Err(e),
         };
         Self::build(
             path,
             vec![Shard {
                 path: path.to_owned(),
-                map,
+                file,
             }],
             tensors,
             metadata,
@@ -305,11 +393,12 @@ impl Checkpoint {
         let mut keys = HashSet::new();
         for (i, file) in files.iter().enumerate() {
             let shard_path = dir.join(file);
-            let map = map_file(&shard_path)?;
-            let (entries, meta) = parse_shard(&map, i).map_err(|e| match e {
-                Error::Data(m) => data_err(format!("shard {file:?}: {m}")),
-                e => e,
-            })?;
+            let (handle, len) = open_file(&shard_path)?;
+            let (entries, meta) =
+                parse_shard(&handle, &shard_path, len, i).map_err(|e| match e {
+                    Error::Data(m) => data_err(format!("shard {file:?}: {m}")),
+                    e => e,
+                })?;
             for e in &entries {
                 if let Some(&listed) = wanted.get(e.name.as_str()) {
                     if listed != *file {
@@ -328,7 +417,7 @@ impl Checkpoint {
             tensors.extend(entries);
             shards.push(Shard {
                 path: shard_path,
-                map,
+                file: handle,
             });
         }
         // The index's own "metadata" (e.g. total_size) comes after the shards' entries.
@@ -407,20 +496,30 @@ impl Checkpoint {
             .map_or(self.path.as_path(), |s| s.path.as_path())
     }
 
-    /// The stored bytes of tensor `t` (little-endian, row-major), borrowed from the map.
-    pub fn bytes(&self, t: &TensorEntry) -> &[u8] {
+    fn shard(&self, t: &TensorEntry) -> Result<&Shard> {
         self.shards
             .get(t.shard)
-            .and_then(|s| s.map.get(t.range.clone()))
-            .unwrap_or(&[])
+            .ok_or_else(|| Error::NoSuchTensor(t.name.clone()))
+    }
+
+    /// The stored bytes of tensor `t` (little-endian, row-major), read from its file.
+    pub fn bytes(&self, t: &TensorEntry) -> Result<Vec<u8>> {
+        let shard = self.shard(t)?;
+        let mut out = Vec::new();
+        out.try_reserve_exact(t.range.len())
+            .map_err(|_| Error::param(format!("tensor {:?} does not fit in memory", t.name)))?;
+        out.resize(t.range.len(), 0);
+        read_at(&shard.file, &mut out, t.range.start as u64).map_err(|e| {
+            read_failed(&shard.path, &format!("the data of tensor {:?}", t.name), e)
+        })?;
+        Ok(out)
     }
 
     /// Tensor `t` converted to f32 (F32, F16, BF16 exactly; F64 rounded to nearest).
     ///
-    /// On Unix the bytes are read with ordinary reads in 4 MiB slabs rather than through the
-    /// map: pages of a mapped file that have been touched count in the process's resident set
-    /// until the kernel reclaims them, so reading a large checkpoint through the map would make
-    /// `sdq pack`'s RSS grow with the whole checkpoint; reads leave them in the page cache only.
+    /// The bytes are read in 4 MiB slabs and converted as they come, so no more than the f32
+    /// output and one slab are held (and no page of the input stays in the process's resident
+    /// set, as it would through a map).
     pub fn to_f32(&self, t: &TensorEntry) -> Result<Vec<f32>> {
         let not_float = || {
             Error::param(format!(
@@ -428,34 +527,29 @@ impl Checkpoint {
                 t.name, t.dtype
             ))
         };
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::FileExt;
-            let size = match t.dtype {
-                Dtype::F32 => 4,
-                Dtype::F16 | Dtype::BF16 => 2,
-                Dtype::F64 => 8,
-                _ => return Err(not_float()),
-            };
-            let path = self.shard_path(t);
-            let file = File::open(path).map_err(|e| Error::io(path, e))?;
-            let mut out = Vec::new();
-            out.try_reserve_exact(t.range.len() / size)
-                .map_err(|_| Error::param(format!("tensor {:?} does not fit in memory", t.name)))?;
-            let mut buf = vec![0u8; (4 << 20).min(t.range.len())];
-            let mut at = t.range.start;
-            while at < t.range.end {
-                let len = buf.len().min(t.range.end - at);
-                let slab = buf.get_mut(..len).unwrap_or(&mut []);
-                file.read_exact_at(slab, at as u64)
-                    .map_err(|e| Error::io(path, e))?;
-                out.extend(to_f32(t.dtype, slab).ok_or_else(not_float)?);
-                at += len;
-            }
-            Ok(out)
+        let size = match t.dtype {
+            Dtype::F32 => 4,
+            Dtype::F16 | Dtype::BF16 => 2,
+            Dtype::F64 => 8,
+            _ => return Err(not_float()),
+        };
+        let shard = self.shard(t)?;
+        let mut out = Vec::new();
+        out.try_reserve_exact(t.range.len() / size)
+            .map_err(|_| Error::param(format!("tensor {:?} does not fit in memory", t.name)))?;
+        // A multiple of every element size, so slabs never split an element.
+        let mut buf = vec![0u8; (4 << 20).min(t.range.len())];
+        let mut at = t.range.start;
+        while at < t.range.end {
+            let len = buf.len().min(t.range.end - at);
+            let slab = buf.get_mut(..len).unwrap_or(&mut []);
+            read_at(&shard.file, slab, at as u64).map_err(|e| {
+                read_failed(&shard.path, &format!("the data of tensor {:?}", t.name), e)
+            })?;
+            out.extend(to_f32(t.dtype, slab).ok_or_else(not_float)?);
+            at += len;
         }
-        #[cfg(not(unix))]
-        to_f32(t.dtype, self.bytes(t)).ok_or_else(not_float)
+        Ok(out)
     }
 }
 

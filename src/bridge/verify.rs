@@ -15,8 +15,9 @@ use super::progress::Progress;
 use super::safetensors::Checkpoint;
 use crate::error::{Error, Result};
 use crate::format::{Compression, DeltaMode, Encoding, SdqFile, SigmaDeltaInfo};
+use crate::frame::Permutation;
 use crate::quant::bound::vector_bound;
-use crate::quant::Orientation;
+use crate::quant::{second_order, Alphabet, Orientation, Scheme};
 
 /// The checksum check of one tensor.
 #[derive(Debug)]
@@ -205,7 +206,7 @@ pub fn verify_against(
             }
             Ok(o) => match &t.encoding {
                 Encoding::Raw { .. } => {
-                    if sdq.raw_bytes(&t.name)?.as_ref() != original.bytes(o) {
+                    if sdq.raw_bytes(&t.name)?.as_ref() != original.bytes(o)?.as_slice() {
                         c.problem = Some("raw bytes differ from the original".into());
                     }
                 }
@@ -267,7 +268,18 @@ fn check_quantized(
     let frame = q.frame.build()?;
     let (n, d) = (frame.frame_size(), frame.dim());
     let sigma = if q.permutation.is_none() {
-        let s = frame.variation_identity();
+        // The frame constant of the certificate: σ(F, id), or σ₂(F, id) + tail for second order.
+        let s = match q.scheme {
+            Scheme::FirstOrder => frame.variation_identity(),
+            Scheme::SecondOrder => {
+                let (sigma2, tail) = second_order::variation(
+                    &frame,
+                    &Permutation::Identity,
+                    &mut frame.workspace(),
+                )?;
+                sigma2 + tail
+            }
+        };
         if q.sigma < s * (1.0 - 1e-9) {
             c.problem = Some(format!(
                 "the file's sigma {} is below the frame's {s}",
@@ -279,7 +291,8 @@ fn check_quantized(
         q.sigma
     };
     let deltas = vector_deltas(sdq_path, name, q)?;
-    let k_half = f64::from(q.k) - 0.5;
+    // The largest |x| / δ the scheme certifies (K − ½ first order, K − 3/2 second order).
+    let reach = q.scheme.reach(Alphabet::new(q.k)?)?;
     let orientation: Orientation = q.orientation;
     let mut ws = frame.workspace();
     let (mut wv, mut tv, mut x) = (vec![0.0; d], vec![0.0; d], vec![0.0; n]);
@@ -292,7 +305,7 @@ fn check_quantized(
         c.max_error = c.max_error.max(err);
         frame.analyse(&wv, &mut x, &mut ws)?;
         let max_coeff = x.iter().fold(0.0f64, |a, &v| a.max(v.abs()));
-        if max_coeff > k_half * delta {
+        if max_coeff > reach * delta {
             c.uncertified += 1;
             continue;
         }

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use clap::Args;
 use sdq::bridge::info::{self, compression};
 use sdq::format::{Encoding, TensorInfo, TensorReport};
+use sdq::quant::Scheme;
 use sdq::SdqFile;
 
 use super::table::{bytes, savings, sci, Table};
@@ -133,13 +134,16 @@ fn human(
         ];
         match &info.encoding {
             Encoding::SigmaDelta(q) => {
-                let enc = if compression(info) == "zstd" {
-                    "sigma-delta+zstd"
-                } else {
-                    "sigma-delta"
+                // First order is plain "sigma-delta"; other schemes name their order.
+                let mut enc = match q.scheme {
+                    Scheme::FirstOrder => "sigma-delta".to_string(),
+                    Scheme::SecondOrder => "sigma-delta-2".to_string(),
                 };
+                if compression(info) == "zstd" {
+                    enc.push_str("+zstd");
+                }
                 row.extend([
-                    enc.to_string(),
+                    enc,
                     q.n().to_string(),
                     q.k.to_string(),
                     q.bits.to_string(),

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, ValueEnum};
 use sdq::bridge::pack::{self, DeltaChoice, FrameRule, PackOptions};
 use sdq::bridge::safetensors::Checkpoint;
+use sdq::quant::Scheme;
 use sdq::{Orientation, SdqFile};
 
 use super::table::{bytes, savings, sci};
@@ -17,6 +18,7 @@ Examples:
   sdq pack model.safetensors -o model.sdq --frame-size 4000 --delta uniform   # the paper's setting
   sdq pack model.safetensors.index.json -o model.sdq --exclude '*embed*' --bias
   sdq pack model.safetensors -o model.sdq --levels 2 --redundancy 3 --axis rows
+  sdq pack model.safetensors -o model.sdq --scheme second-order -K 2 --bits-per-weight 4
 
 Frame size: one of --frame-size N, --redundancy R (N = ceil(R*d)) or --bits-per-weight B
 (N = floor(B*d / ceil(log2 2K))); the default is --bits-per-weight 4, 8x fewer code bits than
@@ -29,6 +31,15 @@ pub enum Axis {
     Columns,
     /// The rows of W[out, in] (d = in).
     Rows,
+}
+
+/// The sigma-delta scheme.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SchemeArg {
+    /// First-order sigma-delta (certified for every K).
+    FirstOrder,
+    /// Second-order sigma-delta (certified for K >= 2; error falls faster with N).
+    SecondOrder,
 }
 
 /// Quantize a safetensors checkpoint into an .sdq file.
@@ -58,6 +69,11 @@ pub struct PackArgs {
     /// K: the alphabet has 2K levels, codes take ceil(log2 2K) bits.
     #[arg(short = 'K', long, value_name = "K", default_value_t = 1)]
     levels: u32,
+
+    /// Sigma-delta scheme: first-order (the paper's) or second-order (needs -K 2 or more; with
+    /// a harmonic frame N is made even).
+    #[arg(long, value_enum, default_value_t = SchemeArg::FirstOrder)]
+    scheme: SchemeArg,
 
     /// Step size: tensor, vector, coefficient (per vector from the largest frame coefficient),
     /// uniform (one delta for every quantized tensor, the paper's rule), or a positive number.
@@ -139,6 +155,10 @@ pub fn run(a: PackArgs, quiet: bool) -> CliResult {
     let opts = PackOptions {
         frame,
         levels: a.levels,
+        scheme: match a.scheme {
+            SchemeArg::FirstOrder => Scheme::FirstOrder,
+            SchemeArg::SecondOrder => Scheme::SecondOrder,
+        },
         delta: a.delta,
         orientation: match a.axis {
             Axis::Columns => Orientation::Columns,

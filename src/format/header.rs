@@ -18,7 +18,7 @@ use crate::frame::FrameDescriptor;
 use crate::limits;
 use crate::quant::alphabet::bits_for_levels;
 use crate::quant::tensor::{MatrixLayout, Orientation};
-use crate::quant::StepPolicy;
+use crate::quant::{Scheme, StepPolicy};
 
 type Result<T> = std::result::Result<T, FormatError>;
 
@@ -137,7 +137,9 @@ impl DeltaPolicy {
 /// The parameters of a sigma-delta tensor (spec §5.2), validated.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SigmaDeltaInfo {
-    /// Version of the first-order ΣΔ scheme (1).
+    /// The ΣΔ scheme that produced the codes (decoding is the same for every scheme).
+    pub scheme: Scheme,
+    /// Version of the scheme (1).
     pub scheme_version: u8,
     /// The frame: harmonic(N, d).
     pub frame: FrameDescriptor,
@@ -835,12 +837,10 @@ fn read_sigma_delta(
     let deltas = RawSection::read(c)?;
     let permutation = RawSection::read(c)?;
 
-    if scheme != sd::SCHEME_FIRST_ORDER {
-        return Err(FormatError::UnknownScheme {
-            tensor: t(),
-            id: scheme,
-        });
-    }
+    let scheme = Scheme::from_id(scheme).ok_or_else(|| FormatError::UnknownScheme {
+        tensor: t(),
+        id: scheme,
+    })?;
     if scheme_version != sd::SCHEME_VERSION {
         return Err(FormatError::UnsupportedSchemeVersion {
             tensor: t(),
@@ -896,6 +896,13 @@ fn read_sigma_delta(
     )?;
     if k == 0 {
         return Err(FormatError::ZeroLevels { tensor: t() });
+    }
+    if scheme == Scheme::SecondOrder && k < 2 {
+        return Err(FormatError::SchemeLevels {
+            tensor: t(),
+            scheme: scheme.name(),
+            k,
+        });
     }
     let aug_cols = cols + u64::from(has_bias); // cols ≤ 2^40
     let (d, m) = match orientation {
@@ -979,6 +986,7 @@ fn read_sigma_delta(
     )?;
     let permutation = permutation.optional(name, "permutation", None, n * 4)?;
     Ok(SigmaDeltaInfo {
+        scheme,
         scheme_version,
         frame: FrameDescriptor::Harmonic {
             n: n as u32,
@@ -1184,7 +1192,7 @@ pub(crate) fn encode_header(metadata: &[(String, String)], tensors: &[TensorInfo
             }
             Encoding::SigmaDelta(q) => {
                 out.push(encoding::SIGMA_DELTA);
-                out.push(sd::SCHEME_FIRST_ORDER);
+                out.push(q.scheme.id());
                 out.push(q.scheme_version);
                 out.push(sd::FRAME_HARMONIC);
                 out.extend_from_slice(&(q.n() as u32).to_le_bytes());

@@ -180,6 +180,8 @@ pub mod compression {
 pub mod sigma_delta {
     /// Scheme id of first-order ΣΔ.
     pub const SCHEME_FIRST_ORDER: u8 = 1;
+    /// Scheme id of second-order ΣΔ.
+    pub const SCHEME_SECOND_ORDER: u8 = 2;
     /// The scheme version this crate implements.
     pub const SCHEME_VERSION: u8 = 1;
     /// Frame family id of harmonic frames.

@@ -370,11 +370,14 @@ impl<W: Write + Seek> SdqStreamWriter<W> {
         }
         let alphabet = q.alphabet();
         let bits = alphabet.bits();
-        let mut packed =
-            vec![0u8; bitpack::packed_len(q.codes().len() as u64, bits).unwrap_or(0) as usize];
-        bitpack::pack(q.codes(), bits, &mut packed)?;
-        let codes = self.section(&packed)?;
-        drop(packed);
+        // Algorithm 1 wrote the codes as their b-bit stream already.
+        let count = (q.frame().frame_size() as u64).saturating_mul(l.vector_count() as u64);
+        if bitpack::packed_len(count, bits) != Some(q.packed_codes().len() as u64) {
+            return Err(Error::param(format!(
+                "tensor {name:?}: the quantized codes are not {count} codes of {bits} bits"
+            )));
+        }
+        let codes = self.section(q.packed_codes())?;
         let (delta, deltas) = match q.deltas() {
             Deltas::Tensor(d) => (DeltaMode::Tensor(*d), None),
             Deltas::Vector(v) => {
@@ -392,6 +395,7 @@ impl<W: Write + Seek> SdqStreamWriter<W> {
             Some(self.section(&bytes)?)
         };
         let info = SigmaDeltaInfo {
+            scheme: q.scheme(),
             scheme_version: sd::SCHEME_VERSION,
             frame: q.frame(),
             orientation: l.orientation,

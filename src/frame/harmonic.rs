@@ -118,6 +118,36 @@ impl HarmonicFrame {
     pub fn analyse(&self, w: &[f64], coeffs: &mut [f64], ws: &mut Workspace) -> Result<()> {
         check_len("vector", w.len(), self.d)?;
         check_len("coefficient buffer", coeffs.len(), self.n)?;
+        self.fill_analysis_spectrum(w, ws);
+        self.inverse
+            .process_with_scratch(&mut ws.spectrum, &mut ws.real, &mut ws.scratch)
+            .map_err(|e| Error::param(format!("inverse FFT failed: {e}")))?;
+        // Frame index n = 1..N reads FFT index n mod N.
+        coeffs[..self.n - 1].copy_from_slice(&ws.real[1..]);
+        coeffs[self.n - 1] = ws.real[0];
+        Ok(())
+    }
+
+    /// [`HarmonicFrame::analyse`] without the final rotation: `out[n mod N] = ⟨w, e_n⟩` for
+    /// n = 1..N (the FFT's own index order; frame position p = n − 1 is at index (p + 1) mod N).
+    /// The same values, bit for bit, one copy fewer.
+    #[cfg(feature = "encode")]
+    pub(crate) fn analyse_fft_order(
+        &self,
+        w: &[f64],
+        out: &mut [f64],
+        ws: &mut Workspace,
+    ) -> Result<()> {
+        check_len("vector", w.len(), self.d)?;
+        check_len("coefficient buffer", out.len(), self.n)?;
+        self.fill_analysis_spectrum(w, ws);
+        self.inverse
+            .process_with_scratch(&mut ws.spectrum, out, &mut ws.scratch)
+            .map_err(|e| Error::param(format!("inverse FFT failed: {e}")))
+    }
+
+    /// The spectrum whose inverse real FFT is the analysis of `w` (length d, checked by callers).
+    fn fill_analysis_spectrum(&self, w: &[f64], ws: &mut Workspace) {
         let c = (2.0 / self.d as f64).sqrt();
         let off = self.pair_offset();
         ws.spectrum.fill(Complex::new(0.0, 0.0));
@@ -129,13 +159,6 @@ impl HarmonicFrame {
         for (j, pair) in w[off..].chunks_exact(2).enumerate() {
             ws.spectrum[j + 1] = Complex::new(0.5 * c * pair[0], -0.5 * c * pair[1]);
         }
-        self.inverse
-            .process_with_scratch(&mut ws.spectrum, &mut ws.real, &mut ws.scratch)
-            .map_err(|e| Error::param(format!("inverse FFT failed: {e}")))?;
-        // Frame index n = 1..N reads FFT index n mod N.
-        coeffs[..self.n - 1].copy_from_slice(&ws.real[1..]);
-        coeffs[self.n - 1] = ws.real[0];
-        Ok(())
     }
 
     /// Synthesis: `out = scale · Σ_n a[n − 1]·e_n` for n = 1..N, by one forward real FFT.

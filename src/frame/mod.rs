@@ -1,13 +1,19 @@
 //! Frames: what a frame is, how it is described in a file, and how to apply it.
 //!
 //! A frame is never stored: a file stores its [`FrameDescriptor`] and the decoder rebuilds the
-//! frame from it. Today the one family is the harmonic frame harmonic(N, d) (MATH.md §1).
+//! frame from it. Today the one family in files is the harmonic frame harmonic(N, d) (MATH.md §1);
+//! the spectral tetris frames of [`tetris`] are available at the library level, with orderings
+//! for general frames in [`ordering`].
 
 pub mod harmonic;
 pub mod order;
+pub mod ordering;
+pub mod tetris;
 
 pub use harmonic::{HarmonicFrame, Workspace};
 pub use order::Permutation;
+pub use ordering::{order_frame, FrameGeometry, OrderingOptions, OrderingReport};
+pub use tetris::{TetrisFrame, TetrisWorkspace};
 
 use crate::error::{Error, Result};
 use crate::limits;

@@ -1,9 +1,10 @@
-//! How a vector becomes codes: the midrise alphabet, first-order ΣΔ, step-size policies, the
-//! certified bounds, and Algorithm 1 on a whole weight matrix.
+//! How a vector becomes codes: the midrise alphabet, first- and second-order ΣΔ, step-size
+//! policies, the certified bounds, and Algorithm 1 on a whole weight matrix.
 
 pub mod alphabet;
 #[cfg(feature = "encode")]
 pub mod bound;
+pub mod scheme;
 pub mod second_order;
 #[cfg(feature = "encode")]
 pub mod sigma_delta;
@@ -11,6 +12,7 @@ pub mod step;
 pub mod tensor;
 
 pub use alphabet::Alphabet;
+pub use scheme::Scheme;
 pub use step::{Deltas, StepPolicy};
 pub use tensor::Orientation;
 #[cfg(feature = "encode")]

@@ -1,5 +1,5 @@
 //! Algorithm 1 on a weight matrix: every vector of the matrix is expanded in one harmonic frame,
-//! its coefficients pass through first-order ΣΔ, and the codes, δ values and certificates are
+//! its coefficients pass through first-order ΣΔ (or second-order, [`Scheme`]), and the codes, δ values and certificates are
 //! kept in a [`QuantizedTensor`] (MATH.md §3).
 //!
 //! Orientation: a PyTorch-layout weight W ∈ R^{out×in} acts as y = W·x. The paper quantizes its
@@ -13,13 +13,19 @@ use super::alphabet::Alphabet;
 #[cfg(feature = "encode")]
 use super::bound;
 #[cfg(feature = "encode")]
-use super::sigma_delta;
+use super::scheme::Scheme;
 #[cfg(feature = "encode")]
-use super::step::{smallest_delta, Deltas, StepPolicy};
+use super::step::{smallest_step, Deltas, StepPolicy};
+#[cfg(feature = "encode")]
+use super::{second_order, sigma_delta};
 use crate::error::{Error, Result};
+#[cfg(feature = "encode")]
+use crate::format::bitpack;
 #[cfg(feature = "encode")]
 use crate::frame::FrameDescriptor;
 use crate::frame::{HarmonicFrame, Permutation, Workspace};
+#[cfg(feature = "encode")]
+use std::sync::OnceLock;
 
 /// Which vectors of a weight matrix are quantized.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -230,6 +236,30 @@ impl<'a> Matrix<'a> {
     }
 }
 
+/// The largest |x| of `x` (finite values): eight running maxima that compile to packed max
+/// instructions; the same value as a sequential fold, since max is exact and order-free.
+#[cfg(feature = "encode")]
+fn max_abs(x: &[f64]) -> f64 {
+    let pick = |m: f64, c: f64| {
+        let a = c.abs();
+        if a > m {
+            a
+        } else {
+            m
+        }
+    };
+    let mut acc = [0.0f64; 8];
+    let mut chunks = x.chunks_exact(8);
+    for c in &mut chunks {
+        for (m, &v) in acc.iter_mut().zip(c) {
+            *m = pick(*m, v);
+        }
+    }
+    acc.into_iter()
+        .chain(chunks.remainder().iter().copied())
+        .fold(0.0, pick)
+}
+
 #[cfg(feature = "encode")]
 fn norm(v: &[f64]) -> f64 {
     v.iter().map(|x| x * x).sum::<f64>().sqrt()
@@ -243,6 +273,7 @@ pub struct FrameQuantizer {
     alphabet: Alphabet,
     policy: StepPolicy,
     order: Permutation,
+    scheme: Scheme,
     sigma: f64,
 }
 
@@ -258,21 +289,49 @@ impl FrameQuantizer {
             alphabet: Alphabet::new(levels)?,
             policy,
             order: Permutation::Identity,
+            scheme: Scheme::FirstOrder,
             sigma,
         })
     }
 
-    /// Runs ΣΔ along an explicit ordering of the frame vectors (validated; σ recomputed).
+    /// Runs ΣΔ along an explicit ordering of the frame vectors (validated; the frame constant
+    /// recomputed).
     pub fn with_order(mut self, order: Permutation) -> Result<Self> {
-        let mut ws = self.frame.workspace();
-        self.sigma = order.variation(&self.frame, &mut ws)?;
         self.order = order;
+        self.sigma = self.frame_constant()?;
         Ok(self)
     }
 
-    /// The frame variation σ(F, p) of the frame and ordering in use.
+    /// Uses the ΣΔ scheme `scheme` (first order by default). Second order needs K ≥ 2.
+    pub fn with_scheme(mut self, scheme: Scheme) -> Result<Self> {
+        scheme.check_levels(self.alphabet)?;
+        self.scheme = scheme;
+        self.sigma = self.frame_constant()?;
+        Ok(self)
+    }
+
+    /// The frame constant C of the certificate (δ·d / 2N)(C + 1) for this frame, ordering and
+    /// scheme: σ(F, p) for first order, σ₂(F, p) + ‖f_{N−1} − 2f_N‖ for second order.
+    fn frame_constant(&self) -> Result<f64> {
+        let mut ws = self.frame.workspace();
+        match self.scheme {
+            Scheme::FirstOrder => self.order.variation(&self.frame, &mut ws),
+            Scheme::SecondOrder => {
+                let (sigma2, tail) = second_order::variation(&self.frame, &self.order, &mut ws)?;
+                Ok(sigma2 + tail)
+            }
+        }
+    }
+
+    /// The frame constant C used in the bounds (δ·d / 2N)(C + 1): the frame variation σ(F, p)
+    /// for first-order ΣΔ, σ₂(F, p) + ‖f_{N−1} − 2f_N‖ for second order.
     pub fn sigma(&self) -> f64 {
         self.sigma
+    }
+
+    /// The ΣΔ scheme in use.
+    pub fn scheme(&self) -> Scheme {
+        self.scheme
     }
 
     /// Quantizes every vector of `matrix` (Algorithm 1). Fails on a dimension mismatch or a
@@ -297,62 +356,78 @@ impl FrameQuantizer {
             .checked_mul(m)
             .ok_or_else(|| Error::param("code count N·m overflows"))?;
         let k_half = f64::from(self.alphabet.k()) - 0.5;
+        // The largest |x| / δ the scheme certifies: K − ½ (first order), K − 3/2 (second).
+        let reach = self.scheme.reach(self.alphabet)?;
         // The paper's rule needs the largest norm first; the explicit δ is given.
         let tensor_delta = match self.policy {
-            StepPolicy::Tensor => Some(smallest_delta(
-                matrix.max_vector_norm(orientation)?,
-                self.alphabet.k(),
-            )),
+            StepPolicy::Tensor => Some(smallest_step(matrix.max_vector_norm(orientation)?, reach)),
             StepPolicy::Explicit(delta) => Some(delta),
             StepPolicy::Vector | StepPolicy::Coefficient => None,
         };
 
-        let mut codes = vec![0u16; total];
-        // Vectors go in groups of LANES: each is loaded and analysed alone, then the group's ΣΔ
-        // chains run interleaved (sigma_delta::quantize_lanes, bit-identical to one at a time).
-        const LANES: usize = 4;
+        let bits = self.alphabet.bits() as usize;
+        let packed_total = bitpack::packed_len(total as u64, bits as u32)
+            .and_then(|b| usize::try_from(b).ok())
+            .ok_or_else(|| Error::param("packed code stream length overflows"))?;
+        // The codes go straight into their b-bit stream (spec §7), zero-initialised (calloc).
+        // Vectors go in groups of LANES; a group's LANES·N·b bits are a whole number of bytes
+        // (LANES = 8), so each group owns the bytes [g·N·b, (g+1)·N·b) of the stream.
+        let mut packed = vec![0u8; packed_total];
+        const LANES: usize = sigma_delta::LANES;
+        let group_bytes = n * bits;
         type Scratch = (Workspace, Vec<f64>, [Vec<f64>; LANES]);
-        let group =
-            |ws: &mut Scratch, g: usize, codes: &mut [u16]| -> Result<[(f64, bool); LANES]> {
-                let (ws, w, xs) = ws;
-                let mut out = [(0.0, true); LANES];
-                let count = codes.len() / n.max(1);
-                for (l, x) in xs.iter_mut().enumerate().take(count) {
-                    matrix.load_vector(orientation, g * LANES + l, w)?;
+        let second = self.scheme == Scheme::SecondOrder;
+        let group = |ws: &mut Scratch, g: usize, out: &mut [u8]| -> Result<[(f64, bool); LANES]> {
+            let (ws, w, xs) = ws;
+            let mut lanes = [(0.0, true); LANES];
+            let count = LANES.min(m - g * LANES);
+            for (l, x) in xs.iter_mut().enumerate().take(count) {
+                matrix.load_vector(orientation, g * LANES + l, w)?;
+                if second {
                     self.frame.analyse(w, x, ws)?;
-                    let max_coeff = x.iter().fold(0.0f64, |a, &c| a.max(c.abs()));
-                    let delta = match self.policy {
-                        StepPolicy::Vector => smallest_delta(norm(w), self.alphabet.k()),
-                        StepPolicy::Coefficient => smallest_delta(max_coeff, self.alphabet.k()),
-                        _ => tensor_delta.unwrap_or(0.0),
-                    };
-                    // The norm policies are certified by |⟨w, e_n⟩| ≤ ‖w‖ ≤ (K − ½)δ, the
-                    // coefficient policy by construction; an explicit δ must be checked.
-                    let certified = !matches!(self.policy, StepPolicy::Explicit(_))
-                        || max_coeff <= k_half * delta;
-                    out[l] = (delta, certified);
-                }
-                if count == LANES {
-                    let [x0, x1, x2, x3] = xs;
-                    let mut lanes = codes.chunks_exact_mut(n);
-                    if let (Some(c0), Some(c1), Some(c2), Some(c3)) =
-                        (lanes.next(), lanes.next(), lanes.next(), lanes.next())
-                    {
-                        sigma_delta::quantize_lanes(
-                            [&x0[..], &x1[..], &x2[..], &x3[..]],
-                            &self.order,
-                            self.alphabet,
-                            out.map(|o| o.0),
-                            [c0, c1, c2, c3],
-                        );
-                    }
                 } else {
-                    for ((x, c), o) in xs.iter().zip(codes.chunks_exact_mut(n)).zip(&out) {
-                        sigma_delta::quantize(x, &self.order, self.alphabet, o.0, c);
+                    // Coefficients in the FFT's order (frame position p at (p + 1) mod N): the
+                    // same values as `analyse`, and the largest |x| does not depend on order.
+                    self.frame.analyse_fft_order(w, x, ws)?;
+                }
+                let max_coeff = max_abs(x);
+                let delta = match self.policy {
+                    StepPolicy::Vector => smallest_step(norm(w), reach),
+                    StepPolicy::Coefficient => smallest_step(max_coeff, reach),
+                    _ => tensor_delta.unwrap_or(0.0),
+                };
+                // The norm policies are certified by |⟨w, e_n⟩| ≤ ‖w‖ ≤ reach·δ, the
+                // coefficient policy by construction; an explicit δ must be checked.
+                let certified =
+                    !matches!(self.policy, StepPolicy::Explicit(_)) || max_coeff <= reach * delta;
+                lanes[l] = (delta, certified);
+            }
+            if second {
+                // One chain per vector (coefficients by frame position), then the group's codes
+                // are packed into its whole bytes of the stream.
+                let mut codes = vec![0u16; count * n];
+                for ((x, c), o) in xs.iter().zip(codes.chunks_exact_mut(n)).zip(&mut lanes) {
+                    let state = second_order::quantize(x, &self.order, self.alphabet, o.0, c);
+                    // Proven |u_n| ≤ δ/2 under the reach condition; a state past it (float
+                    // rounding at the edge) withdraws the certificate rather than bend it.
+                    if state > 0.5 * o.0 {
+                        o.1 = false;
                     }
                 }
-                Ok(out)
-            };
+                bitpack::pack(&codes, bits as u32, out)?;
+                return Ok(lanes);
+            }
+            let [x0, x1, x2, x3, x4, x5, x6, x7] = xs;
+            sigma_delta::quantize_packed_fft_order(
+                [x0, x1, x2, x3, x4, x5, x6, x7].map(|x| &x[..]),
+                &self.order,
+                self.alphabet,
+                lanes.map(|o| o.0),
+                count,
+                out,
+            );
+            Ok(lanes)
+        };
         let new_ws = || {
             (
                 self.frame.workspace(),
@@ -362,16 +437,16 @@ impl FrameQuantizer {
         };
 
         #[cfg(feature = "parallel")]
-        let results: Vec<Result<[(f64, bool); LANES]>> = codes
-            .par_chunks_mut(n * LANES)
+        let results: Vec<Result<[(f64, bool); LANES]>> = packed
+            .par_chunks_mut(group_bytes.max(1))
             .enumerate()
             .map_init(new_ws, |ws, (g, c)| group(ws, g, c))
             .collect();
         #[cfg(not(feature = "parallel"))]
         let results: Vec<Result<[(f64, bool); LANES]>> = {
             let mut ws = new_ws();
-            codes
-                .chunks_mut(n * LANES)
+            packed
+                .chunks_mut(group_bytes.max(1))
                 .enumerate()
                 .map(|(g, c)| group(&mut ws, g, c))
                 .collect()
@@ -404,11 +479,13 @@ impl FrameQuantizer {
             frame: self.frame.clone(),
             order: self.order.clone(),
             alphabet: self.alphabet,
+            scheme: self.scheme,
             policy: self.policy,
             layout,
             deltas,
             sigma: self.sigma,
-            codes,
+            packed,
+            codes: OnceLock::new(),
             certified,
         })
     }
@@ -422,11 +499,15 @@ pub struct QuantizedTensor {
     frame: HarmonicFrame,
     order: Permutation,
     alphabet: Alphabet,
+    scheme: Scheme,
     policy: StepPolicy,
     layout: MatrixLayout,
     deltas: Deltas,
     sigma: f64,
-    codes: Vec<u16>,
+    /// The codes as their b-bit stream (spec §7), as Algorithm 1 writes them.
+    packed: Vec<u8>,
+    /// The codes as `u16`, unpacked from `packed` on the first call of [`QuantizedTensor::codes`].
+    codes: OnceLock<Vec<u16>>,
     certified: Vec<bool>,
 }
 
@@ -444,6 +525,10 @@ impl QuantizedTensor {
     pub fn alphabet(&self) -> Alphabet {
         self.alphabet
     }
+    /// The ΣΔ scheme that produced the codes.
+    pub fn scheme(&self) -> Scheme {
+        self.scheme
+    }
     /// The δ policy used.
     pub fn policy(&self) -> StepPolicy {
         self.policy
@@ -456,13 +541,29 @@ impl QuantizedTensor {
     pub fn deltas(&self) -> &Deltas {
         &self.deltas
     }
-    /// The frame variation σ(F, p) used in the bounds.
+    /// The frame constant C used in the bounds (δ_j·d / 2N)(C + 1): σ(F, p) for first order,
+    /// σ₂(F, p) + ‖f_{N−1} − 2f_N‖ for second order.
     pub fn sigma(&self) -> f64 {
         self.sigma
     }
     /// All codes, vector by vector: codes `j·N .. (j+1)·N` belong to vector j, in step order.
+    /// Unpacked from [`QuantizedTensor::packed_codes`] (and kept) on the first call: 2 bytes
+    /// per code, so code paths that only write or rebuild the tensor do not call it.
     pub fn codes(&self) -> &[u16] {
-        &self.codes
+        self.codes.get_or_init(|| {
+            let n = self.frame.frame_size() * self.layout.vector_count();
+            let mut codes = vec![0u16; n];
+            // The stream holds exactly these codes (written by `FrameQuantizer::quantize`).
+            bitpack::unpack(&self.packed, self.alphabet.bits(), 0, &mut codes).ok();
+            codes
+        })
+    }
+
+    /// All codes as one b-bit stream (spec §7, b = [`Alphabet::bits`]): code i of the tensor
+    /// (vector i / N, step i mod N) at stream bits [i·b, (i + 1)·b). These are the bytes of the
+    /// file's code section; Algorithm 1 writes them directly, without `u16` codes.
+    pub fn packed_codes(&self) -> &[u8] {
+        &self.packed
     }
     /// Whether vector j's bound is certified (the coefficient condition held).
     pub fn is_certified(&self, j: usize) -> bool {
@@ -473,7 +574,8 @@ impl QuantizedTensor {
         self.certified.iter().filter(|c| !**c).count()
     }
 
-    /// Theorem 3.1 bound of vector j, (δ_j·d / 2N)(σ + 1); `None` if it is not certified.
+    /// The certified bound of vector j, (δ_j·d / 2N)(C + 1) with C = [`Self::sigma`] (Theorem
+    /// 3.1 for first order, its second-order analogue otherwise); `None` if it is not certified.
     pub fn bound(&self, j: usize) -> Option<f64> {
         self.is_certified(j).then(|| {
             bound::vector_bound(
@@ -499,21 +601,58 @@ impl QuantizedTensor {
 
     /// Rebuilds vector j: w̃_j = (d/N)·δ_j·Σ_n level(c_n)·e_{p(n)}, into `out` (length d).
     pub fn reconstruct_vector(&self, j: usize, out: &mut [f64]) -> Result<()> {
-        let n = self.frame.frame_size();
-        let codes = self
-            .codes
-            .get(j * n..(j + 1) * n)
-            .ok_or_else(|| Error::param(format!("vector {j} is out of range")))?;
         let mut ws = self.frame.workspace();
-        synthesise_codes(
-            &self.frame,
-            &self.order,
-            self.alphabet,
-            self.deltas.get(j),
-            codes,
-            out,
-            &mut ws,
-        )
+        self.reconstruct_vector_with(j, out, &mut ws)
+    }
+
+    /// [`QuantizedTensor::reconstruct_vector`] with the caller's workspace, reading the levels
+    /// straight from the packed codes (the same levels c − K + ½ at the same FFT indices as
+    /// [`synthesise_codes`], so the same values bit for bit).
+    fn reconstruct_vector_with(&self, j: usize, out: &mut [f64], ws: &mut Workspace) -> Result<()> {
+        let n = self.frame.frame_size();
+        if j >= self.layout.vector_count() {
+            return Err(Error::param(format!("vector {j} is out of range")));
+        }
+        let (bits, k) = (self.alphabet.bits(), self.alphabet.k());
+        let start = (j * n) as u64;
+        let bad = |r: std::result::Result<(), u16>| {
+            r.map_err(|c| Error::param(format!("code {c} of vector {j} is out of range")))
+        };
+        let input = self.frame.fft_input(ws);
+        match &self.order {
+            // Step k uses e_{k+1}, read by the FFT at index k + 1 (and the last at index 0).
+            Permutation::Identity => {
+                let (first, rest) = input.split_at_mut(1);
+                bad(bitpack::unpack_levels(&self.packed, bits, start, k, rest)?)?;
+                bad(bitpack::unpack_levels(
+                    &self.packed,
+                    bits,
+                    start + n as u64 - 1,
+                    k,
+                    first,
+                )?)?;
+            }
+            Permutation::Explicit(_) => {
+                let mut levels = vec![0.0; n];
+                bad(bitpack::unpack_levels(
+                    &self.packed,
+                    bits,
+                    start,
+                    k,
+                    &mut levels,
+                )?)?;
+                for (step, &level) in levels.iter().enumerate() {
+                    // Frame position p (zero-based) is read by the FFT at index (p + 1) mod N.
+                    let p = self.order.position(step) + 1;
+                    let idx = if p == n { 0 } else { p };
+                    if let Some(slot) = input.get_mut(idx) {
+                        *slot = level;
+                    }
+                }
+            }
+        }
+        let scale = self.deltas.get(j) * self.frame.dim() as f64 / n as f64;
+        self.frame.synthesise_workspace(scale, out, ws)
     }
 
     /// Rebuilds W̃ into `weight` (rows × cols, row-major) and, for a tensor quantized with its
@@ -541,8 +680,9 @@ impl QuantizedTensor {
             }
         }
         let mut v = vec![0.0; self.frame.dim()];
+        let mut ws = self.frame.workspace();
         for j in 0..l.vector_count() {
-            self.reconstruct_vector(j, &mut v)?;
+            self.reconstruct_vector_with(j, &mut v, &mut ws)?;
             l.scatter(j, &v, weight.as_deref_mut(), bias.as_deref_mut());
         }
         Ok(())
@@ -555,10 +695,11 @@ impl QuantizedTensor {
             return Err(Error::param("the original matrix has another shape"));
         }
         let (mut w, mut v) = (vec![0.0; d], vec![0.0; d]);
+        let mut ws = self.frame.workspace();
         (0..self.layout.vector_count())
             .map(|j| {
                 original.load_vector(self.layout.orientation, j, &mut w)?;
-                self.reconstruct_vector(j, &mut v)?;
+                self.reconstruct_vector_with(j, &mut v, &mut ws)?;
                 Ok(w.iter()
                     .zip(&v)
                     .map(|(a, b)| (a - b) * (a - b))
