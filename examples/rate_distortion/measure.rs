@@ -97,7 +97,7 @@ fn err<E: std::fmt::Display>(what: String) -> impl Fn(E) -> String {
 }
 
 /// Best-of-several wall time of `f`, in µs per million weights (one warm-up call first; at
-/// least 5 timed calls and about 250 ms in total: the minimum is what the code costs when the
+/// least 5 timed calls and about 150 ms in total: the minimum is what the code costs when the
 /// shared machine lets it run).
 pub fn time_per_mweight(
     weights: usize,
@@ -107,7 +107,7 @@ pub fn time_per_mweight(
     let start = Instant::now();
     let mut best = f64::INFINITY;
     let mut reps = 0;
-    while reps < 5 || (start.elapsed() < Duration::from_millis(250) && reps < 500) {
+    while reps < 5 || (start.elapsed() < Duration::from_millis(150) && reps < 500) {
         let t = Instant::now();
         f()?;
         best = best.min(t.elapsed().as_secs_f64());

@@ -109,26 +109,67 @@ fn methods(points: &[Point]) -> Vec<(String, String)> {
     v
 }
 
-/// Short legend text of a method, and its colour and dash.
-fn style(method: &str) -> (String, usize, bool) {
-    if method == "rtn" {
-        return ("round-to-nearest".into(), 7, false);
-    }
-    for s in schemes::frame_schemes() {
-        if s.id() == method {
-            let color = match (s.delta.describe().as_str(), s.levels) {
-                ("coefficient", 1 | 2) => 0,
-                ("vector", _) => 1,
-                ("tensor", _) => 2,
-                ("uniform", _) => 3,
-                (_, 4) => 4,
-                (_, 32) => 6,
-                _ => 5,
-            };
-            return (s.short(), color, s.levels == 2 || s.levels == 128);
+/// A family of figures: which methods it shows and how each is drawn.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum View {
+    /// First-order ΣΔ with every δ policy and K, and round-to-nearest.
+    FirstOrder,
+    /// The coefficient δ, first order (solid) against second order (dashed), coloured by K,
+    /// and round-to-nearest.
+    Orders,
+}
+
+impl View {
+    fn suffix(self) -> &'static str {
+        match self {
+            View::FirstOrder => "",
+            View::Orders => "_orders",
         }
     }
-    (method.to_owned(), 6, false)
+
+    fn what(self) -> &'static str {
+        match self {
+            View::FirstOrder => "first-order ΣΔ, every δ policy",
+            View::Orders => "coefficient δ, first-order (solid) vs second-order (dashed) ΣΔ",
+        }
+    }
+
+    /// Legend text, colour and dash of `method` in this view, or `None` if it is not shown.
+    fn style(self, method: &str) -> Option<(String, usize, bool)> {
+        if method == "rtn" {
+            return Some(("round-to-nearest".into(), 7, false));
+        }
+        let s = schemes::frame_schemes()
+            .into_iter()
+            .find(|s| s.id() == method)?;
+        let delta = s.delta.describe();
+        match self {
+            View::FirstOrder if s.order() == 1 => {
+                let color = match (delta.as_str(), s.levels) {
+                    ("coefficient", 1 | 2) => 0,
+                    ("vector", _) => 1,
+                    ("tensor", _) => 2,
+                    ("uniform", _) => 3,
+                    (_, 4) => 4,
+                    (_, 32) => 6,
+                    _ => 5,
+                };
+                Some((s.short(), color, s.levels == 2 || s.levels == 128))
+            }
+            View::Orders if delta == "coefficient" => {
+                let color = match s.levels {
+                    1 => 0,
+                    2 => 1,
+                    4 => 4,
+                    8 => 5,
+                    32 => 6,
+                    _ => 2,
+                };
+                Some((s.short(), color, s.order() == 2))
+            }
+            _ => None,
+        }
+    }
 }
 
 fn of<'a>(points: &'a [Point], subject: &str, method: &str) -> Vec<&'a Point> {
@@ -148,68 +189,82 @@ pub fn write_figures(
 ) -> Result<Vec<(String, String)>, String> {
     let mut out = Vec::new();
     let ms = methods(points);
+    let x_label = "bits per weight of the quantized tensors in the .sdq file (zstd off)";
     for s in subjects {
-        let series = |g: &dyn Fn(&Point) -> f64| -> Vec<Series> {
-            ms.iter()
-                .map(|(m, _)| {
-                    let (label, color, dashed) = style(m);
-                    Series {
-                        label,
-                        points: of(points, &s.id, m)
-                            .iter()
-                            .map(|p| (p.file_bits, g(p), 0.0))
-                            .collect(),
-                        dashed,
-                        color,
-                    }
-                })
-                .filter(|x| !x.points.is_empty())
-                .collect()
-        };
-        let x_label = "bits per weight of the quantized tensors in the .sdq file (zstd off)";
-        let mut plots = vec![(
-            format!("error_{}.svg", s.id),
-            format!("{}: relative weight error vs bits per weight", s.name),
-            Plot {
-                title: format!("{}: ‖W − W̃‖_F / ‖W‖_F", s.name),
-                x_label: x_label.into(),
-                y_label: "relative weight error".into(),
-                log_y: true,
-                series: series(&|p| p.rel_err),
-                ..Plot::default()
-            },
-        )];
-        if s.eval.is_some() {
-            plots.push((
-                format!("accuracy_{}.svg", s.id),
-                format!("{}: test accuracy vs bits per weight", s.name),
+        for view in [View::FirstOrder, View::Orders] {
+            let series = |g: &dyn Fn(&Point) -> f64| -> Vec<Series> {
+                ms.iter()
+                    .filter_map(|(m, _)| {
+                        let (label, color, dashed) = view.style(m)?;
+                        Some(Series {
+                            label,
+                            points: of(points, &s.id, m)
+                                .iter()
+                                .map(|p| (p.file_bits, g(p), 0.0))
+                                .collect(),
+                            dashed,
+                            color,
+                        })
+                    })
+                    .filter(|x| !x.points.is_empty())
+                    .collect()
+            };
+            let v = view.suffix();
+            let mut plots = vec![(
+                format!("error{v}_{}.svg", s.id),
+                format!(
+                    "{}: relative weight error vs bits per weight ({})",
+                    s.name,
+                    view.what()
+                ),
                 Plot {
-                    title: format!("{}: test accuracy", s.name),
+                    title: format!("{}: ‖W − W̃‖_F / ‖W‖_F", s.name),
                     x_label: x_label.into(),
-                    y_label: "test accuracy %".into(),
-                    series: series(&|p| 100.0 * p.accuracy),
+                    y_label: "relative weight error".into(),
+                    log_y: true,
+                    series: series(&|p| p.rel_err),
                     ..Plot::default()
                 },
-            ));
-        }
-        plots.push((
-            format!("decode_{}.svg", s.id),
-            format!(
-                "{}: decode time relative to reading the same tensors stored as f32",
-                s.name
-            ),
-            Plot {
-                title: format!("{}: decode time / f32 read time", s.name),
-                x_label: x_label.into(),
-                y_label: "decode time / f32 read".into(),
-                log_y: true,
-                series: series(&|p| p.decode_us / p.f32_us),
-                ..Plot::default()
-            },
-        ));
-        for (file, caption, plot) in plots {
-            write(&dir.join(&file), &plot.render())?;
-            out.push((file, caption));
+            )];
+            if s.eval.is_some() {
+                plots.push((
+                    format!("accuracy{v}_{}.svg", s.id),
+                    format!(
+                        "{}: test accuracy vs bits per weight ({})",
+                        s.name,
+                        view.what()
+                    ),
+                    Plot {
+                        title: format!("{}: test accuracy", s.name),
+                        x_label: x_label.into(),
+                        y_label: "test accuracy %".into(),
+                        series: series(&|p| 100.0 * p.accuracy),
+                        ..Plot::default()
+                    },
+                ));
+            }
+            if view == View::Orders {
+                plots.push((
+                    format!("decode_{}.svg", s.id),
+                    format!(
+                        "{}: decode time relative to reading the same tensors stored as f32 ({})",
+                        s.name,
+                        view.what()
+                    ),
+                    Plot {
+                        title: format!("{}: decode time / f32 read time", s.name),
+                        x_label: x_label.into(),
+                        y_label: "decode time / f32 read".into(),
+                        log_y: true,
+                        series: series(&|p| p.decode_us / p.f32_us),
+                        ..Plot::default()
+                    },
+                ));
+            }
+            for (file, caption, plot) in plots {
+                write(&dir.join(&file), &plot.render())?;
+                out.push((file, caption));
+            }
         }
     }
     Ok(out)
@@ -423,6 +478,86 @@ fn range(v: impl Iterator<Item = f64>) -> (f64, f64) {
         })
 }
 
+/// Least-squares slope of log y against log x.
+fn loglog_slope(xy: &[(f64, f64)]) -> f64 {
+    let v: Vec<(f64, f64)> = xy
+        .iter()
+        .filter(|p| p.0 > 0.0 && p.1 > 0.0)
+        .map(|p| (p.0.ln(), p.1.ln()))
+        .collect();
+    let n = v.len() as f64;
+    if v.len() < 2 {
+        return f64::NAN;
+    }
+    let (mx, my) = (
+        v.iter().map(|p| p.0).sum::<f64>() / n,
+        v.iter().map(|p| p.1).sum::<f64>() / n,
+    );
+    let sxy: f64 = v.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum();
+    let sxx: f64 = v.iter().map(|p| (p.0 - mx).powi(2)).sum();
+    sxy / sxx
+}
+
+/// How fast the error falls with the bits, fitted per subject (median over subjects): the
+/// log–log slope of error against code bits for first-order (K = 1) and second-order (K = 2)
+/// ΣΔ with the coefficient δ, and round-to-nearest's error ratio per extra bit (2–8 bits).
+fn rates(points: &[Point], subjects: &[Subject]) -> String {
+    let slope = |method: &str| {
+        median(
+            subjects
+                .iter()
+                .map(|s| {
+                    let xy: Vec<(f64, f64)> = of(points, &s.id, method)
+                        .iter()
+                        .map(|p| (p.code_bits, p.rel_err))
+                        .collect();
+                    loglog_slope(&xy)
+                })
+                .collect(),
+        )
+    };
+    let first = slope("sd1-harmonic-coefficient-k1");
+    let second = slope("sd2-harmonic-coefficient-k2");
+    let per_bit = median(
+        subjects
+            .iter()
+            .filter_map(|s| {
+                let v: Vec<&Point> = of(points, &s.id, "rtn")
+                    .into_iter()
+                    .filter(|p| p.code_bits <= 8.0)
+                    .collect();
+                let (a, b) = (v.first()?, v.last()?);
+                let bits = b.code_bits - a.code_bits;
+                (bits > 0.0).then(|| (a.rel_err / b.rel_err).powf(1.0 / bits))
+            })
+            .collect(),
+    );
+    let mut parts = Vec::new();
+    if first.is_finite() {
+        parts.push(format!(
+            "first-order ΣΔ's error fell like bits^{first:.2} (coefficient δ, K = 1)"
+        ));
+    }
+    if second.is_finite() {
+        parts.push(format!(
+            "second order's like bits^{second:.2} (coefficient δ, K = 2)"
+        ));
+    }
+    if per_bit.is_finite() {
+        parts.push(format!(
+            "round-to-nearest's fell {per_bit:.2}× per extra bit (2 → 8 bits)"
+        ));
+    }
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!(
+            " — {} (log–log fits over the code bits, median over subjects)",
+            parts.join(", ")
+        )
+    }
+}
+
 /// A network with its smallest near-float ΣΔ and round-to-nearest points.
 type Smallest<'a> = (
     &'a Subject<'a>,
@@ -589,9 +724,27 @@ fn recommendations(points: &[Point], subjects: &[Subject]) -> String {
     }
     let _ = write!(
         p,
-        "*Accuracy per bit*: at equal file budgets ({} comparisons over the networks), round-to-nearest was better in {acc_rtn}, ΣΔ in {acc_sd}, and {acc_tie} were ties; on relative weight error round-to-nearest was lower in {err_rtn} of {err_n} comparisons (networks and the Gaussian matrix) — first-order ΣΔ's error falls like 1/N, i.e. like 1/bits, rounding's like 2^−bits. ",
-        acc_n
+        "*Accuracy per bit*: at equal file budgets ({} comparisons over the networks), round-to-nearest was better in {acc_rtn}, ΣΔ in {acc_sd}, and {acc_tie} were ties; on relative weight error round-to-nearest was lower in {err_rtn} of {err_n} comparisons (networks and the Gaussian matrix){}. ",
+        acc_n,
+        rates(points, subjects)
     );
+    let (mut second_n, mut second_wins) = (0, 0);
+    for s in subjects {
+        for b in COMPARE {
+            let first = lowest_error(points, &s.id, b, |p| p.order == 1);
+            let second = lowest_error(points, &s.id, b, |p| p.order == 2);
+            if let (Some(f), Some(x)) = (first, second) {
+                second_n += 1;
+                second_wins += usize::from(x.rel_err < f.rel_err);
+            }
+        }
+    }
+    if second_n > 0 {
+        let _ = write!(
+            p,
+            "*Second order vs first order* (best of each within a budget): second-order ΣΔ had the lower weight error in {second_wins} of {second_n} comparisons. "
+        );
+    }
     if let Some((m, n)) = tally.first() {
         let _ = write!(
             p,
@@ -654,7 +807,7 @@ fn recommendations(points: &[Point], subjects: &[Subject]) -> String {
         so,
         "for the *lowest weight error per stored bit*, {} ({err_rtn} of {err_n} comparisons went to round-to-nearest); ",
         if 2 * err_rtn > err_n {
-            "pick round-to-nearest — first-order ΣΔ loses to it at equal storage"
+            "pick round-to-nearest — ΣΔ loses to it at equal storage"
         } else {
             "ΣΔ held its own"
         }
@@ -674,7 +827,10 @@ fn recommendations(points: &[Point], subjects: &[Subject]) -> String {
     }
     let _ = writeln!(
         so,
-        "for the *fastest decode*, round-to-nearest; for a *certified bound*, sdq — with the coefficient δ and a large K (N ≈ d … 2d), which also gave its best error per bit. {}\n",
+        "for the *fastest decode*, round-to-nearest; for a *certified bound*, sdq{}. {}\n",
+        tally.first().map_or(String::new(), |(m, _)| format!(
+            " — and within sdq, {m}, the ΣΔ scheme with the lowest error at the most budgets"
+        )),
         if only_coefficient {
             "The paper's uniform and per-tensor δ rules and the per-vector norm rule were never the lowest-error ΣΔ at any budget."
         } else {
@@ -724,12 +880,7 @@ fn recommendations(points: &[Point], subjects: &[Subject]) -> String {
         let d = |x: Option<&Point>| x.map_or("–".into(), describe);
         let e = |x: Option<&Point>| {
             x.map_or("–".into(), |p| {
-                format!(
-                    "{:.4} ({:.2} b, {})",
-                    p.rel_err,
-                    p.file_bits,
-                    style(&p.method).0
-                )
+                format!("{:.4} ({:.2} b, {})", p.rel_err, p.file_bits, p.label)
             })
         };
         let (acc_a, acc_b) = if c.0.eval.is_some() {
@@ -755,7 +906,7 @@ fn recommendations(points: &[Point], subjects: &[Subject]) -> String {
     targets.dedup();
     let _ = write!(
         r,
-        "\n### Decode time by K and code-bit budget\n\nMedian of decode time / f32 read time (zstd off) over the subjects and δ policies; N = ⌈b·d / ⌈log2 2K⌉⌉.\n\n| K (bits per code) |"
+        "\n### Decode time by K and code-bit budget\n\nMedian of decode time / f32 read time (zstd off) over the subjects, δ policies and both ΣΔ orders (the decoder is the same for both: w̃ = (d/N)·E·q); N = ⌈b·d / ⌈log2 2K⌉⌉ (second order: lowered to even).\n\n| K (bits per code) |"
     );
     for t in &targets {
         let _ = write!(r, " {t} |");
@@ -848,7 +999,7 @@ pub fn write_readme(
     );
     let _ = writeln!(
         r,
-        "- **Decode speed**: best-of-≥5 (≈ 250 ms of repetitions) wall time of `SdqFile::decode_into` over every quantized tensor (CRC checks on, the default) on {} thread(s) (`RAYON_NUM_THREADS`; the example sets 1 unless told otherwise, so that the minimum over repetitions is robust to the shared machine's load and comparable with the single-threaded f32 read — the library decodes in parallel by default), in µs per million weights, and as a ratio to reading the same tensors from an .sdq file that stores them as f32 (`decode_into` of raw tensors), re-timed before each scheme in the same run. f32 read times (µs per 10⁶ weights, at the start / end of each subject): {}.",
+        "- **Decode speed**: best-of-≥5 (≈ 150 ms of repetitions) wall time of `SdqFile::decode_into` over every quantized tensor (CRC checks on, the default) on {} thread(s) (`RAYON_NUM_THREADS`; the example sets 1 unless told otherwise, so that the minimum over repetitions is robust to the shared machine's load and comparable with the single-threaded f32 read — the library decodes in parallel by default), in µs per million weights, and as a ratio to reading the same tensors from an .sdq file that stores them as f32 (`decode_into` of raw tensors), re-timed before each scheme in the same run. f32 read times (µs per 10⁶ weights, at the start / end of each subject): {}.",
         info.threads,
         info.f32_times
             .iter()
@@ -858,7 +1009,7 @@ pub fn write_readme(
     );
     let _ = writeln!(
         r,
-        "- **Not measured: second-order ΣΔ and spectral-tetris frames.** They were not yet selectable in the library's pack options (`sdq::bridge::pack::PackOptions`) when this report was generated; each becomes one entry in `examples/rate_distortion/schemes.rs` when they are.\n"
+        "- Second-order ΣΔ (`PackOptions::scheme = Scheme::SecondOrder`, K ≥ 2) starts at N/d = 1.25: the library lowers a rule-derived odd N by one (second order wants an even N in a harmonic frame), so N = d + 1 is not available to it for even d.\n- **Not measured: spectral-tetris frames.** They exist at the library level (`sdq::frame::tetris`) but the pack options cannot select a frame family and the file format stores only harmonic frames, so they cannot go through the file path this report measures; each becomes one entry in `examples/rate_distortion/schemes.rs` when they can.\n"
     );
     let _ = writeln!(r, "## Which scheme for which goal\n");
     r.push_str(&recommendations(points, subjects));

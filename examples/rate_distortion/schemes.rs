@@ -2,16 +2,19 @@
 //! of [`frame_schemes`] (a [`Scheme`] → a [`PackOptions`]); per-row round-to-nearest is the
 //! baseline outside the file format.
 //!
-//! To add a scheme the library gains (second-order ΣΔ, spectral-tetris frames, …): give
-//! [`Scheme`] a field for it, set it in [`Scheme::options`] and push the entries in
-//! [`frame_schemes`]; nothing else in the report needs to change.
+//! To add a scheme the library gains (spectral-tetris frames, once the pack options select a
+//! frame family): give [`Scheme`] a field for it, set it in [`Scheme::options`] and push the
+//! entries in [`frame_schemes`]; nothing else in the report needs to change.
 
 use sdq::bridge::pack::{DeltaChoice, FrameRule, PackOptions};
 use sdq::quant::alphabet::bits_for_levels;
+use sdq::quant::Scheme as Recursion;
 
 /// One frame-quantization scheme: everything but the frame size and zstd.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Scheme {
+    /// First- or second-order ΣΔ.
+    pub recursion: Recursion,
     /// How δ is chosen.
     pub delta: DeltaChoice,
     /// K: 2K levels, ⌈log2 2K⌉ bits per code.
@@ -21,13 +24,19 @@ pub struct Scheme {
 impl Scheme {
     /// Stable id for the CSV (`sd1-harmonic-coefficient-k1`).
     pub fn id(&self) -> String {
-        format!("sd1-harmonic-{}-k{}", self.delta.describe(), self.levels)
+        format!(
+            "sd{}-harmonic-{}-k{}",
+            self.order(),
+            self.delta.describe(),
+            self.levels
+        )
     }
 
     /// Legend text.
     pub fn label(&self) -> String {
         format!(
-            "ΣΔ1 harmonic, {} δ, K={}",
+            "ΣΔ{} harmonic, {} δ, K={}",
+            self.order(),
             self.delta.describe(),
             self.levels
         )
@@ -35,12 +44,17 @@ impl Scheme {
 
     /// Short legend text for the figures.
     pub fn short(&self) -> String {
-        format!("ΣΔ1 {} K={}", self.delta.describe(), self.levels)
+        format!(
+            "ΣΔ{} {} K={}",
+            self.order(),
+            self.delta.describe(),
+            self.levels
+        )
     }
 
     /// Order of the ΣΔ scheme (for the CSV).
     pub fn order(&self) -> u32 {
-        1
+        self.recursion.order()
     }
 
     /// Frame family (for the CSV).
@@ -53,23 +67,18 @@ impl Scheme {
         bits_for_levels(self.levels)
     }
 
-    /// The smallest redundancy N/d the frame family accepts (harmonic: N ≥ d + 1).
-    pub fn min_redundancy(&self) -> f64 {
-        1.0
-    }
-
     /// The redundancy N/d that spends `code_bits` code bits per original weight, if this scheme
-    /// can (harmonic frames need N > d, so the smallest budget gives N = d + 1).
+    /// can. Harmonic frames need N > d, so for first order the smallest budget gives N = d + 1.
+    /// Second order lowers an odd N by one (it wants an even N with a harmonic frame), which
+    /// N = d + 1 cannot afford for even d; it starts at N/d = 1.25.
     pub fn redundancy_for(&self, code_bits: f64) -> Option<f64> {
         let r = code_bits / f64::from(self.bits_per_code());
-        let min = self.min_redundancy();
-        if r + 1e-12 < min {
-            None
-        } else if r <= min {
+        match self.recursion {
+            Recursion::FirstOrder if r + 1e-12 < 1.0 => None,
             // N = ⌈r·d⌉ must exceed d: the smallest step above r = 1.
-            Some(min + 1e-9)
-        } else {
-            Some(r)
+            Recursion::FirstOrder if r <= 1.0 => Some(1.0 + 1e-9),
+            Recursion::SecondOrder if r + 1e-12 < 1.25 => None,
+            _ => Some(r),
         }
     }
 
@@ -79,6 +88,7 @@ impl Scheme {
         PackOptions {
             frame: FrameRule::Redundancy(redundancy),
             levels: self.levels,
+            scheme: self.recursion,
             delta: self.delta,
             include: names.to_vec(),
             min_dim: 1,
@@ -88,29 +98,41 @@ impl Scheme {
     }
 }
 
-/// The frame-quantization schemes measured: first-order ΣΔ in harmonic frames with every δ
-/// policy at K = 1 and K = 2, and the per-vector coefficient δ (the library's default) also at
-/// K = 4, 8, 32 and 128 (3, 4, 6 and 8 bits per code).
+/// The frame-quantization schemes measured, all in harmonic frames (the one family the file
+/// format and the pack options have): first-order ΣΔ with every δ policy at K = 1 and K = 2 and
+/// the per-vector coefficient δ (the library's default) also at K = 4, 8, 32 and 128 (3, 4, 6
+/// and 8 bits per code); second-order ΣΔ (K ≥ 2) with every δ policy at K = 2 and the
+/// coefficient δ at K = 4, 8, 32 and 128.
 ///
-/// Second-order ΣΔ and spectral-tetris frames are not in the library's pack options yet; their
-/// entries go here when they are.
+/// Spectral-tetris frames are not selectable in the pack options (nor storable in a file) yet;
+/// their entries go here when they are.
 pub fn frame_schemes() -> Vec<Scheme> {
+    let policies = [
+        DeltaChoice::Coefficient,
+        DeltaChoice::Vector,
+        DeltaChoice::Tensor,
+        DeltaChoice::Uniform,
+    ];
     let mut v = Vec::new();
-    for levels in [1, 2] {
-        for delta in [
-            DeltaChoice::Coefficient,
-            DeltaChoice::Vector,
-            DeltaChoice::Tensor,
-            DeltaChoice::Uniform,
-        ] {
-            v.push(Scheme { delta, levels });
-        }
-    }
-    for levels in [4, 8, 32, 128] {
+    let mut push = |recursion, delta, levels| {
         v.push(Scheme {
-            delta: DeltaChoice::Coefficient,
+            recursion,
+            delta,
             levels,
-        });
+        })
+    };
+    for (recursion, all_policies) in [
+        (Recursion::FirstOrder, &[1u32, 2][..]),
+        (Recursion::SecondOrder, &[2u32][..]),
+    ] {
+        for &levels in all_policies {
+            for delta in policies {
+                push(recursion, delta, levels);
+            }
+        }
+        for levels in [4, 8, 32, 128] {
+            push(recursion, DeltaChoice::Coefficient, levels);
+        }
     }
     v
 }
@@ -151,12 +173,17 @@ mod tests {
     #[test]
     fn redundancies() {
         let k1 = Scheme {
+            recursion: Recursion::FirstOrder,
             delta: DeltaChoice::Coefficient,
             levels: 1,
         };
         let k2 = Scheme {
-            delta: DeltaChoice::Coefficient,
             levels: 2,
+            ..k1.clone()
+        };
+        let second = Scheme {
+            recursion: Recursion::SecondOrder,
+            ..k2.clone()
         };
         assert!(k1
             .redundancy_for(1.0)
@@ -164,6 +191,10 @@ mod tests {
         assert_eq!(k1.redundancy_for(4.0), Some(4.0));
         assert_eq!(k2.redundancy_for(1.0), None);
         assert_eq!(k2.redundancy_for(4.0), Some(2.0));
-        assert_eq!(frame_schemes().len(), 12);
+        assert_eq!(second.redundancy_for(2.0), None);
+        assert_eq!(second.redundancy_for(2.5), Some(1.25));
+        assert_eq!(k1.id(), "sd1-harmonic-coefficient-k1");
+        assert_eq!(second.id(), "sd2-harmonic-coefficient-k2");
+        assert_eq!(frame_schemes().len(), 20);
     }
 }
