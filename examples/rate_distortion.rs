@@ -306,9 +306,64 @@ mod tests {
     fn arguments() {
         let p = |v: &[&str]| parse_args(v.iter().map(|s| s.to_string()));
         let a = p(&["--quick", "--out", "x"]).unwrap();
-        assert!(a.quick && a.out == PathBuf::from("x"));
+        assert!(a.quick && a.out == std::path::Path::new("x"));
         assert!(p(&["--out"]).is_err());
         assert!(p(&["--bogus"]).is_err());
+    }
+
+    /// The whole pipeline on a small matrix: pack (zstd off and on), decode, measure, and write
+    /// the CSV, figures and README.
+    #[test]
+    fn small_gaussian_end_to_end() {
+        let subject = Subject {
+            id: "g".into(),
+            name: "small Gaussian".into(),
+            model: gaussian(24, 40, 7),
+            eval: None,
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let ws = Workspace::new(&subject, &dir.path().join("work")).unwrap();
+        let f32_us = ws.time_f32().unwrap();
+        let mut points = Vec::new();
+        for scheme in schemes::frame_schemes().iter().filter(|s| s.levels <= 2) {
+            for target in [2.0, 8.0] {
+                if let Some(r) = scheme.redundancy_for(target) {
+                    points.push(ws.frame(scheme, target, r, f32_us).unwrap());
+                }
+            }
+        }
+        points.push(ws.rtn(4, f32_us).unwrap());
+        assert!(points.iter().any(|p| p.order == 2));
+        assert!(points.iter().filter(|p| p.order > 0).all(|p| p.certified));
+        assert!(points
+            .iter()
+            .all(|p| p.rel_err.is_finite() && p.file_bits > 0.0));
+        let err = |t: f64| {
+            points
+                .iter()
+                .find(|p| p.method == "sd1-harmonic-coefficient-k1" && p.target == t)
+                .unwrap()
+                .rel_err
+        };
+        assert!(err(8.0) < err(2.0));
+        report::write_csv(&points, dir.path()).unwrap();
+        let subjects = [subject];
+        let figures = report::write_figures(&points, &subjects, dir.path()).unwrap();
+        let info = report::RunInfo {
+            command: "test".into(),
+            seconds: 0.0,
+            machine: machine(),
+            load_start: load_average(),
+            load_end: load_average(),
+            quick: true,
+            threads: "1".into(),
+            f32_times: vec![("g".into(), f32_us, f32_us)],
+        };
+        report::write_readme(&points, &subjects, &info, &figures, dir.path()).unwrap();
+        let readme = std::fs::read_to_string(dir.path().join("README.md")).unwrap();
+        assert!(readme.contains("round-to-nearest") && readme.contains("small Gaussian"));
+        let csv = std::fs::read_to_string(dir.path().join("points.csv")).unwrap();
+        assert_eq!(csv.lines().count(), points.len() + 1);
     }
 
     #[test]
