@@ -510,7 +510,7 @@ impl FrameGeometry for TetrisFrame {
             return;
         };
         let r = ix[0] as usize;
-        let mut push = |b: usize, out: &mut Vec<(f64, usize)>| {
+        let push = |b: usize, out: &mut Vec<(f64, usize)>| {
             if b != a && b < self.n && !out.iter().any(|&(_, c)| c == b) {
                 let dist = TetrisFrame::distance(self, a, b);
                 if dist < std::f64::consts::SQRT_2 - 1e-12 {
