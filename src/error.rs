@@ -523,7 +523,7 @@ pub enum FormatError {
         count: u64,
     },
 
-    /// R46: a bias whose shape is not [rows] of its weight, or whose dtype is not a float type.
+    /// R46: a bias whose shape is not \[rows\] of its weight, or whose dtype is not a float type.
     #[error("R46: bias {tensor:?} must be a float vector of shape [{rows}] to match its weight")]
     BiasShape {
         /// The bias tensor.

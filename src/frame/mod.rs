@@ -193,8 +193,8 @@ impl std::fmt::Display for FrameDescriptor {
 
 /// A frame of either family, as the quantizer and the decoder use it.
 ///
-/// Coefficient buffers given to [`Frame::fft_input`] and produced by
-/// [`Frame::analyse_fft_order`] use one layout for both families, the harmonic FFT's: the
+/// Coefficient buffers given to `Frame::fft_input` and produced by
+/// `Frame::analyse_fft_order` (the decoder's and encoder's internal paths) use one layout for both families, the harmonic FFT's: the
 /// coefficient of frame position p (vector e_{p+1}) sits at index (p + 1) mod N. (A tetris frame
 /// rotates by one place to and from its own position order, O(N).)
 #[derive(Debug, Clone)]

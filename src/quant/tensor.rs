@@ -130,7 +130,7 @@ impl MatrixLayout {
     }
 }
 
-/// A borrowed row-major weight matrix W[rows, cols] (f32), optionally with a bias b[rows] that is
+/// A borrowed row-major weight matrix W\[rows, cols\] (f32), optionally with a bias b\[rows\] that is
 /// quantized with it as one more column, as the paper does.
 #[cfg(feature = "encode")]
 #[derive(Debug, Clone, Copy)]
