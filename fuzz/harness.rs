@@ -14,6 +14,7 @@ use sdq::bridge::{unpack, verify, NoProgress};
 use sdq::format::{
     header, DeltaPolicy, Dtype, Encoding, SdqFile, SdqStreamWriter, TensorInfo, TensorPlan,
 };
+use sdq::frame::OrderingOptions;
 use sdq::quant::Scheme;
 use sdq::{Error, FrameDescriptor, FrameQuantizer, Matrix, Orientation, Permutation, StepPolicy};
 
@@ -273,18 +274,46 @@ pub fn roundtrip(data: &[u8]) {
     } else {
         Scheme::FirstOrder
     };
+    // Then the frame family: a spectral tetris frame of N + d ≥ 2d + 1 vectors, along its
+    // natural or its computed ordering (the drawn shuffle is for harmonic frames).
+    let tetris = u.bool();
+    let reorder = u.bool();
 
     let mut m = Matrix::new(&w, rows, cols).expect("shape is valid");
     if let Some(b) = &bias {
         m = m.with_bias(b).expect("bias length is rows");
     }
-    let mut fq = FrameQuantizer::new(FrameDescriptor::harmonic(n, d).expect("N > d"), k, policy)
+    let (descriptor, n) = if tetris {
+        (
+            FrameDescriptor::spectral_tetris(n + d, d).expect("N + d ≥ 2d"),
+            n + d,
+        )
+    } else {
+        (FrameDescriptor::harmonic(n, d).expect("N > d"), n)
+    };
+    let mut fq = FrameQuantizer::new(descriptor, k, policy)
         .and_then(|fq| fq.with_scheme(scheme))
         .expect("valid quantizer");
-    if let Some(o) = order {
-        fq = fq
-            .with_order(Permutation::explicit(o, n).expect("a shuffle is a permutation"))
-            .expect("order fits the frame");
+    match order {
+        Some(o) if !tetris => {
+            fq = fq
+                .with_order(Permutation::explicit(o, n).expect("a shuffle is a permutation"))
+                .expect("order fits the frame");
+        }
+        _ if tetris && reorder => {
+            let report = fq
+                .frame()
+                .order(&OrderingOptions::default())
+                .expect("a tetris frame can be ordered");
+            assert!(
+                report.sigma <= report.sigma_identity,
+                "ordering made sigma worse"
+            );
+            fq = fq
+                .with_order(report.permutation)
+                .expect("its own ordering fits the frame");
+        }
+        _ => {}
     }
     let q = match fq.quantize(&m, orientation) {
         Ok(q) => q,

@@ -264,7 +264,7 @@ pub enum FormatError {
     },
 
     /// R24: an unassigned frame family id.
-    #[error("R24: tensor {tensor:?} uses unknown frame family id {id} (1 = harmonic)")]
+    #[error("R24: tensor {tensor:?} uses unknown frame family id {id} (1 = harmonic, 2 = spectral tetris)")]
     UnknownFrameFamily {
         /// The tensor.
         tensor: String,
@@ -307,15 +307,19 @@ pub enum FormatError {
         expected: u64,
     },
 
-    /// R28: N ≤ d (a harmonic frame needs N ≥ d + 1).
-    #[error("R28: tensor {tensor:?} has frame size N = {n} for d = {d}: N must be at least d + 1")]
+    /// R28: N below its family's minimum (d + 1 for a harmonic frame, 2d for spectral tetris).
+    #[error("R28: tensor {tensor:?} has a {family} frame of size N = {n} for d = {d}: N must be at least {min}")]
     FrameTooSmall {
         /// The tensor.
         tensor: String,
+        /// The frame family's name.
+        family: &'static str,
         /// N.
         n: u64,
         /// d.
         d: u64,
+        /// The family's smallest N for this d.
+        min: u64,
     },
 
     /// R29: K = 0.
@@ -519,7 +523,7 @@ pub enum FormatError {
         count: u64,
     },
 
-    /// R46: a bias whose shape is not [rows] of its weight, or whose dtype is not a float type.
+    /// R46: a bias whose shape is not \[rows\] of its weight, or whose dtype is not a float type.
     #[error("R46: bias {tensor:?} must be a float vector of shape [{rows}] to match its weight")]
     BiasShape {
         /// The bias tensor.

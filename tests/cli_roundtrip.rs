@@ -542,3 +542,57 @@ fn second_order_scheme_end_to_end() {
     let (names, _) = layout(&bytes);
     assert!(names.contains(&"fc1.weight".to_string()));
 }
+
+#[test]
+fn spectral_tetris_with_reordering_end_to_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let st = small_model(dir.path());
+    let q = dir.path().join("t.sdq");
+    // N = floor(2.5·d): non-integer redundancy, so the frames have 2×2 blocks to reorder.
+    let out = assert_ok(&run_p(&[
+        &"pack",
+        &st,
+        &"-o",
+        &q,
+        &"--frame-family",
+        &"spectral-tetris",
+        &"--reorder",
+        &"--bits-per-weight",
+        &"2.5",
+    ]));
+    assert!(out.contains("frame variation sigma"), "{out}");
+    let j = info_json(&q);
+    let quantized: Vec<&serde_json::Value> = j["tensors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["encoding"] == "sigma-delta")
+        .collect();
+    assert_eq!(quantized.len(), 2);
+    for t in &quantized {
+        let qz = &t["quantization"];
+        assert_eq!(qz["frame"], "spectral-tetris");
+        assert_eq!(qz["scheme"], "first-order");
+        assert_eq!(qz["permuted"], true, "{t}");
+    }
+    let out = assert_ok(&run_p(&[&"info", &q]));
+    assert!(out.contains("sigma-delta/tetris"), "{out}");
+    let out = assert_ok(&run_p(&[&"verify", &q, &"--against", &st]));
+    assert!(out.contains(" 0 violations"), "{out}");
+    let back = dir.path().join("back.safetensors");
+    assert_ok(&run_p(&[&"unpack", &q, &"-o", &back]));
+    // Too small a frame for tetris: refused before anything is written.
+    let bad = dir.path().join("bad.sdq");
+    let o = run_p(&[
+        &"pack",
+        &st,
+        &"-o",
+        &bad,
+        &"--frame-family",
+        &"spectral-tetris",
+        &"--bits-per-weight",
+        &"1.5",
+    ]);
+    assert_fails(&o, 2, &["spectral-tetris frame needs N >= "]);
+    assert!(!bad.exists());
+}

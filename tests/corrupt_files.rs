@@ -493,6 +493,20 @@ fn cases() -> Vec<(&'static str, Vec<u8>, Check)> {
         fmt_err!(F::SchemeLevels { k: 1, .. }),
     ));
     v.push((
+        "tetris_frame_too_small",
+        // tetris(5, 3): a spectral tetris frame needs N ≥ 2d = 6.
+        patched(&t, |b, r, _| {
+            b[r[0].body + 2] = 2;
+            put_u32(b, r[0].body + 3, 5);
+        }),
+        fmt_err!(F::FrameTooSmall {
+            family: "spectral-tetris",
+            n: 5,
+            min: 6,
+            ..
+        }),
+    ));
+    v.push((
         "unsupported_scheme_version",
         patched(&a, |b, r, _| b[sd(1)(r)] = 2),
         fmt_err!(F::UnsupportedSchemeVersion { version: 2, .. }),

@@ -34,12 +34,46 @@ fn inputs(n: usize, seed: u64) -> Vec<f32> {
         .collect()
 }
 
+/// tetris(N, d) as an N×d dense matrix (row n − 1 is e_n), built straight from spec §8.1's
+/// description with the remaining squared norm r as a float — a second implementation, independent
+/// of the library's exact-integer one.
+fn dense_tetris(n: usize, d: usize) -> Vec<Vec<f64>> {
+    let lambda = n as f64 / d as f64;
+    let mut rows: Vec<Vec<f64>> = Vec::new();
+    let (mut k, mut r) = (0usize, lambda);
+    while rows.len() < n {
+        if r < 1e-9 {
+            k += 1;
+            r = lambda;
+        }
+        if r >= 1.0 - 1e-9 {
+            let mut e = vec![0.0; d];
+            e[k] = 1.0;
+            rows.push(e);
+            r -= 1.0;
+        } else {
+            let (top, bottom) = ((r / 2.0).sqrt(), (1.0 - r / 2.0).sqrt());
+            for sign in [1.0, -1.0] {
+                let mut e = vec![0.0; d];
+                e[k] = top;
+                e[k + 1] = sign * bottom;
+                rows.push(e);
+            }
+            k += 1;
+            r = lambda - (2.0 - r);
+        }
+    }
+    rows
+}
+
 /// The dense reference decoder of spec §8: w̃_j = (d/N)·δ_j·Σ_k (c_k − K + ½)·e_{p(k)+1}, with
-/// e_n computed from its closed form — independent of the FFT path the reader uses.
+/// e_n computed from its closed form (harmonic) or the dense construction (tetris) —
+/// independent of the FFT and sparse paths the reader uses.
 fn dense_decode(q: &QuantizedTensor) -> (Vec<f32>, Vec<f32>) {
     let fd = q.frame();
     let (n, d) = (fd.frame_size(), fd.dim());
-    let frame = HarmonicFrame::new(n, d).unwrap();
+    let tetris = matches!(fd, FrameDescriptor::SpectralTetris { .. }).then(|| dense_tetris(n, d));
+    let frame = HarmonicFrame::new(n.max(d + 1), d).unwrap();
     let l = q.layout();
     let k = f64::from(q.alphabet().k());
     let mut w = vec![0f32; l.rows * l.cols];
@@ -51,7 +85,10 @@ fn dense_decode(q: &QuantizedTensor) -> (Vec<f32>, Vec<f32>) {
         let mut v = vec![0f64; d];
         for step in 0..n {
             let c = f64::from(q.codes()[j * n + step]);
-            frame.row(q.order().position(step) + 1, &mut e).unwrap();
+            match &tetris {
+                Some(rows) => e.copy_from_slice(&rows[q.order().position(step)]),
+                None => frame.row(q.order().position(step) + 1, &mut e).unwrap(),
+            }
             for (vi, ei) in v.iter_mut().zip(&e) {
                 *vi += (c - k + 0.5) * ei;
             }
@@ -270,8 +307,50 @@ fn mixed() -> Fixture {
     }
 }
 
+/// Spectral tetris with second-order ΣΔ: `w` F32 [12, 9], columns, tetris(30, 12) (λ = 2.5, so
+/// 2×2 blocks), K = 2, coefficient δ, along the block-swapped ordering (stored permutation).
+fn tetris_second_order() -> Fixture {
+    let (rows, cols, n) = (12usize, 9usize, 30usize);
+    let w = inputs(rows * cols, 7);
+    let frame = sdq::frame::TetrisFrame::new(n, rows).unwrap();
+    let q = FrameQuantizer::new(
+        FrameDescriptor::spectral_tetris(n, rows).unwrap(),
+        2,
+        StepPolicy::Coefficient,
+    )
+    .unwrap()
+    .with_scheme(sdq::quant::Scheme::SecondOrder)
+    .unwrap()
+    .with_order(frame.block_swapped_order().unwrap())
+    .unwrap()
+    .quantize(&Matrix::new(&w, rows, cols).unwrap(), Orientation::Columns)
+    .unwrap();
+    assert!(!q.order().is_identity());
+    let plan = [TensorPlan::sigma_delta(
+        "w",
+        Dtype::F32,
+        &[rows as u64, cols as u64],
+        false,
+    )];
+    let mut wr = SdqStreamWriter::in_memory(&plan, &[]).unwrap();
+    wr.write_quantized("w", &q, DeltaPolicy::Coefficient)
+        .unwrap();
+    let bytes = wr.finish().unwrap().into_inner();
+    let (dw, _) = dense_decode(&q);
+    Fixture {
+        name: "tetris_second_order",
+        bytes,
+        expected: vec![("w".to_string(), vec![rows as u64, cols as u64], dw)],
+    }
+}
+
 fn all() -> Vec<Fixture> {
-    let mut v = vec![k1_tensor_delta(), k4_vector_delta(), worked_example()];
+    let mut v = vec![
+        k1_tensor_delta(),
+        k4_vector_delta(),
+        worked_example(),
+        tetris_second_order(),
+    ];
     // `mixed` has zstd sections: it is built and decoded only with the zstd feature.
     if cfg!(feature = "zstd") {
         v.insert(2, mixed());

@@ -178,6 +178,8 @@ fn pack_file(st_path: &Path, sdq_path: &Path, spec: &PackSpec) -> Result<(), Str
         },
         levels: spec.levels,
         scheme: sdq::quant::Scheme::FirstOrder,
+        family: sdq::frame::FrameFamily::Harmonic,
+        reorder: false,
         delta: match spec.delta {
             DeltaRule::Uniform => DeltaChoice::Uniform,
             DeltaRule::Tensor => DeltaChoice::Tensor,

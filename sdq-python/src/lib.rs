@@ -27,6 +27,7 @@ use sdq::bridge::pack::{DeltaChoice, FrameRule, PackOptions};
 use sdq::bridge::safetensors::{Checkpoint, SafetensorsWriter, TensorSpec};
 use sdq::bridge::NoProgress;
 use sdq::format::{Encoding, TensorInfo};
+use sdq::frame::FrameFamily;
 use sdq::quant::Scheme;
 use sdq::{Dtype, Orientation, SdqFile};
 
@@ -449,14 +450,16 @@ fn zstd_level(zstd: Option<&Bound<'_, PyAny>>) -> PyResult<Option<i32>> {
 ///
 /// Options mirror the command line's: `frame_size`, `redundancy` or `bits_per_weight` (at most
 /// one; default 4 bits per weight), `levels` (K, default 1), `scheme` ("first-order" (default)
-/// or "second-order", which needs levels >= 2), `delta` ("coefficient" (default),
+/// or "second-order", which needs levels >= 2), `frame_family` ("harmonic" (default) or
+/// "spectral-tetris", which needs N >= 2d), `reorder` (compute an ordering of the frame vectors
+/// that makes sigma small), `delta` ("coefficient" (default),
 /// "vector", "tensor", "uniform" or a positive number), `axis` ("columns" or "rows"), `bias`,
 /// `include` / `exclude` (lists of globs), `min_dim` (16), `zstd` (True for level 9, or a level
 /// 1..=22). `metadata` (a dict of strings) is stored with a dict of arrays.
 #[pyfunction]
 #[pyo3(signature = (
     tensors, path, *, frame_size = None, redundancy = None, bits_per_weight = None, levels = 1,
-    scheme = "first-order", delta = None, axis = "columns", bias = false, include = None, exclude = None, min_dim = 16,
+    scheme = "first-order", frame_family = "harmonic", reorder = false, delta = None, axis = "columns", bias = false, include = None, exclude = None, min_dim = 16,
     zstd = None, metadata = None
 ))]
 #[allow(clippy::too_many_arguments)]
@@ -469,6 +472,8 @@ fn pack<'py>(
     bits_per_weight: Option<f64>,
     levels: u32,
     scheme: &str,
+    frame_family: &str,
+    reorder: bool,
     delta: Option<&Bound<'py, PyAny>>,
     axis: &str,
     bias: bool,
@@ -528,6 +533,16 @@ fn pack<'py>(
                 )))
             }
         },
+        family: match frame_family {
+            "harmonic" => FrameFamily::Harmonic,
+            "spectral-tetris" => FrameFamily::SpectralTetris,
+            f => {
+                return Err(ParameterError::new_err(format!(
+                    "frame_family={f:?}: must be \"harmonic\" or \"spectral-tetris\""
+                )))
+            }
+        },
+        reorder,
         delta: delta_choice(delta)?,
         orientation,
         bias,

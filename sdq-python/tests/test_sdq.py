@@ -72,6 +72,9 @@ def test_fixtures_load_file():
     assert mixed["fc.bias"].dtype == np.float32 and mixed["fc.bias"].shape == (10,)
     check_fixture("mixed", mixed, raw={"emb", "scale", "steps"})
 
+    tetris = sdq.load_file(FIXTURES / "tetris_second_order.sdq")
+    check_fixture("tetris_second_order", tetris, raw=set())
+
 
 def test_safe_open_mirrors_safetensors():
     path = FIXTURES / "mixed.sdq"
@@ -145,6 +148,14 @@ def test_pack_matches_the_cli_byte_for_byte(tmp_path, checkpoint):
         (
             ["--frame-size", "100", "--delta", "0.05", "--exclude", "fc2.*"],
             {"frame_size": 100, "delta": 0.05, "exclude": ["fc2.*"]},
+        ),
+        (
+            ["--scheme", "second-order", "--levels", "2", "--redundancy", "2.53"],
+            {"scheme": "second-order", "levels": 2, "redundancy": 2.53},
+        ),
+        (
+            ["--frame-family", "spectral-tetris", "--reorder", "--bits-per-weight", "2.5"],
+            {"frame_family": "spectral-tetris", "reorder": True, "bits_per_weight": 2.5},
         ),
     ]
     for i, (args, kwargs) in enumerate(options):

@@ -28,7 +28,7 @@ fn tensor_json(t: &TensorInfo, r: Option<&TensorReport>, all: &[TensorInfo]) -> 
             let m = q.vector_count();
             json!({
                 "scheme": q.scheme.name(),
-                "frame": "harmonic",
+                "frame": q.frame.family().name(),
                 "n": q.n(),
                 "d": q.d(),
                 "k": q.k,

@@ -3,6 +3,7 @@
 //! [`plan`] decides, tensor by tensor, what is quantized and with which frame; [`pack`] writes
 //! the file, holding one tensor (as f32, plus its codes) in memory at a time.
 
+use std::collections::HashMap;
 use std::path::Path;
 
 use super::glob;
@@ -10,7 +11,7 @@ use super::progress::Progress;
 use super::safetensors::{Checkpoint, TensorEntry};
 use crate::error::{Error, Result};
 use crate::format::{DeltaPolicy, SdqWriter, TensorPlan};
-use crate::frame::FrameDescriptor;
+use crate::frame::{FrameDescriptor, FrameFamily, OrderingOptions, OrderingReport};
 use crate::quant::alphabet::bits_for_levels;
 use crate::quant::step::smallest_step;
 use crate::quant::{Alphabet, FrameQuantizer, Matrix, Orientation, Scheme, StepPolicy};
@@ -90,6 +91,12 @@ pub struct PackOptions {
     /// The ΣΔ scheme (default first order; second order needs K ≥ 2 and, with a harmonic frame,
     /// an even N: a rule-derived odd N is lowered by one, an explicit odd `FrameSize` refused).
     pub scheme: Scheme,
+    /// The frame family (default harmonic; spectral tetris needs N ≥ 2d).
+    pub family: FrameFamily,
+    /// Run ΣΔ along an ordering of the frame vectors computed to make σ small (greedy nearest
+    /// neighbour + 2-opt, never worse than the natural order; stored in the file as a
+    /// permutation when it is not the identity) instead of the natural order (default off).
+    pub reorder: bool,
     /// How δ is chosen (default: per vector from the largest coefficient).
     pub delta: DeltaChoice,
     /// Which vectors are quantized (default: columns, the paper's).
@@ -113,6 +120,8 @@ impl Default for PackOptions {
             frame: FrameRule::BitsPerWeight(4.0),
             levels: 1,
             scheme: Scheme::FirstOrder,
+            family: FrameFamily::Harmonic,
+            reorder: false,
             delta: DeltaChoice::Coefficient,
             orientation: Orientation::Columns,
             bias: false,
@@ -248,7 +257,7 @@ pub fn plan(ck: &Checkpoint, opts: &PackOptions) -> Result<Plan> {
                 opts.frame.describe()
             ))
         })?;
-        if opts.scheme.prefers_even_n() && n % 2 == 1 {
+        if opts.scheme.prefers_even_n() && opts.family == FrameFamily::Harmonic && n % 2 == 1 {
             // Second-order ΣΔ with a harmonic frame converges much faster for even N (see
             // Scheme::prefers_even_n). A size derived from a budget is lowered to stay within
             // it; a size the user gave is theirs to change.
@@ -262,13 +271,14 @@ pub fn plan(ck: &Checkpoint, opts: &PackOptions) -> Result<Plan> {
             }
             n -= 1;
         }
-        if n <= d {
+        let min = opts.family.min_frame_size(d as u64);
+        if (n as u64) < min {
             return Err(Error::param(format!(
-                "tensor {:?}: {} with --levels {} gives frame size N = {n} for vectors of d = {d}, but a harmonic frame needs N >= d + 1 = {} (raise the bits per weight or redundancy, lower --levels, or --exclude the tensor)",
+                "tensor {:?}: {} with --levels {} gives frame size N = {n} for vectors of d = {d}, but a {} frame needs N >= {min} (raise the bits per weight or redundancy, lower --levels, or --exclude the tensor)",
                 t.name,
                 opts.frame.describe(),
                 opts.levels,
-                d + 1
+                opts.family
             )));
         }
         if let Some(b) = bias {
@@ -359,6 +369,11 @@ pub struct PackedTensor {
     pub max_error: f64,
     /// Vectors whose bound is not certified.
     pub uncertified: usize,
+    /// The frame constant C of the bounds (σ(F, p) for first order, σ₂ + tail for second).
+    pub sigma: f64,
+    /// With [`PackOptions::reorder`]: σ(F, identity) and σ(F, p) of the computed ordering p
+    /// (the first-order variation, which the ordering minimises).
+    pub ordering: Option<(f64, f64)>,
 }
 
 /// The result of [`pack`].
@@ -499,6 +514,7 @@ pub fn pack(
     writer.set_zstd(opts.zstd)?;
     progress.start("packing", plan.tensors.len() as u64);
     let mut quantized = Vec::new();
+    let mut orderings: HashMap<FrameDescriptor, OrderingReport> = HashMap::new();
     for p in &plan.tensors {
         let name = p.entry.name.as_str();
         progress.tensor(name);
@@ -514,11 +530,33 @@ pub fn pack(
             } => {
                 let (w, b) = load(ck, &p.entry, bias.as_deref())?;
                 let m = matrix(&w, b.as_deref(), *rows, *cols).map_err(in_tensor(name))?;
-                let q =
-                    FrameQuantizer::new(FrameDescriptor::harmonic(*n, *d)?, opts.levels, policy)
-                        .and_then(|fq| fq.with_scheme(opts.scheme))
-                        .and_then(|fq| fq.quantize(&m, opts.orientation))
+                let mut fq = FrameQuantizer::new(
+                    opts.family.descriptor(*n, *d).map_err(in_tensor(name))?,
+                    opts.levels,
+                    policy,
+                )
+                .and_then(|fq| fq.with_scheme(opts.scheme))
+                .map_err(in_tensor(name))?;
+                let mut ordering = None;
+                if opts.reorder {
+                    // The ordering depends only on the frame: computed once per (family, N, d).
+                    let key = fq.frame().descriptor();
+                    let report = match orderings.get(&key) {
+                        Some(r) => r,
+                        None => {
+                            let r = fq
+                                .frame()
+                                .order(&OrderingOptions::default())
+                                .map_err(in_tensor(name))?;
+                            orderings.entry(key).or_insert(r)
+                        }
+                    };
+                    ordering = Some((report.sigma_identity, report.sigma));
+                    fq = fq
+                        .with_order(report.permutation.clone())
                         .map_err(in_tensor(name))?;
+                }
+                let q = fq.quantize(&m, opts.orientation).map_err(in_tensor(name))?;
                 let errors = q.measured_errors(&m).map_err(in_tensor(name))?;
                 writer.write_quantized(name, &q, tag)?;
                 quantized.push(PackedTensor {
@@ -531,6 +569,8 @@ pub fn pack(
                     max_bound: q.max_bound(),
                     max_error: errors.iter().copied().fold(0.0, f64::max),
                     uncertified: q.uncertified_count(),
+                    sigma: q.sigma(),
+                    ordering,
                 });
             }
         }

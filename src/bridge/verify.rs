@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 use crate::format::{Compression, DeltaMode, Encoding, SdqFile, SigmaDeltaInfo};
 use crate::frame::Permutation;
 use crate::quant::bound::vector_bound;
-use crate::quant::{second_order, Alphabet, Orientation, Scheme};
+use crate::quant::{Alphabet, Orientation, Scheme};
 
 /// The checksum check of one tensor.
 #[derive(Debug)]
@@ -272,11 +272,7 @@ fn check_quantized(
         let s = match q.scheme {
             Scheme::FirstOrder => frame.variation_identity(),
             Scheme::SecondOrder => {
-                let (sigma2, tail) = second_order::variation(
-                    &frame,
-                    &Permutation::Identity,
-                    &mut frame.workspace(),
-                )?;
+                let (sigma2, tail) = frame.variation2(&Permutation::Identity)?;
                 sigma2 + tail
             }
         };

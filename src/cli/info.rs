@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use clap::Args;
 use sdq::bridge::info::{self, compression};
 use sdq::format::{Encoding, TensorInfo, TensorReport};
+use sdq::frame::FrameFamily;
 use sdq::quant::Scheme;
 use sdq::SdqFile;
 
@@ -139,6 +140,9 @@ fn human(
                     Scheme::FirstOrder => "sigma-delta".to_string(),
                     Scheme::SecondOrder => "sigma-delta-2".to_string(),
                 };
+                if q.frame.family() != FrameFamily::Harmonic {
+                    enc.push_str("/tetris");
+                }
                 if compression(info) == "zstd" {
                     enc.push_str("+zstd");
                 }

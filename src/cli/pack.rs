@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, ValueEnum};
 use sdq::bridge::pack::{self, DeltaChoice, FrameRule, PackOptions};
 use sdq::bridge::safetensors::Checkpoint;
+use sdq::frame::FrameFamily;
 use sdq::quant::Scheme;
 use sdq::{Orientation, SdqFile};
 
@@ -19,10 +20,12 @@ Examples:
   sdq pack model.safetensors.index.json -o model.sdq --exclude '*embed*' --bias
   sdq pack model.safetensors -o model.sdq --levels 2 --redundancy 3 --axis rows
   sdq pack model.safetensors -o model.sdq --scheme second-order -K 2 --bits-per-weight 4
+  sdq pack model.safetensors -o model.sdq --frame-family spectral-tetris --reorder
 
 Frame size: one of --frame-size N, --redundancy R (N = ceil(R*d)) or --bits-per-weight B
 (N = floor(B*d / ceil(log2 2K))); the default is --bits-per-weight 4, 8x fewer code bits than
-fp32. N must exceed every quantized tensor's vector dimension d.";
+fp32. N must exceed every quantized tensor's vector dimension d (be at least 2d for
+spectral-tetris frames).";
 
 /// The vectors that are quantized.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -40,6 +43,15 @@ pub enum SchemeArg {
     FirstOrder,
     /// Second-order sigma-delta (certified for K >= 2; error falls faster with N).
     SecondOrder,
+}
+
+/// The frame family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FamilyArg {
+    /// Harmonic frames (one FFT per vector).
+    Harmonic,
+    /// Spectral tetris frames (at most two non-zeros per frame vector).
+    SpectralTetris,
 }
 
 /// Quantize a safetensors checkpoint into an .sdq file.
@@ -74,6 +86,17 @@ pub struct PackArgs {
     /// a harmonic frame N is made even).
     #[arg(long, value_enum, default_value_t = SchemeArg::FirstOrder)]
     scheme: SchemeArg,
+
+    /// Frame family: harmonic (the paper's; N > d) or spectral-tetris (sparse, N >= 2d, decoded
+    /// in O(N) without an FFT).
+    #[arg(long, value_enum, default_value_t = FamilyArg::Harmonic)]
+    frame_family: FamilyArg,
+
+    /// Run sigma-delta along an ordering of the frame vectors computed to make the frame
+    /// variation small (greedy nearest neighbour + 2-opt; stored in the file), instead of the
+    /// natural order. Prints sigma for both.
+    #[arg(long)]
+    reorder: bool,
 
     /// Step size: tensor, vector, coefficient (per vector from the largest frame coefficient),
     /// uniform (one delta for every quantized tensor, the paper's rule), or a positive number.
@@ -159,6 +182,11 @@ pub fn run(a: PackArgs, quiet: bool) -> CliResult {
             SchemeArg::FirstOrder => Scheme::FirstOrder,
             SchemeArg::SecondOrder => Scheme::SecondOrder,
         },
+        family: match a.frame_family {
+            FamilyArg::Harmonic => FrameFamily::Harmonic,
+            FamilyArg::SpectralTetris => FrameFamily::SpectralTetris,
+        },
+        reorder: a.reorder,
         delta: a.delta,
         orientation: match a.axis {
             Axis::Columns => Orientation::Columns,
@@ -208,6 +236,16 @@ pub fn run(a: PackArgs, quiet: bool) -> CliResult {
         savings(report.ratio_fp16()),
         report.bits_per_weight()
     );
+    for t in &summary.quantized {
+        if let Some((identity, ordered)) = t.ordering {
+            crate::outln!(
+                "{}: frame variation sigma {} in the natural order, {} in the computed order",
+                escape(&format!("{:?}", t.name)),
+                sci(identity),
+                sci(ordered)
+            );
+        }
+    }
     if let Some(d) = summary.uniform_delta {
         crate::outln!("uniform step size delta = {d:.6e}");
     }

@@ -14,7 +14,7 @@ use super::layout::{
     PREAMBLE_LEN,
 };
 use crate::error::{FileKind, FileLimit, FormatError};
-use crate::frame::FrameDescriptor;
+use crate::frame::{FrameDescriptor, FrameFamily};
 use crate::limits;
 use crate::quant::alphabet::bits_for_levels;
 use crate::quant::tensor::{MatrixLayout, Orientation};
@@ -847,12 +847,10 @@ fn read_sigma_delta(
             version: scheme_version,
         });
     }
-    if family != sd::FRAME_HARMONIC {
-        return Err(FormatError::UnknownFrameFamily {
-            tensor: t(),
-            id: family,
-        });
-    }
+    let family = FrameFamily::from_id(family).ok_or_else(|| FormatError::UnknownFrameFamily {
+        tensor: t(),
+        id: family,
+    })?;
     let bad = |field, value| FormatError::BadFieldValue {
         tensor: t(),
         field,
@@ -917,8 +915,14 @@ fn read_sigma_delta(
             expected: d,
         });
     }
-    if n <= d {
-        return Err(FormatError::FrameTooSmall { tensor: t(), n, d });
+    if n < family.min_frame_size(d) {
+        return Err(FormatError::FrameTooSmall {
+            tensor: t(),
+            family: family.name(),
+            n,
+            d,
+            min: family.min_frame_size(d),
+        });
     }
     let expected_bits = bits_for_levels(k) as u8;
     if bits != expected_bits {
@@ -988,9 +992,16 @@ fn read_sigma_delta(
     Ok(SigmaDeltaInfo {
         scheme,
         scheme_version,
-        frame: FrameDescriptor::Harmonic {
-            n: n as u32,
-            d: d as u32,
+        // Both fit in u32: N ≤ 2^24 and d ≤ 2^22 were checked above.
+        frame: match family {
+            FrameFamily::Harmonic => FrameDescriptor::Harmonic {
+                n: n as u32,
+                d: d as u32,
+            },
+            FrameFamily::SpectralTetris => FrameDescriptor::SpectralTetris {
+                n: n as u32,
+                d: d as u32,
+            },
         },
         orientation,
         has_bias,
@@ -1194,7 +1205,7 @@ pub(crate) fn encode_header(metadata: &[(String, String)], tensors: &[TensorInfo
                 out.push(encoding::SIGMA_DELTA);
                 out.push(q.scheme.id());
                 out.push(q.scheme_version);
-                out.push(sd::FRAME_HARMONIC);
+                out.push(q.frame.family().id());
                 out.extend_from_slice(&(q.n() as u32).to_le_bytes());
                 out.extend_from_slice(&(q.d() as u32).to_le_bytes());
                 out.push(match q.orientation {

@@ -186,6 +186,8 @@ pub mod sigma_delta {
     pub const SCHEME_VERSION: u8 = 1;
     /// Frame family id of harmonic frames.
     pub const FRAME_HARMONIC: u8 = 1;
+    /// Frame family id of spectral tetris frames.
+    pub const FRAME_SPECTRAL_TETRIS: u8 = 2;
     /// Orientation id: vectors are the columns of the [rows, cols] view.
     pub const ORIENTATION_COLUMNS: u8 = 0;
     /// Orientation id: vectors are the rows.

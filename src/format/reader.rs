@@ -21,7 +21,7 @@ use super::header::{
 use super::layout::PREAMBLE_LEN;
 use super::report::StorageReport;
 use crate::error::{Error, FormatError, Result};
-use crate::frame::{FrameDescriptor, HarmonicFrame, Permutation, Workspace};
+use crate::frame::{Frame, FrameDescriptor, FrameWorkspace, Permutation};
 use crate::quant::tensor::MatrixLayout;
 use crate::quant::{Alphabet, Orientation};
 
@@ -41,7 +41,7 @@ pub struct SdqFile {
     verify_checksums: bool,
     /// Frames (with their FFT plans) built so far, by descriptor: planning a long FFT costs
     /// more than decoding a small tensor, so each harmonic(N, d) is planned once per file.
-    frames: Mutex<HashMap<FrameDescriptor, HarmonicFrame>>,
+    frames: Mutex<HashMap<FrameDescriptor, Frame>>,
 }
 
 impl std::fmt::Debug for SdqFile {
@@ -172,7 +172,7 @@ impl SdqFile {
     }
 
     /// The frame `desc` describes, planned once and then shared (cheap clones of the plans).
-    fn frame(&self, desc: &FrameDescriptor) -> Result<HarmonicFrame> {
+    fn frame(&self, desc: &FrameDescriptor) -> Result<Frame> {
         // A poisoned lock only means another thread panicked while holding it; the map itself
         // is always in a valid state (one insert), so keep using it.
         let mut frames = self.frames.lock().unwrap_or_else(|e| e.into_inner());
@@ -443,7 +443,7 @@ impl SdqFile {
             frame.frame_size(),
         );
         let new_ws = || (frame.workspace(), vec![0.0f64; n]);
-        let one = |ws: &mut (Workspace, Vec<f64>), j: usize, out: &mut [f32]| -> Result<()> {
+        let one = |ws: &mut (FrameWorkspace, Vec<f64>), j: usize, out: &mut [f32]| -> Result<()> {
             let (ws, scratch) = ws;
             parts.levels_into(j as u64, &frame, ws, scratch)?;
             let scale = parts.delta(j) * d as f64 / n as f64;
@@ -769,8 +769,8 @@ impl Parts<'_> {
     fn levels_into(
         &self,
         j: u64,
-        frame: &HarmonicFrame,
-        ws: &mut Workspace,
+        frame: &Frame,
+        ws: &mut FrameWorkspace,
         scratch: &mut [f64],
     ) -> Result<()> {
         let n = self.q.n();

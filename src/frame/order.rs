@@ -1,7 +1,7 @@
 //! Orderings of frame vectors: the permutation p along which ΣΔ runs, and its frame variation.
 //!
 //! Positions are zero-based here and in the file: step k (k = 0..N−1) of the ΣΔ recursion uses
-//! frame vector e_{p[k]+1}, i.e. the frame vector at slice position `p[k]`.
+//! frame vector e_{p\[k\]+1}, i.e. the frame vector at slice position `p[k]`.
 
 use super::harmonic::{HarmonicFrame, Workspace};
 use crate::error::{Error, Result};
@@ -78,7 +78,7 @@ impl Permutation {
         }
     }
 
-    /// Frame variation σ(F, p) = Σ_{k=0}^{N−2} ‖e_{p[k]} − e_{p[k+1]}‖ for a harmonic frame:
+    /// Frame variation σ(F, p) = Σ_{k=0}^{N−2} ‖e_{p\[k\]} − e_{p\[k+1\]}‖ for a harmonic frame:
     /// in closed form for the identity, otherwise from the Gram function (O(N log N)).
     pub fn variation(&self, frame: &HarmonicFrame, ws: &mut Workspace) -> Result<f64> {
         let n = frame.frame_size();

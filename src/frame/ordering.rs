@@ -1,13 +1,14 @@
 //! Orderings that make consecutive frame vectors close: a travelling-salesman heuristic for the
-//! frame variation σ(F, p) = Σ_k ‖e_{p[k]} − e_{p[k+1]}‖ (MATH.md §1), which Theorem 3.1/3.2 puts in
+//! frame variation σ(F, p) = Σ_k ‖e_{p(k)} − e_{p(k+1)}‖ (MATH.md §1), which Theorem 3.1/3.2 puts in
 //! the error bound (δ·d / 2N)·(σ(F, p) + 1).
 //!
 //! [`order_frame`] works on any [`FrameGeometry`] (the distances between frame vectors and a short
 //! list of near neighbours per vector):
 //!
-//! 1. **Greedy nearest neighbour** from position 0: always step to the nearest unvisited vector
-//!    (ties: the nearest in index, then the lowest index). The neighbour lists answer most steps;
-//!    when all of a vector's neighbours are visited, a scan of the unvisited vectors does.
+//! 1. **Greedy nearest neighbour** from position 0: step to the nearest unvisited vector of the
+//!    current vector's neighbour list (ties: the nearest in index, then the lowest index) — the
+//!    true nearest unvisited vector when the list is exact; when every listed neighbour is
+//!    visited, a scan of all unvisited vectors picks the true nearest.
 //! 2. **2-opt** on the open path, as a tour through one extra "free" node at distance 0 from
 //!    every vector (so reversing a prefix or a suffix of the path is a 2-opt move too):
 //!    - first with neighbour lists and don't-look bits (the classic O(N·k) per sweep scheme:
@@ -66,7 +67,7 @@ pub trait FrameGeometry {
     }
 }
 
-/// σ(F, p) = Σ_{k=0}^{N−2} ‖e_{p[k]} − e_{p[k+1]}‖ through a [`FrameGeometry`]. Errors if `order`
+/// σ(F, p) = Σ_{k=0}^{N−2} ‖e_{p(k)} − e_{p(k+1)}‖ through a [`FrameGeometry`]. Errors if `order`
 /// is not a permutation of 0..N−1.
 pub fn path_variation<G: FrameGeometry + ?Sized>(geometry: &G, order: &Permutation) -> Result<f64> {
     let n = geometry.frame_size();
@@ -354,12 +355,20 @@ impl<'g, G: FrameGeometry + ?Sized> Search<'g, G> {
     }
 
     /// Exhaustive 2-opt passes until no move gains; true when it got there within the budget.
+    /// Edge lengths are kept in an array (edge i joins array slots i and i + 1 mod m), so each
+    /// pair of edges costs two distance evaluations.
     fn two_opt_exhaustive(&mut self, tour: &mut Tour) -> bool {
         let m = tour.order.len();
         let eps = GAIN_EPS;
+        let mut edge: Vec<f64> = (0..m)
+            .map(|i| {
+                let (a, b) = (tour.order[i], tour.order[(i + 1) % m]);
+                self.dist(a, b)
+            })
+            .collect();
         loop {
             let mut improved = false;
-            for i in 0..m {
+            for i in 0..m.saturating_sub(2) {
                 for j in i + 2..m {
                     if self.out_of_budget() {
                         return false;
@@ -369,11 +378,17 @@ impl<'g, G: FrameGeometry + ?Sized> Search<'g, G> {
                     if d == a {
                         continue;
                     }
-                    let d_ab = self.dist(a, b);
-                    let d_cd = self.dist(c, d);
-                    let gain = d_ab + d_cd - self.dist(a, c) - self.dist(b, d);
+                    let (d_ab, d_cd) = (edge[i], edge[j]);
+                    let d_ac = self.dist(a, c);
+                    let d_bd = self.dist(b, d);
+                    let gain = d_ab + d_cd - d_ac - d_bd;
                     if gain > eps * (1.0 + d_ab + d_cd) {
+                        // Slots i+1..=j reversed: the edges strictly inside reverse their order,
+                        // the two boundary edges become (a, c) and (b, d).
                         tour.reverse_direct(i + 1, j);
+                        edge[i + 1..j].reverse();
+                        edge[i] = d_ac;
+                        edge[j] = d_bd;
                         self.moves += 1;
                         improved = true;
                     }

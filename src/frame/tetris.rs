@@ -45,7 +45,9 @@
 //! As for harmonic frames, frame vectors are numbered n = 1..N ([`TetrisFrame::row`]) and live at
 //! zero-based position n − 1 in every slice. With the natural order (p = identity) equal vectors
 //! are adjacent (distance 0) and a step changes row only at a block: with λ an integer there are
-//! no blocks and σ(F, identity) = (d − 1)·√2. Inside a block the order (+, −) given by the
+//! no blocks and σ(F, identity) = (d − 1)·√2, which is optimal: any path through d orthonormal
+//! vectors has length at least (d − 1)·√2 (triangle inequality), so for integer λ the natural
+//! order is the best there is (and below the harmonic frame's ≈ 1.81·d). Inside a block the order (+, −) given by the
 //! construction is not the best one: the "−" column is far from the next basis vector
 //! (‖(√(r/2), −√(1 − r/2)) − e_{k+1}‖ = √(2 + 2√(1 − r/2))); visiting "−" before "+" replaces
 //! that step with √(2 − 2√(1 − r/2)). [`TetrisFrame::block_swapped_order`] gives that ordering
@@ -439,7 +441,7 @@ impl TetrisFrame {
         self.combination_norm(&[(1.0, a), (-1.0, b)])
     }
 
-    /// Frame variation σ(F, p) = Σ_{k=0}^{N−2} ‖e_{p[k]} − e_{p[k+1]}‖ (positions zero-based), in
+    /// Frame variation σ(F, p) = Σ_{k=0}^{N−2} ‖e_{p(k)} − e_{p(k+1)}‖ (positions zero-based), in
     /// O(N). Errors if `order` is not a permutation of 0..N−1.
     pub fn variation(&self, order: &Permutation) -> Result<f64> {
         order.validate(self.n)?;
@@ -487,18 +489,6 @@ impl TetrisFrame {
         }
         Permutation::explicit(order, self.n)
     }
-
-    /// The range of positions whose vectors may share a coordinate with position `a`'s vector.
-    fn neighbourhood(&self, a: usize) -> std::ops::Range<usize> {
-        let r = self.idx.get(a).map_or(0, |ix| ix[0] as usize);
-        let lo = self.first.get(r.saturating_sub(1)).copied().unwrap_or(0);
-        let hi = self
-            .first
-            .get((r + 2).min(self.d))
-            .copied()
-            .unwrap_or(self.n);
-        lo..hi
-    }
 }
 
 impl FrameGeometry for TetrisFrame {
@@ -510,27 +500,51 @@ impl FrameGeometry for TetrisFrame {
         TetrisFrame::distance(self, a, b)
     }
 
-    /// Vectors with disjoint supports are orthogonal (distance √2), so only the positions around
-    /// `a` that can share a coordinate with it are examined: at most 4k + 4 of them, nearest in
-    /// index first, then sorted by (distance, index distance).
+    /// Vectors with disjoint supports are orthogonal (distance √2), so only the vectors of rows
+    /// r − 1, r, r + 1 (r = the first row of `a`) can be nearer; they are examined in O(1): each
+    /// run of equal basis vectors e_q (about λ adjacent copies) contributes only its two
+    /// positions nearest to `a` in index — more copies would fill the list and hide the distinct
+    /// neighbours 2-opt needs — and each 2×2 block its two columns. Sorted by (distance, index
+    /// distance, position).
     fn candidates(&self, a: usize, k: usize, out: &mut Vec<(f64, usize)>) {
         out.clear();
-        let range = self.neighbourhood(a);
-        let budget = 4 * k + 4;
-        let mut step = 1usize;
-        while out.len() < budget && (a >= range.start + step || a + step < range.end) {
-            for b in [a.checked_sub(step), a.checked_add(step)]
-                .into_iter()
-                .flatten()
-            {
-                if range.contains(&b) {
-                    let dist = TetrisFrame::distance(self, a, b);
-                    if dist < std::f64::consts::SQRT_2 - 1e-12 {
-                        out.push((dist, b));
+        let Some(ix) = self.idx.get(a) else {
+            return;
+        };
+        let r = ix[0] as usize;
+        let push = |b: usize, out: &mut Vec<(f64, usize)>| {
+            if b != a && b < self.n && !out.iter().any(|&(_, c)| c == b) {
+                let dist = TetrisFrame::distance(self, a, b);
+                if dist < std::f64::consts::SQRT_2 - 1e-12 {
+                    out.push((dist, b));
+                }
+            }
+        };
+        for q in r.saturating_sub(1)..(r + 2).min(self.d) {
+            let (lo, hi) = (self.first[q], self.first[q + 1]);
+            // Row q's range: the copies of e_q, then possibly the block in rows q, q + 1.
+            let block = hi >= lo + 2 && self.pair.get(hi - 1).copied().unwrap_or(false);
+            let singles_end = if block { hi - 2 } else { hi };
+            if block {
+                push(hi - 2, out);
+                push(hi - 1, out);
+            }
+            if singles_end > lo {
+                let last = singles_end - 1;
+                // The two positions of lo..=last nearest to a (excluding a).
+                let near = if a < lo {
+                    [lo, lo + 1]
+                } else if a > last {
+                    [last, last.saturating_sub(1)]
+                } else {
+                    [a.saturating_sub(1), a + 1]
+                };
+                for b in near {
+                    if (lo..=last).contains(&b) {
+                        push(b, out);
                     }
                 }
             }
-            step += 1;
         }
         out.sort_by(|x, y| {
             x.0.total_cmp(&y.0)

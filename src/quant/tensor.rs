@@ -23,7 +23,7 @@ use crate::error::{Error, Result};
 use crate::format::bitpack;
 #[cfg(feature = "encode")]
 use crate::frame::FrameDescriptor;
-use crate::frame::{HarmonicFrame, Permutation, Workspace};
+use crate::frame::{Frame, FrameWorkspace, Permutation};
 #[cfg(feature = "encode")]
 use std::sync::OnceLock;
 
@@ -130,7 +130,7 @@ impl MatrixLayout {
     }
 }
 
-/// A borrowed row-major weight matrix W[rows, cols] (f32), optionally with a bias b[rows] that is
+/// A borrowed row-major weight matrix W\[rows, cols\] (f32), optionally with a bias b\[rows\] that is
 /// quantized with it as one more column, as the paper does.
 #[cfg(feature = "encode")]
 #[derive(Debug, Clone, Copy)]
@@ -269,7 +269,7 @@ fn norm(v: &[f64]) -> f64 {
 #[cfg(feature = "encode")]
 #[derive(Debug, Clone)]
 pub struct FrameQuantizer {
-    frame: HarmonicFrame,
+    frame: Frame,
     alphabet: Alphabet,
     policy: StepPolicy,
     order: Permutation,
@@ -313,11 +313,10 @@ impl FrameQuantizer {
     /// The frame constant C of the certificate (δ·d / 2N)(C + 1) for this frame, ordering and
     /// scheme: σ(F, p) for first order, σ₂(F, p) + ‖f_{N−1} − 2f_N‖ for second order.
     fn frame_constant(&self) -> Result<f64> {
-        let mut ws = self.frame.workspace();
         match self.scheme {
-            Scheme::FirstOrder => self.order.variation(&self.frame, &mut ws),
+            Scheme::FirstOrder => self.frame.variation(&self.order),
             Scheme::SecondOrder => {
-                let (sigma2, tail) = second_order::variation(&self.frame, &self.order, &mut ws)?;
+                let (sigma2, tail) = self.frame.variation2(&self.order)?;
                 Ok(sigma2 + tail)
             }
         }
@@ -332,6 +331,11 @@ impl FrameQuantizer {
     /// The ΣΔ scheme in use.
     pub fn scheme(&self) -> Scheme {
         self.scheme
+    }
+
+    /// The frame in use (for example to compute an ordering with [`Frame::order`]).
+    pub fn frame(&self) -> &Frame {
+        &self.frame
     }
 
     /// Quantizes every vector of `matrix` (Algorithm 1). Fails on a dimension mismatch or a
@@ -375,7 +379,7 @@ impl FrameQuantizer {
         let mut packed = vec![0u8; packed_total];
         const LANES: usize = sigma_delta::LANES;
         let group_bytes = n * bits;
-        type Scratch = (Workspace, Vec<f64>, [Vec<f64>; LANES]);
+        type Scratch = (FrameWorkspace, Vec<f64>, [Vec<f64>; LANES]);
         let second = self.scheme == Scheme::SecondOrder;
         let group = |ws: &mut Scratch, g: usize, out: &mut [u8]| -> Result<[(f64, bool); LANES]> {
             let (ws, w, xs) = ws;
@@ -496,7 +500,7 @@ impl FrameQuantizer {
 #[cfg(feature = "encode")]
 #[derive(Debug, Clone)]
 pub struct QuantizedTensor {
-    frame: HarmonicFrame,
+    frame: Frame,
     order: Permutation,
     alphabet: Alphabet,
     scheme: Scheme,
@@ -608,7 +612,12 @@ impl QuantizedTensor {
     /// [`QuantizedTensor::reconstruct_vector`] with the caller's workspace, reading the levels
     /// straight from the packed codes (the same levels c − K + ½ at the same FFT indices as
     /// [`synthesise_codes`], so the same values bit for bit).
-    fn reconstruct_vector_with(&self, j: usize, out: &mut [f64], ws: &mut Workspace) -> Result<()> {
+    fn reconstruct_vector_with(
+        &self,
+        j: usize,
+        out: &mut [f64],
+        ws: &mut FrameWorkspace,
+    ) -> Result<()> {
         let n = self.frame.frame_size();
         if j >= self.layout.vector_count() {
             return Err(Error::param(format!("vector {j} is out of range")));
@@ -713,13 +722,13 @@ impl QuantizedTensor {
 /// Synthesis of one vector from its codes: scatter the levels to their frame positions, one FFT,
 /// scale by δ·d/N. Codes must be below 2K (decoders check this before calling).
 pub fn synthesise_codes(
-    frame: &HarmonicFrame,
+    frame: &Frame,
     order: &Permutation,
     alphabet: Alphabet,
     delta: f64,
     codes: &[u16],
     out: &mut [f64],
-    ws: &mut Workspace,
+    ws: &mut FrameWorkspace,
 ) -> Result<()> {
     let n = frame.frame_size();
     if codes.len() != n {
