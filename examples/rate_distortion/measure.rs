@@ -53,6 +53,8 @@ pub struct Point {
     pub family: String,
     /// ΣΔ order (0 for round-to-nearest).
     pub order: u32,
+    /// ΣΔ along the library's computed ordering of the frame vectors.
+    pub reordered: bool,
     /// δ policy (`-` for round-to-nearest).
     pub delta: String,
     /// K (0 for round-to-nearest).
@@ -256,6 +258,7 @@ impl<'s, 'a> Workspace<'s, 'a> {
             label: scheme.label(),
             family: scheme.family().into(),
             order: scheme.order(),
+            reordered: scheme.reorder,
             delta: scheme.delta.describe(),
             k: scheme.levels,
             bits_per_code: scheme.bits_per_code(),
@@ -338,6 +341,7 @@ impl<'s, 'a> Workspace<'s, 'a> {
             label: "round-to-nearest, per row".into(),
             family: "-".into(),
             order: 0,
+            reordered: false,
             delta: "-".into(),
             k: 0,
             bits_per_code: bits,

@@ -59,7 +59,7 @@ fn largest_prime_factor(mut n: usize) -> usize {
 /// `points.csv`: every measured point.
 pub fn write_csv(points: &[Point], dir: &Path) -> Result<(), String> {
     let mut s = String::from(
-        "subject,method,family,order,delta,k,bits_per_code,target_code_bits,redundancy,n_min,n_max,n_max_largest_prime_factor,code_bits,\
+        "subject,method,family,order,reordered,delta,k,bits_per_code,target_code_bits,redundancy,n_min,n_max,n_max_largest_prime_factor,code_bits,\
          file_bits,file_bits_zstd,rel_weight_error,accuracy,float_accuracy,certified,\
          worst_error_over_bound,decode_us_per_mweight,decode_zstd_us_per_mweight,\
          f32_read_us_per_mweight,decode_ratio,decode_zstd_ratio\n",
@@ -67,11 +67,12 @@ pub fn write_csv(points: &[Point], dir: &Path) -> Result<(), String> {
     for p in points {
         let _ = writeln!(
             s,
-            "{},{},{},{},{},{},{},{},{:.6},{},{},{},{:.4},{:.4},{:.4},{:.6e},{:.4},{:.4},{},{:.4},{:.1},{:.1},{:.1},{:.3},{:.3}",
+            "{},{},{},{},{},{},{},{},{},{:.6},{},{},{},{:.4},{:.4},{:.4},{:.6e},{:.4},{:.4},{},{:.4},{:.1},{:.1},{:.1},{:.3},{:.3}",
             p.subject,
             p.method,
             p.family,
             p.order,
+            p.reordered,
             p.delta,
             p.k,
             p.bits_per_code,
@@ -117,20 +118,31 @@ enum View {
     /// The coefficient δ, first order (solid) against second order (dashed), coloured by K,
     /// and round-to-nearest.
     Orders,
+    /// The coefficient δ: harmonic (solid) against spectral-tetris (dashed) frames, natural and
+    /// computed orderings, and round-to-nearest.
+    Families,
 }
 
 impl View {
+    const ALL: [View; 3] = [View::FirstOrder, View::Orders, View::Families];
+
     fn suffix(self) -> &'static str {
         match self {
             View::FirstOrder => "",
             View::Orders => "_orders",
+            View::Families => "_families",
         }
     }
 
     fn what(self) -> &'static str {
         match self {
-            View::FirstOrder => "first-order ΣΔ, every δ policy",
-            View::Orders => "coefficient δ, first-order (solid) vs second-order (dashed) ΣΔ",
+            View::FirstOrder => "first-order ΣΔ in harmonic frames, every δ policy",
+            View::Orders => {
+                "harmonic frames, coefficient δ, first-order (solid) vs second-order (dashed) ΣΔ"
+            }
+            View::Families => {
+                "coefficient δ, harmonic (solid) vs spectral-tetris (dashed) frames, natural and computed orderings"
+            }
         }
     }
 
@@ -143,8 +155,10 @@ impl View {
             .into_iter()
             .find(|s| s.id() == method)?;
         let delta = s.delta.describe();
+        let harmonic = s.family() == "harmonic";
+        let coefficient = delta == "coefficient";
         match self {
-            View::FirstOrder if s.order() == 1 => {
+            View::FirstOrder if s.order() == 1 && harmonic && !s.reorder => {
                 let color = match (delta.as_str(), s.levels) {
                     ("coefficient", 1 | 2) => 0,
                     ("vector", _) => 1,
@@ -156,7 +170,7 @@ impl View {
                 };
                 Some((s.short(), color, s.levels == 2 || s.levels == 128))
             }
-            View::Orders if delta == "coefficient" => {
+            View::Orders if coefficient && harmonic && !s.reorder => {
                 let color = match s.levels {
                     1 => 0,
                     2 => 1,
@@ -166,6 +180,17 @@ impl View {
                     _ => 2,
                 };
                 Some((s.short(), color, s.order() == 2))
+            }
+            View::Families if coefficient => {
+                let color = match (s.order(), s.levels, s.reorder) {
+                    (1, 1, false) => 0,
+                    (1, 2, false) => 1,
+                    (1, 8, false) => 5,
+                    (2, 2, false) => 4,
+                    (1, 1, true) => 3,
+                    _ => return None,
+                };
+                Some((s.short(), color, !harmonic))
             }
             _ => None,
         }
@@ -191,7 +216,7 @@ pub fn write_figures(
     let ms = methods(points);
     let x_label = "bits per weight of the quantized tensors in the .sdq file (zstd off)";
     for s in subjects {
-        for view in [View::FirstOrder, View::Orders] {
+        for view in View::ALL {
             let series = |g: &dyn Fn(&Point) -> f64| -> Vec<Series> {
                 ms.iter()
                     .filter_map(|(m, _)| {
@@ -558,6 +583,43 @@ fn rates(points: &[Point], subjects: &[Subject]) -> String {
     }
 }
 
+/// Pairs (a, b) of ΣΔ points with the same subject, order, δ policy, K and code-bit budget,
+/// where `a` satisfies `is_a` and `b` is its counterpart satisfying `is_b`.
+fn pairs(
+    points: &[Point],
+    is_a: impl Fn(&Point) -> bool,
+    is_b: impl Fn(&Point) -> bool,
+) -> Vec<(&Point, &Point)> {
+    points
+        .iter()
+        .filter(|p| is_sd(p) && is_a(p))
+        .filter_map(|a| {
+            let b = points.iter().find(|b| {
+                is_sd(b)
+                    && is_b(b)
+                    && b.subject == a.subject
+                    && b.order == a.order
+                    && b.delta == a.delta
+                    && b.k == a.k
+                    && b.target == a.target
+            })?;
+            Some((a, b))
+        })
+        .collect()
+}
+
+/// "X of N, median ratio R" comparing `a` against `b` on the error, and the decode-time ratio.
+fn pair_summary(v: &[(&Point, &Point)]) -> Option<(usize, usize, usize, f64, f64)> {
+    if v.is_empty() {
+        return None;
+    }
+    let lower = v.iter().filter(|(a, b)| a.rel_err < b.rel_err).count();
+    let same = v.iter().filter(|(a, b)| a.rel_err == b.rel_err).count();
+    let err = median(v.iter().map(|(a, b)| a.rel_err / b.rel_err).collect());
+    let dec = median(v.iter().map(|(a, b)| a.decode_us / b.decode_us).collect());
+    Some((lower, same, v.len(), err, dec))
+}
+
 /// A network with its smallest near-float ΣΔ and round-to-nearest points.
 type Smallest<'a> = (
     &'a Subject<'a>,
@@ -662,6 +724,7 @@ fn recommendations(points: &[Point], subjects: &[Subject]) -> String {
             points
                 .iter()
                 .filter(|p| is_sd(p) && p.k == k && p.target == t)
+                .filter(|p| p.family == "harmonic" && !p.reordered)
                 .map(ratio)
                 .collect(),
         )
@@ -677,6 +740,7 @@ fn recommendations(points: &[Point], subjects: &[Subject]) -> String {
                 let v: Vec<f64> = points
                     .iter()
                     .filter(|p| is_sd(p) && p.subject == s.id && p.k == k && p.target == t)
+                    .filter(|p| p.family == "harmonic" && !p.reordered && p.order == 1)
                     .map(|p| p.decode_us)
                     .collect();
                 if v.len() > 1 {
@@ -743,6 +807,29 @@ fn recommendations(points: &[Point], subjects: &[Subject]) -> String {
         let _ = write!(
             p,
             "*Second order vs first order* (best of each within a budget): second-order ΣΔ had the lower weight error in {second_wins} of {second_n} comparisons. "
+        );
+    }
+    let tetris = pairs(
+        points,
+        |p| p.family != "harmonic" && !p.reordered,
+        |p| p.family == "harmonic" && !p.reordered,
+    );
+    if let Some((lower, _, n, err, dec)) = pair_summary(&tetris) {
+        let _ = write!(
+            p,
+            "*Spectral-tetris vs harmonic frames* (same scheme, δ, K and code bits; natural order): tetris had the lower weight error in {lower} of {n} pairs (median error ratio tetris / harmonic {err:.2}, decode time ratio {dec:.2}). "
+        );
+    }
+    let reordered = pairs(points, |p| p.reordered, |p| !p.reordered);
+    if let Some((lower, same, n, err, dec)) = pair_summary(
+        &reordered
+            .into_iter()
+            .filter(|(a, b)| a.family == b.family)
+            .collect::<Vec<_>>(),
+    ) {
+        let _ = write!(
+            p,
+            "*Computed ordering vs natural order* (`reorder`, same frame family): lower weight error in {lower} of {n} pairs, the same error in {same} (median error ratio {err:.3}, decode time ratio {dec:.2}). "
         );
     }
     if let Some((m, n)) = tally.first() {
@@ -906,7 +993,7 @@ fn recommendations(points: &[Point], subjects: &[Subject]) -> String {
     targets.dedup();
     let _ = write!(
         r,
-        "\n### Decode time by K and code-bit budget\n\nMedian of decode time / f32 read time (zstd off) over the subjects, δ policies and both ΣΔ orders (the decoder is the same for both: w̃ = (d/N)·E·q); N = ⌈b·d / ⌈log2 2K⌉⌉ (second order: lowered to even).\n\n| K (bits per code) |"
+        "\n### Decode time by K and code-bit budget\n\nHarmonic frames, natural order. Median of decode time / f32 read time (zstd off) over the subjects, δ policies and both ΣΔ orders (the decoder is the same for both: w̃ = (d/N)·E·q); N = ⌈b·d / ⌈log2 2K⌉⌉ (second order: lowered to even).\n\n| K (bits per code) |"
     );
     for t in &targets {
         let _ = write!(r, " {t} |");
@@ -1009,7 +1096,7 @@ pub fn write_readme(
     );
     let _ = writeln!(
         r,
-        "- Second-order ΣΔ (`PackOptions::scheme = Scheme::SecondOrder`, K ≥ 2) starts at N/d = 1.25: the library lowers a rule-derived odd N by one (second order wants an even N in a harmonic frame), so N = d + 1 is not available to it for even d.\n- **Not measured: spectral-tetris frames.** They exist at the library level (`sdq::frame::tetris`) but the pack options cannot select a frame family and the file format stores only harmonic frames, so they cannot go through the file path this report measures; each becomes one entry in `examples/rate_distortion/schemes.rs` when they can.\n"
+        "- Schemes (`examples/rate_distortion/schemes.rs`, one entry each, every field a `PackOptions` field): first-order ΣΔ in harmonic frames with every δ policy at K = 1, 2 and the coefficient δ at K = 4, 8, 32, 128; second-order ΣΔ (`scheme: Scheme::SecondOrder`, K ≥ 2) with every δ policy at K = 2 and the coefficient δ at K = 4, 8, 32, 128; spectral-tetris frames (`family: FrameFamily::SpectralTetris`, N ≥ 2d) with the coefficient δ, first order at K = 1, 2, 8 and second order at K = 2; and the library's computed ordering of the frame vectors (`reorder: true`, greedy + 2-opt) for first order, coefficient δ, K = 1, in both families. Second order in a harmonic frame starts at N/d = 1.25: the library lowers a rule-derived odd N by one (second order wants an even N there), so N = d + 1 is not available to it for even d.\n- Not measured: the other δ policies with spectral-tetris frames or the computed ordering, second order with the computed ordering, rows orientation, biases (the networks have none), more than one training per network.\n"
     );
     let _ = writeln!(r, "## Which scheme for which goal\n");
     r.push_str(&recommendations(points, subjects));
