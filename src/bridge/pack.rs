@@ -274,11 +274,15 @@ pub fn plan(ck: &Checkpoint, opts: &PackOptions) -> Result<Plan> {
         let min = opts.family.min_frame_size(d as u64);
         if (n as u64) < min {
             return Err(Error::param(format!(
-                "tensor {:?}: {} with --levels {} gives frame size N = {n} for vectors of d = {d}, but a {} frame needs N >= {min} (raise the bits per weight or redundancy, lower --levels, or --exclude the tensor)",
+                "tensor {:?}: {} with --levels {} gives frame size N = {n} for vectors of d = {d}, but a {} frame needs N >= {} = {min} (raise the bits per weight or redundancy, lower --levels, or --exclude the tensor)",
                 t.name,
                 opts.frame.describe(),
                 opts.levels,
-                opts.family
+                opts.family,
+                match opts.family {
+                    FrameFamily::Harmonic => "d + 1",
+                    FrameFamily::SpectralTetris => "2d",
+                }
             )));
         }
         if let Some(b) = bias {
