@@ -364,6 +364,9 @@ mod tests {
         assert!(readme.contains("round-to-nearest") && readme.contains("small Gaussian"));
         let csv = std::fs::read_to_string(dir.path().join("points.csv")).unwrap();
         assert_eq!(csv.lines().count(), points.len() + 1);
+        let columns = |l: &str| l.split(',').count();
+        let header = csv.lines().next().map_or(0, columns);
+        assert!(csv.lines().all(|l| columns(l) == header));
     }
 
     #[test]
