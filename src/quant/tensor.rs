@@ -451,6 +451,10 @@ impl FrameQuantizer {
         let results: Vec<Result<[(f64, bool); LANES]>> = packed
             .par_chunks_mut(group_bytes.max(1))
             .enumerate()
+            // About two tasks per thread: enough to balance, few enough that the per-task
+            // scratch (LANES·N coefficients and FFT buffers, megabytes at large N: fresh pages
+            // and zeroing) is not rebuilt for every few groups.
+            .with_min_len(m.div_ceil(LANES * 2 * rayon::current_num_threads()).max(1))
             .map_init(new_ws, |ws, (g, c)| group(ws, g, c))
             .collect();
         #[cfg(not(feature = "parallel"))]
