@@ -3,23 +3,14 @@
 //! greedy + 2-opt one, which is never worse); the file records the family and the ordering; the
 //! reader decodes what the quantizer rebuilt, and verification passes.
 
+mod common;
+use common::values;
+
 use proptest::prelude::*;
 use sdq::format::{DeltaPolicy, Dtype, Encoding, SdqFile, SdqStreamWriter, TensorPlan};
 use sdq::frame::{FrameFamily, OrderingOptions};
 use sdq::quant::Scheme;
 use sdq::{FrameDescriptor, FrameQuantizer, Matrix, Orientation, StepPolicy};
-
-fn values(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            ((s >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0) as f32
-        })
-        .collect()
-}
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
