@@ -2,20 +2,11 @@
 //! (in f64), for both orientations, with and without a bias, K = 1 and K = 3, identity and
 //! explicit orderings, per-vector and tensor δ; and its argument checks.
 
+mod common;
+use common::values;
+
 use sdq::format::{DeltaPolicy, Dtype, SdqFile, SdqStreamWriter, TensorPlan};
 use sdq::{FrameDescriptor, FrameQuantizer, Matrix, Orientation, Permutation, StepPolicy};
-
-fn values(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            ((s >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0) as f32
-        })
-        .collect()
-}
 
 #[allow(clippy::too_many_arguments)]
 fn check(

@@ -3,6 +3,9 @@
 //! scheme and the frame constant; the reader decodes exactly what the quantizer rebuilt and its
 //! verification agrees; first order is unchanged.
 
+mod common;
+use common::values;
+
 use proptest::prelude::*;
 use sdq::format::{DeltaPolicy, Dtype, Encoding, SdqFile, SdqStreamWriter, TensorPlan};
 use sdq::quant::{second_order, Scheme};
@@ -10,18 +13,6 @@ use sdq::{
     FrameDescriptor, FrameQuantizer, HarmonicFrame, Matrix, Orientation, Permutation,
     QuantizedTensor, StepPolicy,
 };
-
-fn values(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            ((s >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0) as f32
-        })
-        .collect()
-}
 
 fn shuffle(n: usize, seed: u64) -> Permutation {
     let r = values(n, seed ^ 0xABCD);

@@ -20,6 +20,29 @@ pub use tetris::{TetrisFrame, TetrisWorkspace};
 use crate::error::{Error, Result};
 use crate::limits;
 
+/// The checks every family makes first: d ≥ 1, d ≤ [`limits::MAX_DIM`], N ≤
+/// [`limits::MAX_FRAME_SIZE`].
+pub(crate) fn check_sizes(n: usize, d: usize) -> Result<()> {
+    if d == 0 {
+        return Err(Error::param("the vector dimension d must be at least 1"));
+    }
+    if d as u64 > limits::MAX_DIM {
+        return Err(Error::Limit {
+            what: "vector dimension d",
+            value: d as u64,
+            limit: limits::MAX_DIM,
+        });
+    }
+    if n as u64 > limits::MAX_FRAME_SIZE {
+        return Err(Error::Limit {
+            what: "frame size N",
+            value: n as u64,
+            limit: limits::MAX_FRAME_SIZE,
+        });
+    }
+    Ok(())
+}
+
 /// A family of frames, as named by a file's frame family id (spec §5.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum FrameFamily {
@@ -104,23 +127,7 @@ impl FrameDescriptor {
     /// The harmonic frame harmonic(N, d), validated: d ≥ 1, N ≥ d + 1, both within the limits of
     /// [`limits::MAX_DIM`] and [`limits::MAX_FRAME_SIZE`].
     pub fn harmonic(n: usize, d: usize) -> Result<Self> {
-        if d == 0 {
-            return Err(Error::param("the vector dimension d must be at least 1"));
-        }
-        if d as u64 > limits::MAX_DIM {
-            return Err(Error::Limit {
-                what: "vector dimension d",
-                value: d as u64,
-                limit: limits::MAX_DIM,
-            });
-        }
-        if n as u64 > limits::MAX_FRAME_SIZE {
-            return Err(Error::Limit {
-                what: "frame size N",
-                value: n as u64,
-                limit: limits::MAX_FRAME_SIZE,
-            });
-        }
+        check_sizes(n, d)?;
         if n <= d {
             return Err(Error::param(format!(
                 "frame size N = {n} must exceed the vector dimension d = {d} (a harmonic frame is tight only for N >= d + 1)"

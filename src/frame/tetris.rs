@@ -56,7 +56,6 @@
 use super::order::Permutation;
 use super::ordering::FrameGeometry;
 use crate::error::{Error, Result};
-use crate::limits;
 
 /// A sparse frame vector: up to two (row, value) entries, zero-based rows.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -105,27 +104,11 @@ pub struct TetrisWorkspace {
     acc: Vec<f64>,
 }
 
-/// Validates (N, d) for a spectral tetris frame: d ≥ 1, N ≥ 2d, both within [`limits::MAX_DIM`]
-/// and [`limits::MAX_FRAME_SIZE`]. The same checks, in the same order, as
+/// Validates (N, d) for a spectral tetris frame: d ≥ 1, N ≥ 2d, both within [`crate::limits::MAX_DIM`]
+/// and [`crate::limits::MAX_FRAME_SIZE`]. The same checks, in the same order, as
 /// [`super::FrameDescriptor::harmonic`], with N ≥ 2d in place of N ≥ d + 1.
 pub fn validate_tetris(n: usize, d: usize) -> Result<()> {
-    if d == 0 {
-        return Err(Error::param("the vector dimension d must be at least 1"));
-    }
-    if d as u64 > limits::MAX_DIM {
-        return Err(Error::Limit {
-            what: "vector dimension d",
-            value: d as u64,
-            limit: limits::MAX_DIM,
-        });
-    }
-    if n as u64 > limits::MAX_FRAME_SIZE {
-        return Err(Error::Limit {
-            what: "frame size N",
-            value: n as u64,
-            limit: limits::MAX_FRAME_SIZE,
-        });
-    }
+    super::check_sizes(n, d)?;
     if (n as u64) < 2 * d as u64 {
         return Err(Error::param(format!(
             "frame size N = {n} must be at least twice the vector dimension d = {d} (spectral tetris needs redundancy N/d >= 2)"

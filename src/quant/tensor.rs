@@ -223,6 +223,67 @@ impl<'a> Matrix<'a> {
         Ok(())
     }
 
+    /// Loads the vectors `first .. first + out.len()` like [`Matrix::load_vector`], in one pass
+    /// over W for the columns orientation (consecutive columns share cache lines, so this reads
+    /// each line once instead of once per column). The same values and the same error.
+    fn load_vectors(
+        &self,
+        orientation: Orientation,
+        first: usize,
+        out: &mut [Vec<f64>],
+    ) -> Result<()> {
+        let layout = self.layout(orientation);
+        let count = out.len();
+        let fits = first + count <= layout.vector_count()
+            && out.iter().all(|o| o.len() == layout.vector_len());
+        if orientation == Orientation::Rows || !fits {
+            for (l, o) in out.iter_mut().enumerate() {
+                self.load_vector(orientation, first + l, o)?;
+            }
+            return Ok(());
+        }
+        let cols = self.cols;
+        // The group's columns of W, row by row (one short contiguous read per row, a tight loop
+        // with many rows in flight), then moved into the vectors.
+        let in_w = cols.saturating_sub(first).min(count);
+        let mut block = vec![0.0f32; self.rows * count];
+        for (dst, row) in block
+            .chunks_exact_mut(count)
+            .zip(self.data.chunks_exact(cols))
+        {
+            // (An element loop: a call to memmove per 32 bytes costs more than the copy.)
+            for (d, &s) in dst
+                .iter_mut()
+                .zip(row.get(first..first + in_w).unwrap_or(&[]))
+            {
+                *d = s;
+            }
+        }
+        if in_w < count {
+            // The bias column (the last vector, c = cols).
+            if let Some(b) = self.bias {
+                for (dst, &x) in block.chunks_exact_mut(count).zip(b) {
+                    if let Some(o) = dst.get_mut(in_w) {
+                        *o = x;
+                    }
+                }
+            }
+        }
+        let finite = block.iter().all(|x| x.is_finite());
+        for (l, o) in out.iter_mut().enumerate() {
+            for (o, src) in o.iter_mut().zip(block.chunks_exact(count)) {
+                *o = f64::from(src.get(l).copied().unwrap_or(f32::NAN));
+            }
+        }
+        if !finite {
+            // The first non-finite weight in the order load_vector reports it.
+            for (l, o) in out.iter_mut().enumerate() {
+                self.load_vector(orientation, first + l, o)?;
+            }
+        }
+        Ok(())
+    }
+
     /// The largest Euclidean norm of a vector in the given orientation (for a network-wide δ).
     pub fn max_vector_norm(&self, orientation: Orientation) -> Result<f64> {
         let layout = self.layout(orientation);
@@ -379,14 +440,14 @@ impl FrameQuantizer {
         let mut packed = vec![0u8; packed_total];
         const LANES: usize = sigma_delta::LANES;
         let group_bytes = n * bits;
-        type Scratch = (FrameWorkspace, Vec<f64>, [Vec<f64>; LANES]);
+        type Scratch = (FrameWorkspace, [Vec<f64>; LANES], [Vec<f64>; LANES]);
         let second = self.scheme == Scheme::SecondOrder;
         let group = |ws: &mut Scratch, g: usize, out: &mut [u8]| -> Result<[(f64, bool); LANES]> {
-            let (ws, w, xs) = ws;
+            let (ws, ws_w, xs) = ws;
             let mut lanes = [(0.0, true); LANES];
             let count = LANES.min(m - g * LANES);
-            for (l, x) in xs.iter_mut().enumerate().take(count) {
-                matrix.load_vector(orientation, g * LANES + l, w)?;
+            matrix.load_vectors(orientation, g * LANES, &mut ws_w[..count])?;
+            for (l, (x, w)) in xs.iter_mut().zip(ws_w.iter()).enumerate().take(count) {
                 if second {
                     self.frame.analyse(w, x, ws)?;
                 } else {
@@ -435,7 +496,7 @@ impl FrameQuantizer {
         let new_ws = || {
             (
                 self.frame.workspace(),
-                vec![0.0; d],
+                std::array::from_fn(|_| vec![0.0; d]),
                 std::array::from_fn(|_| vec![0.0; n]),
             )
         };
@@ -444,6 +505,10 @@ impl FrameQuantizer {
         let results: Vec<Result<[(f64, bool); LANES]>> = packed
             .par_chunks_mut(group_bytes.max(1))
             .enumerate()
+            // About two tasks per thread: enough to balance, few enough that the per-task
+            // scratch (LANES·N coefficients and FFT buffers, megabytes at large N: fresh pages
+            // and zeroing) is not rebuilt for every few groups.
+            .with_min_len(m.div_ceil(LANES * 2 * rayon::current_num_threads()).max(1))
             .map_init(new_ws, |ws, (g, c)| group(ws, g, c))
             .collect();
         #[cfg(not(feature = "parallel"))]
@@ -763,4 +828,46 @@ pub fn synthesise_codes(
     }
     let scale = delta * frame.dim() as f64 / n as f64;
     frame.synthesise_workspace(scale, out, ws)
+}
+
+#[cfg(all(test, feature = "encode"))]
+mod tests {
+    use super::*;
+
+    /// `load_vectors` (one pass over a group of columns) gives `load_vector`'s values and errors.
+    #[test]
+    fn group_load_equals_one_by_one() {
+        let (rows, cols) = (5usize, 11usize);
+        let data: Vec<f32> = (0..rows * cols).map(|i| i as f32 * 0.25 - 3.0).collect();
+        let bias: Vec<f32> = (0..rows).map(|i| -(i as f32)).collect();
+        let mut bad = data.clone();
+        bad[3 * cols + 9] = f32::NAN;
+        bad[4 * cols + 8] = f32::INFINITY;
+        for (d, with_bias) in [(&data, false), (&data, true), (&bad, true)] {
+            let mut m = Matrix::new(d, rows, cols).unwrap();
+            if with_bias {
+                m = m.with_bias(&bias).unwrap();
+            }
+            for orientation in [Orientation::Columns, Orientation::Rows] {
+                let l = m.layout(orientation);
+                for first in 0..l.vector_count() {
+                    for count in 1..=8.min(l.vector_count() - first) {
+                        let mut got = vec![vec![0.0; l.vector_len()]; count];
+                        let r = m.load_vectors(orientation, first, &mut got);
+                        let mut want = vec![vec![0.0; l.vector_len()]; count];
+                        let w: Result<Vec<()>> = want
+                            .iter_mut()
+                            .enumerate()
+                            .map(|(i, o)| m.load_vector(orientation, first + i, o))
+                            .collect();
+                        match (r, w) {
+                            (Ok(()), Ok(_)) => assert_eq!(got, want),
+                            (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string()),
+                            (a, b) => panic!("{a:?} vs {b:?}"),
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
