@@ -584,10 +584,12 @@ fn rates(points: &[Point], subjects: &[Subject]) -> String {
     }
 }
 
-/// Pairs (a, b) of ΣΔ points with the same subject, order, δ policy, K and code-bit budget,
-/// where `a` satisfies `is_a` and `b` is its counterpart satisfying `is_b`.
+/// Pairs (a, b) of ΣΔ points with the same subject, order, δ policy, K and code-bit budget (and
+/// frame family if `same_family`), where `a` satisfies `is_a` and `b` is its counterpart
+/// satisfying `is_b`.
 fn pairs(
     points: &[Point],
+    same_family: bool,
     is_a: impl Fn(&Point) -> bool,
     is_b: impl Fn(&Point) -> bool,
 ) -> Vec<(&Point, &Point)> {
@@ -603,6 +605,7 @@ fn pairs(
                     && b.delta == a.delta
                     && b.k == a.k
                     && b.target == a.target
+                    && (!same_family || b.family == a.family)
             })?;
             Some((a, b))
         })
@@ -812,6 +815,7 @@ fn recommendations(points: &[Point], subjects: &[Subject]) -> String {
     }
     let tetris = pairs(
         points,
+        false,
         |p| p.family != "harmonic" && !p.reordered,
         |p| p.family == "harmonic" && !p.reordered,
     );
@@ -821,13 +825,8 @@ fn recommendations(points: &[Point], subjects: &[Subject]) -> String {
             "*Spectral-tetris vs harmonic frames* (same scheme, δ, K and code bits; natural order): tetris had the lower weight error in {lower} of {n} pairs (median error ratio tetris / harmonic {err:.2}, decode time ratio {dec:.2}). "
         );
     }
-    let reordered = pairs(points, |p| p.reordered, |p| !p.reordered);
-    if let Some((lower, same, n, err, dec)) = pair_summary(
-        &reordered
-            .into_iter()
-            .filter(|(a, b)| a.family == b.family)
-            .collect::<Vec<_>>(),
-    ) {
+    let reordered = pairs(points, true, |p| p.reordered, |p| !p.reordered);
+    if let Some((lower, same, n, err, dec)) = pair_summary(&reordered) {
         let _ = write!(
             p,
             "*Computed ordering vs natural order* (`reorder`, same frame family): lower weight error in {lower} of {n} pairs, the same error in {same} (median error ratio {err:.3}, decode time ratio {dec:.2}). "
