@@ -654,6 +654,8 @@ pub enum FileLimit {
     SectionLen,
     /// Frame size N.
     FrameSize,
+    /// Frame size N per vector dimension d (N ≤ 1024·d).
+    Redundancy,
     /// Vector dimension d.
     Dim,
     /// Levels K.
@@ -673,6 +675,7 @@ impl std::fmt::Display for FileLimit {
             FileLimit::ElementCount => "a tensor's element count",
             FileLimit::SectionLen => "a section's decoded length",
             FileLimit::FrameSize => "the frame size N",
+            FileLimit::Redundancy => "the frame size N for this d (N <= 1024 d)",
             FileLimit::Dim => "the vector dimension d",
             FileLimit::Levels => "the level count K",
         })

@@ -5,6 +5,10 @@
 pub const MAX_DIM: u64 = 1 << 22;
 /// Largest frame size N (number of frame vectors, and of codes per vector).
 pub const MAX_FRAME_SIZE: u64 = 1 << 24;
+/// Largest redundancy N/d: N ≤ 1024·d. Decoding costs O(N) memory for the frame (an FFT of
+/// length N, or a tetris frame's tables, about 48–64 bytes per frame vector) whatever the output's
+/// size, so N is tied to d: the frame's memory is then at most a fixed multiple of the output's.
+pub const MAX_REDUNDANCY: u64 = 1024;
 /// Largest K (half the number of quantization levels): codes then fit in 16 bits.
 pub const MAX_LEVELS: u32 = 1 << 15;
 

@@ -548,3 +548,58 @@ fn zstd_sections_inflate_only_to_their_declared_size() {
         assert!(peak <= bound, "{what}: peak {peak} > {bound}");
     }
 }
+
+/// The one cost that grows with a header field rather than with the file: the frame itself.
+/// Decoding plans and runs an FFT of length N (or builds a tetris frame of N vectors) whatever
+/// the output's size, so the spec ties N to d (N ≤ 1024·d). At the extreme, d = 16384 and
+/// N = 2^24 (both limits at once), a file of a few hundred bytes (zstd-compressed 1-bit codes)
+/// for a 64 KiB output: measured here per frame vector, and stated in SECURITY.md.
+#[test]
+fn frame_cost_at_the_largest_frame_size() {
+    use sdq::format::{DeltaPolicy, Dtype, SdqStreamWriter, TensorPlan};
+    use sdq::{FrameDescriptor, FrameQuantizer, Matrix, Orientation, StepPolicy};
+    let _g = lock();
+    let n = sdq::limits::MAX_FRAME_SIZE as usize;
+    let d = n / sdq::limits::MAX_REDUNDANCY as usize;
+    assert!(FrameDescriptor::harmonic(n, d - 1).is_err(), "N ≤ 1024·d");
+    for (family, desc) in [
+        ("harmonic", FrameDescriptor::harmonic(n, d).unwrap()),
+        (
+            "spectral tetris",
+            FrameDescriptor::spectral_tetris(n, d).unwrap(),
+        ),
+    ] {
+        let w: Vec<f32> = (0..d).map(|i| (i % 7) as f32 / 7.0 - 0.5).collect();
+        let q = FrameQuantizer::new(desc, 1, StepPolicy::Coefficient)
+            .unwrap()
+            .quantize(&Matrix::new(&w, d, 1).unwrap(), Orientation::Columns)
+            .unwrap();
+        let plan = [TensorPlan::sigma_delta(
+            "w",
+            Dtype::F32,
+            &[d as u64, 1],
+            false,
+        )];
+        let mut wr = SdqStreamWriter::in_memory(&plan, &[]).unwrap();
+        wr.set_zstd(Some(19)).unwrap();
+        wr.write_quantized("w", &q, DeltaPolicy::Coefficient)
+            .unwrap();
+        let bytes = wr.finish().unwrap().into_inner();
+        drop(q);
+        let (len, out) = (bytes.len(), d * 4);
+        let f = SdqFile::from_bytes(bytes).unwrap();
+        let infl = inflated(&f);
+        let (v, peak) = measure(|| f.decode("w").unwrap());
+        assert_eq!(v.len(), d);
+        let frame = peak.saturating_sub(infl + out);
+        println!(
+            "{family}: d = {d}, N = 2^24, file {len} bytes, output {out}, inflated {infl}, peak {peak} bytes: {:.1} bytes per frame vector",
+            frame as f64 / n as f64
+        );
+        // The stated bound: file + output + inflated + 64 bytes per frame vector + 3 MiB.
+        assert!(
+            peak <= len + out + infl + 64 * n + 3 * MIB,
+            "{family}: peak {peak}"
+        );
+    }
+}

@@ -544,6 +544,16 @@ fn cases() -> Vec<(&'static str, Vec<u8>, Check)> {
         }),
     ));
     v.push((
+        "redundancy_over_limit",
+        // harmonic(3073, 3): N above 1024·d, refused before the frame is built.
+        patched(&t, |b, r, _| put_u32(b, r[0].body + 3, 3073)),
+        fmt_err!(F::LimitExceeded {
+            what: FileLimit::Redundancy,
+            value: 3073,
+            limit: 3072,
+        }),
+    ));
+    v.push((
         "k_zero",
         patched(&a, |b, r, _| put_u32(b, sd(13)(r), 0)),
         fmt_err!(F::ZeroLevels { .. }),

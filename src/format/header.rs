@@ -908,6 +908,8 @@ fn read_sigma_delta(
         Orientation::Rows => (aug_cols, rows),
     };
     limit(FileLimit::Dim, d, limits::MAX_DIM)?;
+    // d ≤ 2^22, so the product fits; checked before anything is built for the frame.
+    limit(FileLimit::Redundancy, n, limits::MAX_REDUNDANCY * d)?;
     if d_stored != d {
         return Err(FormatError::DimensionMismatch {
             tensor: t(),

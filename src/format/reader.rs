@@ -8,7 +8,7 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 #[cfg(feature = "parallel")]
 use rayon::prelude::*;
@@ -41,7 +41,7 @@ pub struct SdqFile {
     verify_checksums: bool,
     /// Frames (with their FFT plans) built so far, by descriptor: planning a long FFT costs
     /// more than decoding a small tensor, so each harmonic(N, d) is planned once per file.
-    frames: Mutex<HashMap<FrameDescriptor, Frame>>,
+    frames: Mutex<HashMap<FrameDescriptor, Arc<Frame>>>,
 }
 
 impl std::fmt::Debug for SdqFile {
@@ -171,16 +171,17 @@ impl SdqFile {
         }
     }
 
-    /// The frame `desc` describes, planned once and then shared (cheap clones of the plans).
-    fn frame(&self, desc: &FrameDescriptor) -> Result<Frame> {
+    /// The frame `desc` describes, built (and, for a harmonic frame, planned) once and then
+    /// shared.
+    fn frame(&self, desc: &FrameDescriptor) -> Result<Arc<Frame>> {
         // A poisoned lock only means another thread panicked while holding it; the map itself
         // is always in a valid state (one insert), so keep using it.
         let mut frames = self.frames.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(f) = frames.get(desc) {
-            return Ok(f.clone());
+            return Ok(Arc::clone(f));
         }
-        let f = desc.build()?;
-        frames.insert(*desc, f.clone());
+        let f = Arc::new(desc.build()?);
+        frames.insert(*desc, Arc::clone(&f));
         Ok(f)
     }
 

@@ -21,7 +21,7 @@ use crate::error::{Error, Result};
 use crate::limits;
 
 /// The checks every family makes first: d ≥ 1, d ≤ [`limits::MAX_DIM`], N ≤
-/// [`limits::MAX_FRAME_SIZE`].
+/// [`limits::MAX_FRAME_SIZE`] and N ≤ [`limits::MAX_REDUNDANCY`]·d.
 pub(crate) fn check_sizes(n: usize, d: usize) -> Result<()> {
     if d == 0 {
         return Err(Error::param("the vector dimension d must be at least 1"));
@@ -38,6 +38,15 @@ pub(crate) fn check_sizes(n: usize, d: usize) -> Result<()> {
             what: "frame size N",
             value: n as u64,
             limit: limits::MAX_FRAME_SIZE,
+        });
+    }
+    // d ≤ 2^22 here, so the product fits.
+    let most = limits::MAX_REDUNDANCY * d as u64;
+    if n as u64 > most {
+        return Err(Error::Limit {
+            what: "frame size N (at most 1024·d)",
+            value: n as u64,
+            limit: most,
         });
     }
     Ok(())
