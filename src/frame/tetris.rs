@@ -320,13 +320,7 @@ impl TetrisFrame {
         out: &mut [f64],
         ws: &mut TetrisWorkspace,
     ) -> Result<()> {
-        check_len("output vector", out.len(), self.d)?;
-        let TetrisWorkspace { input, acc } = ws;
-        self.accumulate(input, acc)?;
-        for (o, &x) in out.iter_mut().zip(acc.iter()) {
-            *o = scale * x;
-        }
-        Ok(())
+        self.synthesise_scaled(scale, out, ws, |x| x)
     }
 
     /// [`TetrisFrame::synthesise_workspace`] writing f32: exactly the f64 result cast with
@@ -337,11 +331,22 @@ impl TetrisFrame {
         out: &mut [f32],
         ws: &mut TetrisWorkspace,
     ) -> Result<()> {
+        self.synthesise_scaled(scale, out, ws, |x| x as f32)
+    }
+
+    /// `out[i] = write(scale · Σ_p input[p]·e_{p+1}[i])`.
+    fn synthesise_scaled<T>(
+        &self,
+        scale: f64,
+        out: &mut [T],
+        ws: &mut TetrisWorkspace,
+        write: impl Fn(f64) -> T,
+    ) -> Result<()> {
         check_len("output vector", out.len(), self.d)?;
         let TetrisWorkspace { input, acc } = ws;
         self.accumulate(input, acc)?;
         for (o, &x) in out.iter_mut().zip(acc.iter()) {
-            *o = (scale * x) as f32;
+            *o = write(scale * x);
         }
         Ok(())
     }
