@@ -14,6 +14,7 @@ use crate::format::{DeltaPolicy, SdqWriter, TensorPlan};
 use crate::frame::{FrameDescriptor, FrameFamily, OrderingOptions, OrderingReport};
 use crate::quant::alphabet::bits_for_levels;
 use crate::quant::step::smallest_step;
+use crate::quant::pcm::{self, PcmOptions};
 use crate::quant::{Alphabet, FrameQuantizer, Matrix, Orientation, Scheme, StepPolicy};
 
 /// How the frame size N of each tensor is chosen from its vector dimension d.
@@ -81,9 +82,24 @@ impl DeltaChoice {
     }
 }
 
+/// How quantized tensors are coded.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Method {
+    /// The paper's frame ΣΔ: [`PackOptions::frame`], `levels`, `scheme`, `family`, `reorder`
+    /// and `delta` apply.
+    SigmaDelta,
+    /// Memoryless rounding of (sign-flipped) frame coefficients or of the weights themselves,
+    /// with per-group steps, entropy-coded codes and a rate control ([`PcmOptions`]); the
+    /// ΣΔ-only fields are ignored.
+    Pcm(PcmOptions),
+}
+
 /// Everything `sdq pack` can be told.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PackOptions {
+    /// How quantized tensors are coded (default: pcm, rows, no frame, entropy-coded codes,
+    /// one f16 step per vector, 4.5 stored bits per weight; see docs/quality).
+    pub method: Method,
     /// How N is chosen (default: 4 bits per weight).
     pub frame: FrameRule,
     /// K: 2K levels (default 1: one bit per code).
@@ -99,7 +115,8 @@ pub struct PackOptions {
     pub reorder: bool,
     /// How δ is chosen (default: per vector from the largest coefficient).
     pub delta: DeltaChoice,
-    /// Which vectors are quantized (default: columns, the paper's).
+    /// Which vectors are quantized (default: rows, one vector per output channel; the paper
+    /// quantizes columns).
     pub orientation: Orientation,
     /// Quantize each `X.bias` with its `X.weight` as [W | b].
     pub bias: bool,
@@ -117,13 +134,14 @@ pub struct PackOptions {
 impl Default for PackOptions {
     fn default() -> Self {
         PackOptions {
+            method: Method::Pcm(PcmOptions::default()),
             frame: FrameRule::BitsPerWeight(4.0),
             levels: 1,
             scheme: Scheme::FirstOrder,
             family: FrameFamily::Harmonic,
             reorder: false,
             delta: DeltaChoice::Coefficient,
-            orientation: Orientation::Columns,
+            orientation: Orientation::Rows,
             bias: false,
             include: Vec::new(),
             exclude: Vec::new(),
@@ -174,6 +192,8 @@ pub struct Plan {
     pub tensors: Vec<Planned>,
     /// `--include` patterns that matched no tensor.
     pub unmatched_includes: Vec<String>,
+    /// Whether the quantized tensors are pcm (else sigma-delta).
+    pub pcm: bool,
 }
 
 /// Whether a tensor can be a sigma-delta tensor at all: float dtype, rank ≥ 2, no zero
@@ -211,6 +231,9 @@ fn bias_for<'a>(ck: &'a Checkpoint, name: &str, rows: usize) -> Option<&'a Tenso
 /// Decides what happens to every tensor of `ck`.
 pub fn plan(ck: &Checkpoint, opts: &PackOptions) -> Result<Plan> {
     let bits = bits_for_levels(opts.levels);
+    if let Method::Pcm(p) = &opts.method {
+        return plan_pcm(ck, opts, p);
+    }
     if opts.levels == 0 || opts.levels > crate::limits::MAX_LEVELS {
         return Err(Error::param(format!(
             "--levels {} is out of range: K must be 1..={}",
@@ -317,6 +340,94 @@ pub fn plan(ck: &Checkpoint, opts: &PackOptions) -> Result<Plan> {
             .map(|(entry, choice)| Planned { entry, choice })
             .collect(),
         unmatched_includes,
+        pcm: false,
+    })
+}
+
+/// The plan of a pcm pack: every quantizable tensor with d ≥ `min_dim` (or matched by an
+/// include) is quantized with N = d (no frame) or the family's smallest N, unless even its
+/// fixed costs (record, steps, section padding) would be a quarter of its raw bytes.
+fn plan_pcm(ck: &Checkpoint, opts: &PackOptions, p: &PcmOptions) -> Result<Plan> {
+    let excluded = |n: &str| opts.exclude.iter().any(|g| glob::matches(g, n));
+    let included = |n: &str| opts.include.iter().any(|g| glob::matches(g, n));
+    let mut choices: Vec<Choice> = vec![Choice::Raw; ck.tensors().len()];
+    let mut bias_taken: HashMap<String, String> = HashMap::new();
+    for (i, t) in ck.tensors().iter().enumerate() {
+        if !quantizable(t) || excluded(&t.name) {
+            continue;
+        }
+        let (rows, cols) = matrix_dims(t)?;
+        let bias = if opts.bias {
+            bias_for(ck, &t.name, rows).filter(|b| !excluded(&b.name))
+        } else {
+            None
+        };
+        let (d, m) = match opts.orientation {
+            Orientation::Columns => (rows, cols + usize::from(bias.is_some())),
+            Orientation::Rows => (cols + usize::from(bias.is_some()), rows),
+        };
+        let wanted = if opts.include.is_empty() {
+            d >= opts.min_dim
+        } else {
+            included(&t.name)
+        };
+        if !wanted {
+            continue;
+        }
+        let n = match (p.family, p.frame_size) {
+            (None, _) => d,
+            (Some(_), Some(n)) => n,
+            (Some(f), None) => f.min_frame_size(d as u64) as usize,
+        };
+        if let Some(f) = p.family {
+            if (n as u64) < f.min_frame_size(d as u64) {
+                return Err(Error::param(format!(
+                    "tensor {:?}: frame size N = {n} is below the {} frame's minimum {} for d = {d}",
+                    t.name,
+                    f,
+                    f.min_frame_size(d as u64)
+                )));
+            }
+        }
+        // Fixed costs: a record (≈ 200 bytes), two sections' padding and model, one f16 step
+        // per vector. Where they would take more than a tenth of a 4-bit budget, the few codes
+        // left would be too coarse: such a small tensor is stored raw.
+        let fixed_bits = 8 * (200 + 128 + 64 + 2 * m as u64);
+        if 10 * fixed_bits > 4 * t.elements {
+            continue;
+        }
+        if let Some(b) = bias {
+            bias_taken.insert(b.name.clone(), t.name.clone());
+        }
+        choices[i] = Choice::Quantize {
+            rows,
+            cols,
+            d,
+            n,
+            bias: bias.map(|b| b.name.clone()),
+        };
+    }
+    for (i, t) in ck.tensors().iter().enumerate() {
+        if let Some(w) = bias_taken.get(&t.name) {
+            choices[i] = Choice::BiasOf { weight: w.clone() };
+        }
+    }
+    let unmatched_includes = opts
+        .include
+        .iter()
+        .filter(|g| !ck.tensors().iter().any(|t| glob::matches(g, &t.name)))
+        .cloned()
+        .collect();
+    Ok(Plan {
+        tensors: ck
+            .tensors()
+            .iter()
+            .cloned()
+            .zip(choices)
+            .map(|(entry, choice)| Planned { entry, choice })
+            .collect(),
+        unmatched_includes,
+        pcm: true,
     })
 }
 
@@ -329,6 +440,9 @@ impl Plan {
                 let e = &p.entry;
                 match &p.choice {
                     Choice::Raw => TensorPlan::raw(e.name.clone(), e.dtype, &e.shape),
+                    Choice::Quantize { bias, .. } if self.pcm => {
+                        TensorPlan::pcm(e.name.clone(), e.dtype, &e.shape, bias.is_some())
+                    }
                     Choice::Quantize { bias, .. } => {
                         TensorPlan::sigma_delta(e.name.clone(), e.dtype, &e.shape, bias.is_some())
                     }
@@ -378,6 +492,11 @@ pub struct PackedTensor {
     /// With [`PackOptions::reorder`]: σ(F, identity) and σ(F, p) of the computed ordering p
     /// (the first-order variation, which the ordering minimises).
     pub ordering: Option<(f64, f64)>,
+    /// ‖W − W̃‖_F / ‖W‖_F (with the bias), measured.
+    pub relative_error: f64,
+    /// The tensor's stored bits (record and sections, without padding) per weight (with the
+    /// bias).
+    pub bits_per_weight: f64,
 }
 
 /// The result of [`pack`].
@@ -531,6 +650,44 @@ pub fn pack(
                 d,
                 n,
                 bias,
+            } if plan.pcm => {
+                let Method::Pcm(popts) = &opts.method else {
+                    return Err(Error::param("internal error: a pcm plan without pcm options"));
+                };
+                let (w, b) = load(ck, &p.entry, bias.as_deref())?;
+                let m = matrix(&w, b.as_deref(), *rows, *cols).map_err(in_tensor(name))?;
+                let record = TensorPlan::pcm(name, p.entry.dtype, &p.entry.shape, bias.is_some())
+                    .record_len();
+                let popts = PcmOptions {
+                    record_bytes: record,
+                    frame_size: popts.frame_size.or(Some(*n)).filter(|_| popts.family.is_some()),
+                    ..*popts
+                };
+                let q = pcm::quantize(&m, opts.orientation, &popts).map_err(in_tensor(name))?;
+                writer.write_pcm(name, &q)?;
+                let weights = (m.layout(opts.orientation).vector_count() * d) as f64;
+                quantized.push(PackedTensor {
+                    name: name.to_owned(),
+                    bias: bias.clone(),
+                    n: *n,
+                    d: *d,
+                    vectors: m.layout(opts.orientation).vector_count(),
+                    max_delta: q.steps.iter().copied().fold(0.0f32, f32::max).into(),
+                    max_bound: q.max_bound,
+                    max_error: q.max_vector_error,
+                    uncertified: 0,
+                    sigma: 0.0,
+                    ordering: None,
+                    relative_error: q.relative_error(),
+                    bits_per_weight: 8.0 * (q.section_bytes() + record) as f64 / weights,
+                });
+            }
+            Choice::Quantize {
+                rows,
+                cols,
+                d,
+                n,
+                bias,
             } => {
                 let (w, b) = load(ck, &p.entry, bias.as_deref())?;
                 let m = matrix(&w, b.as_deref(), *rows, *cols).map_err(in_tensor(name))?;
@@ -563,6 +720,19 @@ pub fn pack(
                 let q = fq.quantize(&m, opts.orientation).map_err(in_tensor(name))?;
                 let errors = q.measured_errors(&m).map_err(in_tensor(name))?;
                 writer.write_quantized(name, &q, tag)?;
+                let (mut e2, mut w2) = (0.0, 0.0);
+                let mut v = vec![0.0f64; *d];
+                for (j, e) in errors.iter().enumerate() {
+                    m.load_vector(opts.orientation, j, &mut v)?;
+                    e2 += e * e;
+                    w2 += v.iter().map(|x| x * x).sum::<f64>();
+                }
+                let weights = (m.layout(opts.orientation).vector_count() * d) as f64;
+                let code_bytes = crate::codes::bitpack::packed_len(
+                    (*n as u64) * errors.len() as u64,
+                    bits_for_levels(opts.levels),
+                )
+                .unwrap_or(0);
                 quantized.push(PackedTensor {
                     name: name.to_owned(),
                     bias: bias.clone(),
@@ -575,6 +745,8 @@ pub fn pack(
                     uncertified: q.uncertified_count(),
                     sigma: q.sigma(),
                     ordering,
+                    relative_error: pcm::relative(e2.sqrt(), w2.sqrt()),
+                    bits_per_weight: 8.0 * code_bytes as f64 / weights,
                 });
             }
         }
