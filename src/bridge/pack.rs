@@ -129,6 +129,23 @@ pub struct PackOptions {
     pub min_dim: usize,
     /// zstd level for every section (`None`: no compression).
     pub zstd: Option<i32>,
+    /// pcm with a bits-per-weight target: spread the budget over the whole model (default) or
+    /// give every tensor the same bits.
+    pub allocation: Allocation,
+}
+
+/// How a pcm bit budget is spread over the quantized tensors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Allocation {
+    /// Every tensor gets the same stored bits per weight.
+    PerTensor,
+    /// The bits of the whole model are spread so that the sum over tensors of the relative
+    /// squared error ‖W − W̃‖²/‖W‖² is least (every weight matrix is one layer of the
+    /// computation and adds its own noise to the output): each tensor's estimated
+    /// rate–distortion curve is measured first, then one Lagrange multiplier is found by
+    /// bisection; large tensors such as embeddings get fewer bits per weight.
+    #[default]
+    Model,
 }
 
 impl Default for PackOptions {
@@ -147,6 +164,7 @@ impl Default for PackOptions {
             exclude: Vec::new(),
             min_dim: 16,
             zstd: None,
+            allocation: Allocation::Model,
         }
     }
 }
@@ -633,6 +651,13 @@ pub fn pack(
         }
     };
     policy.validate()?;
+    let budgets = match (&opts.method, opts.allocation) {
+        (Method::Pcm(p), Allocation::Model) if plan.pcm => match p.target {
+            pcm::RateTarget::BitsPerWeight(b) => allocate(ck, &plan, opts, p, b, progress)?,
+            _ => HashMap::new(),
+        },
+        _ => HashMap::new(),
+    };
     let mut writer = SdqWriter::create(out, &plan.tensor_plans(), ck.metadata())?;
     writer.set_zstd(opts.zstd)?;
     progress.start("packing", plan.tensors.len() as u64);
@@ -661,6 +686,9 @@ pub fn pack(
                 let popts = PcmOptions {
                     record_bytes: record,
                     frame_size: popts.frame_size.or(Some(*n)).filter(|_| popts.family.is_some()),
+                    target: budgets
+                        .get(name)
+                        .map_or(popts.target, |&b| pcm::RateTarget::BitsPerWeight(b)),
                     ..*popts
                 };
                 let q = pcm::quantize(&m, opts.orientation, &popts).map_err(in_tensor(name))?;
@@ -759,6 +787,110 @@ pub fn pack(
         quantized,
         uniform_delta: uniform,
     })
+}
+
+/// The per-tensor bit budgets of [`Allocation::Model`]: measures every quantized tensor's
+/// rate–distortion curve, then finds the multiplier μ whose choices (each tensor minimising
+/// D_t(b) + μ·n_t·b on its curve, D = relative squared error, n = weights) spend `bits` per
+/// weight over all of them (less a 0.3 % margin for the coder's overhead, which the curves
+/// estimate).
+fn allocate(
+    ck: &Checkpoint,
+    plan: &Plan,
+    opts: &PackOptions,
+    p: &PcmOptions,
+    bits: f64,
+    progress: &mut dyn Progress,
+) -> Result<HashMap<String, f64>> {
+    // α = 2^e, e from −14 to 4 by halves: from about 16 down to under 1 bit per weight.
+    let exponents: Vec<f64> = (0..=36).map(|i| -14.0 + 0.5 * f64::from(i)).collect();
+    let mut curves: Vec<(String, f64, Vec<(f64, f64)>)> = Vec::new();
+    progress.start("measuring rate curves", plan.quantized_count() as u64);
+    for t in &plan.tensors {
+        let Choice::Quantize {
+            rows,
+            cols,
+            n,
+            bias,
+            ..
+        } = &t.choice
+        else {
+            continue;
+        };
+        let name = t.entry.name.as_str();
+        progress.tensor(name);
+        let (w, b) = load(ck, &t.entry, bias.as_deref())?;
+        let m = matrix(&w, b.as_deref(), *rows, *cols).map_err(in_tensor(name))?;
+        let record = TensorPlan::pcm(name, t.entry.dtype, &t.entry.shape, bias.is_some())
+            .record_len();
+        let popts = PcmOptions {
+            record_bytes: record,
+            frame_size: p.frame_size.or(Some(*n)).filter(|_| p.family.is_some()),
+            ..*p
+        };
+        let curve = pcm::rate_curve(&m, opts.orientation, &popts, &exponents)
+            .map_err(in_tensor(name))?;
+        let weights = (rows * cols + if bias.is_some() { *rows } else { 0 }) as f64;
+        let mut pts: Vec<(f64, f64)> = curve
+            .iter()
+            .filter(|r| r.bits_per_weight.is_finite())
+            .map(|r| (r.bits_per_weight, r.relative_error2))
+            .collect();
+        pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+        curves.push((name.to_owned(), weights, pts));
+        progress.advance();
+    }
+    progress.finish();
+    let total: f64 = curves.iter().map(|c| c.1).sum();
+    let budget = bits * total * 0.997;
+    // For a multiplier μ: each tensor's best point on its curve, refined between points by
+    // interpolating log D linearly in b.
+    let choose = |mu: f64| -> Vec<f64> {
+        curves
+            .iter()
+            .map(|(_, weights, pts)| {
+                let mut best = (f64::INFINITY, pts.first().map_or(bits, |p| p.0));
+                for pair in pts.windows(2) {
+                    let ((b0, d0), (b1, d1)) = (pair[0], pair[1]);
+                    for s in 0..=16 {
+                        let f = f64::from(s) / 16.0;
+                        let b = b0 + f * (b1 - b0);
+                        let d = if d0 > 0.0 && d1 > 0.0 {
+                            (d0.ln() + f * (d1.ln() - d0.ln())).exp()
+                        } else {
+                            d0 + f * (d1 - d0)
+                        };
+                        let cost = d + mu * weights * b;
+                        if cost < best.0 {
+                            best = (cost, b);
+                        }
+                    }
+                }
+                best.1
+            })
+            .collect()
+    };
+    let spend = |b: &[f64]| -> f64 { b.iter().zip(&curves).map(|(b, c)| b * c.1).sum() };
+    // μ large: fewest bits; μ small: most. Bisection on log μ.
+    let (mut lo, mut hi) = (-60.0f64, 10.0f64);
+    if spend(&choose(hi.exp())) > budget {
+        // Even the fewest bits exceed the budget: every tensor at the same bits.
+        return Ok(curves.into_iter().map(|c| (c.0, bits)).collect());
+    }
+    for _ in 0..80 {
+        let mid = 0.5 * (lo + hi);
+        if spend(&choose(mid.exp())) > budget {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    let chosen = choose(hi.exp());
+    Ok(curves
+        .into_iter()
+        .zip(chosen)
+        .map(|(c, b)| (c.0, b))
+        .collect())
 }
 
 /// The storage cost a rule gives, in code bits per original weight: N·⌈log2 2K⌉ / d.

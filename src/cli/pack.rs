@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
-use sdq::bridge::pack::{self, DeltaChoice, FrameRule, Method, PackOptions};
+use sdq::bridge::pack::{self, Allocation, DeltaChoice, FrameRule, Method, PackOptions};
 use sdq::codes::stream::Coding;
 use sdq::quant::pcm::{PcmOptions, RateTarget, StepRule, StepType};
 use sdq::bridge::safetensors::Checkpoint;
@@ -141,6 +141,11 @@ pub struct PackArgs {
     /// pcm: how steps are stored.
     #[arg(long, value_enum, default_value_t = StepTypeArg::F16)]
     step_type: StepTypeArg,
+
+    /// pcm: give every tensor the same --bits-per-weight, instead of spreading the model's bits
+    /// so that the sum of the tensors' relative squared errors is least.
+    #[arg(long)]
+    same_bits: bool,
 
     /// pcm: how codes are stored.
     #[arg(long, value_enum, default_value_t = CodingArg::Rans)]
@@ -340,6 +345,11 @@ pub fn run(a: PackArgs, quiet: bool) -> CliResult {
         exclude: a.exclude,
         min_dim: a.min_dim,
         zstd: a.zstd_level.or(a.zstd.then_some(9)),
+        allocation: if a.same_bits {
+            Allocation::PerTensor
+        } else {
+            Allocation::Model
+        },
     };
     let input = &a.input;
     let ck = Checkpoint::open(input).map_err(|e| Failure::lib(input, e))?;

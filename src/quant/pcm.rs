@@ -582,15 +582,51 @@ fn codes_of(a: &Analysed, steps: &[f32]) -> Vec<i32> {
     codes
 }
 
-/// Quantizes every vector of `matrix` (in `orientation`) with pcm under `options`.
+/// One point of a tensor's rate–distortion curve.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RatePoint {
+    /// The step scale α.
+    pub alpha: f64,
+    /// Estimated stored bits per weight (codes as coded, steps, record, padding).
+    pub bits_per_weight: f64,
+    /// Estimated relative squared error ‖W − W̃‖² / ‖W‖².
+    pub relative_error2: f64,
+}
+
+/// The estimated rate–distortion curve of `matrix` under `options` (its target is ignored) at
+/// α = 2^e for e in `exponents`: what a bit allocation across tensors needs.
 #[cfg(feature = "encode")]
-pub fn quantize(
+pub fn rate_curve(
     matrix: &Matrix,
     orientation: Orientation,
     options: &PcmOptions,
-) -> Result<PcmTensor> {
+    exponents: &[f64],
+) -> Result<Vec<RatePoint>> {
     let layout = matrix.layout(orientation);
     let d = layout.vector_len();
+    let (synth, _) = synthesis_for(d, options)?;
+    let a = analyse(matrix, orientation, &synth, options.rule)?;
+    Ok(exponents
+        .iter()
+        .map(|&e| {
+            let alpha = e.exp2();
+            let t = trial(&a, alpha, options, d);
+            RatePoint {
+                alpha,
+                bits_per_weight: if t.k <= u64::from(MAX_PCM_K) {
+                    t.bits / a.weights.max(1) as f64
+                } else {
+                    f64::INFINITY
+                },
+                relative_error2: if a.norm2 > 0.0 { t.err2 / a.norm2 } else { 0.0 },
+            }
+        })
+        .collect())
+}
+
+/// The frame and synthesis of `options` for vectors of dimension d.
+#[cfg(feature = "encode")]
+fn synthesis_for(d: usize, options: &PcmOptions) -> Result<(PcmSynthesis, PcmFrame)> {
     let frame = match options.family {
         None => {
             if options.frame_size.is_some_and(|n| n != d) {
@@ -611,7 +647,20 @@ pub fn quantize(
     } else {
         options.group.min(n)
     };
-    let synth = PcmSynthesis::new(frame, d, options.sign_seed, group)?;
+    Ok((PcmSynthesis::new(frame, d, options.sign_seed, group)?, frame))
+}
+
+/// Quantizes every vector of `matrix` (in `orientation`) with pcm under `options`.
+#[cfg(feature = "encode")]
+pub fn quantize(
+    matrix: &Matrix,
+    orientation: Orientation,
+    options: &PcmOptions,
+) -> Result<PcmTensor> {
+    let layout = matrix.layout(orientation);
+    let d = layout.vector_len();
+    let (synth, frame) = synthesis_for(d, options)?;
+    let n = synth.n;
     let a = analyse(matrix, orientation, &synth, options.rule)?;
     let zero = a.norm2 == 0.0;
 
