@@ -15,8 +15,7 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use constriction::stream::model::{
-    IterableEntropyModel, SmallContiguousCategoricalEntropyModel,
-    SmallContiguousLookupDecoderModel,
+    IterableEntropyModel, SmallContiguousCategoricalEntropyModel, SmallContiguousLookupDecoderModel,
 };
 use constriction::stream::stack::SmallAnsCoder;
 use constriction::stream::Decode;
@@ -151,10 +150,19 @@ fn main() {
     println!("rANS decode, ns per symbol, and the ratio to one inverse FFT's ns per point (same run, alternately timed)");
     println!(
         "{:>6} {:>7} | {:>7} {:>7} {:>7} {:>7} | {:>8} {:>8} | {:>7} | {:>8} {:>8} | {:>13} {:>13}",
-        "H", "bits",
-        "L=4", "L=8", "L=16", "L=32",
-        "768-blk", "constr.",
-        "fft768", "fft769", "768-blk", "L=8/fft768", "768blk/fft769"
+        "H",
+        "bits",
+        "L=4",
+        "L=8",
+        "L=16",
+        "L=32",
+        "768-blk",
+        "constr.",
+        "fft768",
+        "fft769",
+        "768-blk",
+        "L=8/fft768",
+        "768blk/fft769"
     );
     for target in [3.0, 4.5, 6.0, 7.5] {
         let p = laplace(scale_for(target));
@@ -214,9 +222,10 @@ fn main() {
             .symbol_table()
             .map(|(_, _, prob)| prob.get())
             .collect();
-        let dec_model =
-            SmallContiguousLookupDecoderModel::from_nonzero_fixed_point_probabilities(&fixed, false)
-                .expect("constriction lookup model");
+        let dec_model = SmallContiguousLookupDecoderModel::from_nonzero_fixed_point_probabilities(
+            &fixed, false,
+        )
+        .expect("constriction lookup model");
         let mut cout = vec![0u8; long];
         let (tc, _) = fft_ns_per_point(budget, 768, &mut || {
             let mut dec = SmallAnsCoder::from_compressed_slice(black_box(&compressed[..]))

@@ -46,9 +46,9 @@
 //!
 //! # Speed
 //!
-//! Decoding is a table lookup per symbol (a table of M packed entries, indexed by the low bits
-//! of the state, so that the index needs no bounds check), a multiply and a branch-free
-//! renormalisation; a whole round of L symbols reads its words from one slice checked once, and
+//! Decoding is a table lookup per symbol (tables of M entries, (f_s, slot − c_s) as two `u16`
+//! and the symbol as a byte, 20 KiB in all, indexed by the low bits of the state so that the
+//! index needs no bounds check), a multiply and a branch-free renormalisation; a whole round of L symbols reads its words from one slice checked once, and
 //! only the last rounds of a block take the careful path. See docs/PERFORMANCE.md ("rANS").
 
 use crate::error::{Error, Result};
@@ -76,8 +76,8 @@ const RANS_L: u32 = 1 << 16;
 pub struct Model {
     freqs: Vec<u32>,
     starts: Vec<u32>,
-    /// Per slot: `(f_s << 16) | (slot − c_s)`.
-    table: Box<[u32; TABLE]>,
+    /// Per slot: `[f_s, slot − c_s]` (two loads, no shifts or masks to unpack them).
+    table: Box<[[u16; 2]; TABLE]>,
     /// Per slot: its symbol.
     syms: Box<[u8; TABLE]>,
 }
@@ -105,7 +105,7 @@ impl Model {
     /// Builds the model of normalised frequencies `freqs` (which must sum to M; checked by the
     /// callers).
     fn from_freqs(freqs: Vec<u32>) -> Result<Model> {
-        let mut table: Box<[u32; TABLE]> = vec![0u32; TABLE]
+        let mut table: Box<[[u16; 2]; TABLE]> = vec![[0u16; 2]; TABLE]
             .into_boxed_slice()
             .try_into()
             .map_err(|_| Error::param("rANS decode table allocation"))?;
@@ -122,7 +122,7 @@ impl Model {
                 .get_mut(start as usize..end as usize)
                 .ok_or_else(|| Error::corrupt("rANS model frequencies exceed 2^PROB_BITS"))?;
             for (k, e) in range.iter_mut().enumerate() {
-                *e = (f << 16) | k as u32;
+                *e = [f as u16, k as u16];
             }
             if let Some(r) = syms.get_mut(start as usize..end as usize) {
                 r.fill(s as u8);
@@ -415,7 +415,7 @@ pub fn decode_lanes<const L: usize>(bytes: &[u8], model: &Model, out: &mut [u8])
         }
     }
     let mut pos = 4 * used;
-    let table: &[u32; TABLE] = &model.table;
+    let table: &[[u16; 2]; TABLE] = &model.table;
     let syms: &[u8; TABLE] = &model.syms;
     let mask = (TABLE - 1) as u32;
     let mut rounds = out.chunks_exact_mut(L);
@@ -427,13 +427,17 @@ pub fn decode_lanes<const L: usize>(bytes: &[u8], model: &Model, out: &mut [u8])
                 let slot = (*xj & mask) as usize;
                 let e = table[slot & (TABLE - 1)];
                 *o = syms[slot & (TABLE - 1)];
-                let mut y = (e >> 16) * (*xj >> PROB_BITS) + (e & 0xffff);
+                let y = u32::from(e[0]) * (*xj >> PROB_BITS) + u32::from(e[1]);
                 let kk = 2 * (k & (L - 1));
                 let word = u32::from(u16::from_le_bytes([w[kk], w[kk + 1]]));
-                let need = y < RANS_L;
-                y = if need { (y << 16) | word } else { y };
-                k += usize::from(need);
-                *xj = y;
+                // Branch-free renormalisation. Written with a mask rather than `if`: the
+                // obvious `if need { (y << 16) | word } else { y }` is compiled into a branch
+                // (the word's load is sunk into it), which mispredicts on about half of the
+                // symbols and made decoding 2-5x slower.
+                let need = u32::from(y < RANS_L);
+                let m = need.wrapping_neg();
+                *xj = (y & !m) | (((y << 16) | word) & m);
+                k += need as usize;
             }
             pos += 2 * k;
         } else {
@@ -463,14 +467,14 @@ pub fn decode_lanes<const L: usize>(bytes: &[u8], model: &Model, out: &mut [u8])
 #[inline]
 fn step_checked(
     x: &mut u32,
-    table: &[u32; TABLE],
+    table: &[[u16; 2]; TABLE],
     syms: &[u8; TABLE],
     bytes: &[u8],
     pos: &mut usize,
 ) -> Result<u8> {
     let slot = (*x as usize) & (TABLE - 1);
     let e = table[slot];
-    let mut y = (e >> 16) * (*x >> PROB_BITS) + (e & 0xffff);
+    let mut y = u32::from(e[0]) * (*x >> PROB_BITS) + u32::from(e[1]);
     if y < RANS_L {
         let w = bytes
             .get(*pos..*pos + 2)
