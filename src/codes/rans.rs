@@ -143,7 +143,7 @@ impl Model {
     }
 
     /// Normalises a histogram (`counts[s]` = occurrences of symbol s) to frequencies summing to
-    /// 2^[`PROB_BITS`], minimising the coded size Σ counts[s] · −log2(f_s / M): every symbol
+    /// 2^[`PROB_BITS`], minimising the coded size Σ counts\[s\] · −log2(f_s / M): every symbol
     /// with a nonzero count gets f_s ≥ 1, symbols with count 0 get f_s = 0. The alphabet size is
     /// `counts.len()`. Errors ([`Error::Parameter`]): no counts, more than [`MAX_SYMBOLS`], or
     /// all counts zero.
@@ -307,7 +307,7 @@ impl Model {
     }
 
     /// The coded size in bits of a message with histogram `counts` under this model:
-    /// Σ counts[s] · −log2(f_s / M), plus the 16 bits per used lane that the block's initial
+    /// Σ counts\[s\] · −log2(f_s / M), plus the 16 bits per used lane that the block's initial
     /// states carry beyond the symbols' information. A block is this many bits to within the
     /// rounding to whole 16-bit words (plus 16 bits per lane at most). Infinite if a symbol with
     /// a nonzero count has frequency 0 or is outside the alphabet.
@@ -326,6 +326,12 @@ impl Model {
             n = n.saturating_add(c);
         }
         bits + 16.0 * n.min(LANES as u64) as f64
+    }
+
+    /// The cumulative start c_s = f_0 + … + f_{s−1} of symbol `s` (0 for a symbol outside the
+    /// alphabet).
+    pub fn start(&self, s: usize) -> u32 {
+        self.starts.get(s).copied().unwrap_or(0)
     }
 
     /// The normalised frequencies, symbol by symbol.
@@ -377,7 +383,7 @@ pub fn encode_lanes<const L: usize>(
     for (i, &s) in symbols.iter().enumerate().rev() {
         let s = usize::from(s);
         let f = u64::from(model.freq(s));
-        let c = u64::from(model.starts.get(s).copied().unwrap_or(0));
+        let c = u64::from(model.start(s));
         let xj = &mut x[i & (L - 1)];
         let mut v = *xj;
         if v >= (u64::from(RANS_L >> PROB_BITS) << 16) * f {
