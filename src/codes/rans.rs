@@ -423,42 +423,46 @@ pub fn decode_lanes<const L: usize>(bytes: &[u8], model: &Model, out: &mut [u8])
     let mut pos = 4 * used;
     let table: &[[u16; 2]; TABLE] = &model.table;
     let syms: &[u8; TABLE] = &model.syms;
-    let mask = (TABLE - 1) as u32;
+    let ends_early = || Error::corrupt("the rANS block ends early");
     let mut rounds = out.chunks_exact_mut(L);
+    // Rounds whose words are all in `bytes` (a round reads at most one word per lane).
+    let mut pending = None;
     for chunk in &mut rounds {
-        if let Some(w) = bytes.get(pos..pos + 2 * L) {
-            // Fast path: the whole round's words (at most one per lane) are in `w`.
-            let mut k = 0usize;
-            for (xj, o) in x.iter_mut().zip(chunk.iter_mut()) {
-                let slot = (*xj & mask) as usize;
-                let e = table[slot & (TABLE - 1)];
-                *o = syms[slot & (TABLE - 1)];
-                let y = u32::from(e[0]) * (*xj >> PROB_BITS) + u32::from(e[1]);
-                let kk = 2 * (k & (L - 1));
-                let word = u32::from(u16::from_le_bytes([w[kk], w[kk + 1]]));
-                // Branch-free renormalisation. Written with a mask rather than `if`: the
-                // obvious `if need { (y << 16) | word } else { y }` is compiled into a branch
-                // (the word's load is sunk into it), which mispredicts on about half of the
-                // symbols and made decoding 2-5x slower.
-                let need = u32::from(y < RANS_L);
-                let m = need.wrapping_neg();
-                *xj = (y & !m) | (((y << 16) | word) & m);
-                k += need as usize;
-            }
-            pos += 2 * k;
-        } else {
-            for (xj, o) in x.iter_mut().zip(chunk.iter_mut()) {
-                *o = step_checked(xj, table, syms, bytes, &mut pos)?;
+        match bytes.get(pos..pos + 2 * L) {
+            Some(w) => pos += round(&mut x, chunk, w, table, syms),
+            None => {
+                pending = Some(chunk);
+                break;
             }
         }
     }
-    for (xj, o) in x.iter_mut().zip(rounds.into_remainder().iter_mut()) {
-        *o = step_checked(xj, table, syms, bytes, &mut pos)?;
+    // The last rounds run on a zero-padded copy of the block's last (< 2L) bytes, so that they
+    // take the same fast path; reading past the copy's real bytes means the block ended early.
+    let rest = bytes.get(pos..).unwrap_or_default();
+    let mut tail = [0u8; 4 * 32];
+    tail.get_mut(..rest.len())
+        .ok_or_else(ends_early)?
+        .copy_from_slice(rest);
+    let mut tpos = 0usize;
+    for chunk in pending.into_iter().chain(&mut rounds) {
+        if tpos > rest.len() {
+            return Err(ends_early());
+        }
+        let w = tail.get(tpos..tpos + 2 * L).ok_or_else(ends_early)?;
+        tpos += round(&mut x, chunk, w, table, syms);
     }
-    if pos != bytes.len() {
+    let rest_len = rest.len();
+    let tail = tail.get(..rest_len).ok_or_else(ends_early)?;
+    if tpos > rest_len {
+        return Err(ends_early());
+    }
+    for (xj, o) in x.iter_mut().zip(rounds.into_remainder().iter_mut()) {
+        *o = step_checked(xj, table, syms, tail, &mut tpos)?;
+    }
+    if tpos != rest_len {
         return Err(Error::corrupt(format!(
             "{} bytes are left over after the rANS block's last symbol",
-            bytes.len().saturating_sub(pos)
+            rest_len.saturating_sub(tpos)
         )));
     }
     if x.iter().any(|&s| s != RANS_L) {
@@ -467,6 +471,40 @@ pub fn decode_lanes<const L: usize>(bytes: &[u8], model: &Model, out: &mut [u8])
         ));
     }
     Ok(())
+}
+
+/// One round: decodes one symbol in each of the L lanes into `chunk` (L bytes), reading the
+/// renormalisation words from `w` (2L bytes: at most one word per lane). Returns the number of
+/// bytes read.
+#[inline(always)]
+fn round<const L: usize>(
+    x: &mut [u32; L],
+    chunk: &mut [u8],
+    w: &[u8],
+    table: &[[u16; 2]; TABLE],
+    syms: &[u8; TABLE],
+) -> usize {
+    let mut k = 0usize;
+    for (xj, o) in x.iter_mut().zip(chunk.iter_mut()) {
+        let slot = (*xj as usize) & (TABLE - 1);
+        let e = table[slot];
+        *o = syms[slot];
+        let y = u32::from(e[0]) * (*xj >> PROB_BITS) + u32::from(e[1]);
+        let kk = 2 * (k & (L - 1));
+        let word = match (w.get(kk), w.get(kk + 1)) {
+            (Some(&lo), Some(&hi)) => u32::from(u16::from_le_bytes([lo, hi])),
+            _ => 0,
+        };
+        // Branch-free renormalisation. Written with a mask rather than `if`: the obvious
+        // `if need { (y << 16) | word } else { y }` is compiled into a branch (the word's load
+        // is sunk into it), which mispredicts on about half of the symbols and made decoding
+        // 2-5x slower.
+        let need = u32::from(y < RANS_L);
+        let m = need.wrapping_neg();
+        *xj = (y & !m) | (((y << 16) | word) & m);
+        k += need as usize;
+    }
+    2 * k
 }
 
 /// One decode step with a checked read of the renormalisation word.
