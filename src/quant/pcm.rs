@@ -540,11 +540,11 @@ fn trial(a: &Analysed, alpha: f64, options: &PcmOptions, d: usize) -> Trial {
                 .map(|&c| -(c as f64) * (c as f64 / total).log2())
                 .sum();
             let chunks = (a.y.len() / n.max(1)).div_ceil(stream::chunk_vectors(n)) as f64;
-            // Model, chunk table and each chunk's flushed states; ≈ 0.5 % coder overhead.
+            // Model, chunk table and each chunk's eight initial states; ≈ 0.5 % coder overhead.
             entropy * 1.005
                 + count as f64 * f64::from(s)
                 + 8.0 * (7.0 + 2.0 * sym.len() as f64)
-                + chunks * 8.0 * (4.0 + 64.0)
+                + chunks * 8.0 * (4.0 + 4.0 * 8.0)
         }
     };
     let step_bits = 8.0 * (steps.len() * step_type.size()) as f64;
