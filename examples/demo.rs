@@ -184,7 +184,12 @@ fn run() -> Res<()> {
 
 /// Accuracy, size and error for other settings (the measurements behind the defaults).
 fn sweep_settings(ck: &Checkpoint, model: &Model, test: &mnist::Dataset, dir: &Path) -> Res<()> {
-    let base = PackOptions::default();
+    // The paper's scheme as the command line's earlier default: first-order ΣΔ, columns.
+    let base = PackOptions {
+        method: pack::Method::SigmaDelta,
+        orientation: sdq::Orientation::Columns,
+        ..PackOptions::default()
+    };
     let all = PackOptions {
         include: vec!["*".into()],
         ..base.clone()
@@ -195,10 +200,29 @@ fn sweep_settings(ck: &Checkpoint, model: &Model, test: &mnist::Dataset, dir: &P
         delta: d,
         ..o.clone()
     };
+    let pcm_at = |b: f64| PackOptions {
+        method: pack::Method::Pcm(sdq::quant::pcm::PcmOptions {
+            target: sdq::quant::pcm::RateTarget::BitsPerWeight(b),
+            ..Default::default()
+        }),
+        ..PackOptions::default()
+    };
     use DeltaChoice::*;
     use FrameRule::*;
     let rows: Vec<(&str, PackOptions)> = vec![
-        ("default: --bits-per-weight 4", base.clone()),
+        ("default (pcm, 4.5 stored bits per weight)", PackOptions::default()),
+        (
+            "--bits-per-weight 3",
+            pcm_at(3.0),
+        ),
+        (
+            "--bits-per-weight 6",
+            pcm_at(6.0),
+        ),
+        (
+            "--scheme first-order --axis columns --bits-per-weight 4 (code bits)",
+            base.clone(),
+        ),
         (
             "--bits-per-weight 2",
             with(BitsPerWeight(2.0), 1, Coefficient, &base),

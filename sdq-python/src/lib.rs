@@ -23,11 +23,12 @@ use pyo3::types::{PyDict, PyString};
 use serde_json::{json, Value};
 
 use sdq::bridge::info::info_json;
-use sdq::bridge::pack::{DeltaChoice, FrameRule, PackOptions};
+use sdq::bridge::pack::{Allocation, DeltaChoice, FrameRule, Method, PackOptions};
 use sdq::bridge::safetensors::{Checkpoint, SafetensorsWriter, TensorSpec};
 use sdq::bridge::NoProgress;
 use sdq::format::{Encoding, TensorInfo};
 use sdq::frame::FrameFamily;
+use sdq::quant::pcm::{PcmOptions, RateTarget};
 use sdq::quant::Scheme;
 use sdq::{Dtype, Orientation, SdqFile};
 
@@ -448,18 +449,21 @@ fn zstd_level(zstd: Option<&Bound<'_, PyAny>>) -> PyResult<Option<i32>> {
 /// a sharded `*.safetensors.index.json`, or a directory holding one) into the .sdq file
 /// `path`, as `sdq pack` does, and returns a summary dict.
 ///
-/// Options mirror the command line's: `frame_size`, `redundancy` or `bits_per_weight` (at most
-/// one; default 4 bits per weight), `levels` (K, default 1), `scheme` ("first-order" (default)
-/// or "second-order", which needs levels >= 2), `frame_family` ("harmonic" (default) or
-/// "spectral-tetris", which needs N >= 2d), `reorder` (compute an ordering of the frame vectors
-/// that makes sigma small), `delta` ("coefficient" (default),
-/// "vector", "tensor", "uniform" or a positive number), `axis` ("columns" or "rows"), `bias`,
+/// Options mirror the command line's. `scheme`: "pcm" (default: rounding, entropy-coded,
+/// `bits_per_weight` = stored bits per weight of the quantized tensors, default 4.5, spread
+/// over the model; `frame_family` "identity" (default), "harmonic" or "spectral-tetris"),
+/// "first-order" or "second-order" sigma-delta (the paper's: `frame_size`, `redundancy` or
+/// `bits_per_weight` = code bits, at most one, default 4; `levels` K, default 1; second order
+/// needs levels >= 2; `frame_family` "harmonic" (default) or "spectral-tetris", which needs
+/// N >= 2d; `reorder` (compute an ordering of the frame vectors that makes sigma small);
+/// `delta` ("coefficient" (default), "vector", "tensor", "uniform" or a positive number)).
+/// `axis` ("rows" (default) or "columns"), `bias`,
 /// `include` / `exclude` (lists of globs), `min_dim` (16), `zstd` (True for level 9, or a level
 /// 1..=22). `metadata` (a dict of strings) is stored with a dict of arrays.
 #[pyfunction]
 #[pyo3(signature = (
     tensors, path, *, frame_size = None, redundancy = None, bits_per_weight = None, levels = 1,
-    scheme = "first-order", frame_family = "harmonic", reorder = false, delta = None, axis = "columns", bias = false, include = None, exclude = None, min_dim = 16,
+    scheme = "pcm", frame_family = None, reorder = false, delta = None, axis = "rows", bias = false, include = None, exclude = None, min_dim = 16,
     zstd = None, metadata = None
 ))]
 #[allow(clippy::too_many_arguments)]
@@ -472,7 +476,7 @@ fn pack<'py>(
     bits_per_weight: Option<f64>,
     levels: u32,
     scheme: &str,
-    frame_family: &str,
+    frame_family: Option<&str>,
     reorder: bool,
     delta: Option<&Bound<'py, PyAny>>,
     axis: &str,
@@ -521,27 +525,48 @@ fn pack<'py>(
             )))
         }
     };
+    let pcm = scheme == "pcm";
+    let family = match frame_family {
+        None if pcm => None,
+        None | Some("harmonic") => Some(FrameFamily::Harmonic),
+        Some("spectral-tetris") => Some(FrameFamily::SpectralTetris),
+        Some("identity") if pcm => None,
+        Some(f) => {
+            return Err(ParameterError::new_err(format!(
+                "frame_family={f:?}: must be \"harmonic\" or \"spectral-tetris\" (or \"identity\" with scheme=\"pcm\")"
+            )))
+        }
+    };
+    let method = if pcm {
+        let mut p = PcmOptions {
+            family,
+            frame_size: frame_size.filter(|_| family.is_some()),
+            ..PcmOptions::default()
+        };
+        if let FrameRule::BitsPerWeight(b) = frame {
+            if bits_per_weight.is_some() {
+                p.target = RateTarget::BitsPerWeight(b);
+            }
+        }
+        Method::Pcm(p)
+    } else {
+        Method::SigmaDelta
+    };
     let opts = PackOptions {
+        method,
+        allocation: Allocation::Model,
         frame,
         levels,
         scheme: match scheme {
-            "first-order" => Scheme::FirstOrder,
+            "first-order" | "pcm" => Scheme::FirstOrder,
             "second-order" => Scheme::SecondOrder,
             s => {
                 return Err(ParameterError::new_err(format!(
-                    "scheme={s:?}: must be \"first-order\" or \"second-order\""
+                    "scheme={s:?}: must be \"pcm\", \"first-order\" or \"second-order\""
                 )))
             }
         },
-        family: match frame_family {
-            "harmonic" => FrameFamily::Harmonic,
-            "spectral-tetris" => FrameFamily::SpectralTetris,
-            f => {
-                return Err(ParameterError::new_err(format!(
-                    "frame_family={f:?}: must be \"harmonic\" or \"spectral-tetris\""
-                )))
-            }
-        },
+        family: family.unwrap_or(FrameFamily::Harmonic),
         reorder,
         delta: delta_choice(delta)?,
         orientation,
