@@ -85,6 +85,20 @@ fn read_at(file: &File, mut buf: &mut [u8], mut offset: u64) -> std::io::Result<
     Ok(())
 }
 
+/// The length of the opened `file`; a directory (which `File::open` accepts on Unix, and which
+/// would then fail to map with a puzzling "No such device") is refused as `<path>: is a
+/// directory`.
+fn file_len(file: &File, path: &Path) -> Result<u64> {
+    let meta = file.metadata().map_err(|e| Error::io(path, e))?;
+    if meta.is_dir() {
+        return Err(Error::io(
+            path,
+            std::io::Error::new(std::io::ErrorKind::IsADirectory, "is a directory"),
+        ));
+    }
+    Ok(meta.len())
+}
+
 /// A zeroed buffer of `len` bytes, refused cleanly if it cannot be allocated.
 fn zeroed<T: Clone + Default>(len: u64, what: &'static str) -> Result<Vec<T>> {
     let n = usize::try_from(len).map_err(|_| Error::Limit {
@@ -108,7 +122,7 @@ impl SdqFile {
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
         let file = File::open(path).map_err(|e| Error::io(path, e))?;
-        let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
+        let len = file_len(&file, path)?;
         let source = if len == 0 {
             Source::Bytes(Vec::new())
         } else {
@@ -136,7 +150,7 @@ impl SdqFile {
         let path = path.as_ref();
         let io = |e| Error::io(path, e);
         let file = File::open(path).map_err(io)?;
-        let len = file.metadata().map_err(io)?.len();
+        let len = file_len(&file, path)?;
         let mut first = vec![0u8; len.min(PREAMBLE_LEN) as usize];
         read_at(&file, &mut first, 0).map_err(io)?;
         let pre = header::parse_preamble(&first, len)?;
