@@ -257,7 +257,17 @@ fn clap_failure(e: clap::Error) -> ExitCode {
 
 /// Runs the command line and returns the exit code.
 pub fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    run_from(std::env::args_os())
+}
+
+/// Runs the command line on `args` (the first is the program's name) and returns the exit code
+/// (examples/demo.rs shows the real output of `sdq pack`, `verify` and `unpack` through it).
+pub fn run_from<I, T>(args: I) -> ExitCode
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let cli = match Cli::try_parse_from(args) {
         Ok(c) => c,
         Err(e) => return clap_failure(e),
     };
