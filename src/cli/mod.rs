@@ -30,7 +30,7 @@ Examples:
   sdq pack model.safetensors -o model.sdq          # 4 bits per weight, certified bounds
   sdq info model.sdq                               # what is stored, and what it saves
   sdq verify model.sdq --against model.safetensors # checksums, bounds, raw bytes
-  sdq unpack model.sdq -o restored.safetensors     # back to safetensors (F32)
+  sdq unpack model.sdq -o restored.safetensors     # back to safetensors (original dtypes)
 
 Exit codes: 0 ok, 1 verification failed, 2 bad usage, 3 invalid input file, 4 I/O failure.
 Threads: -j/--threads N, or the RAYON_NUM_THREADS environment variable (default: one per core).
