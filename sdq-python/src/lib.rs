@@ -673,7 +673,10 @@ fn pack<'py>(
         ));
     };
     let run = || -> sdq::Result<_> {
+        sdq::bridge::refuse_output_over_input(&path, [input.as_path()])?;
         let ck = Checkpoint::open(&input)?;
+        // The output may not replace the checkpoint (or a shard or the index) being read.
+        sdq::bridge::refuse_output_over_input(&path, ck.files())?;
         sdq::bridge::pack::pack(&ck, &path, &opts, &mut NoProgress)
     };
     let summary = py.detach(run).map_err(|e| py_err(&label, e))?;

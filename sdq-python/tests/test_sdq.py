@@ -431,3 +431,15 @@ def test_a_directory_is_named_as_such(tmp_path):
         with pytest.raises(sdq.IoError) as e:
             fn(str(tmp_path))
         assert str(e.value) == f"{tmp_path}: is a directory"
+
+
+def test_pack_refuses_to_overwrite_its_input(tmp_path, checkpoint):
+    path, _ = checkpoint
+    before = path.read_bytes()
+    with pytest.raises(sdq.ParameterError, match="would destroy the input"):
+        sdq.pack(path, path)
+    link = tmp_path / "link.sdq"
+    os.link(path, link)
+    with pytest.raises(sdq.ParameterError, match="same file as the input"):
+        sdq.pack(str(path), str(link))
+    assert path.read_bytes() == before
