@@ -492,6 +492,19 @@ fn output_that_is_the_input_is_refused_and_the_input_kept() {
         &["is the input"],
     );
     assert_eq!(std::fs::read(&inside).unwrap(), packed);
+    // An input named like a shard of an earlier run is not removed as a stale shard.
+    let stale_named = shards.join("model-00001-of-00009.safetensors");
+    std::fs::rename(&inside, &stale_named).unwrap();
+    assert_ok(&run_p(&[
+        &"unpack",
+        &stale_named,
+        &"-o",
+        &shards,
+        &"--max-shard-size",
+        &"1GB",
+    ]));
+    assert_eq!(std::fs::read(&stale_named).unwrap(), packed);
+    assert!(shards.join("model.safetensors").exists());
     assert!(temporaries(dir.path()).is_empty());
 }
 

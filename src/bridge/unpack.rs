@@ -236,10 +236,16 @@ pub fn plan_shards(
     if max_shard_size == 0 {
         return Err(Error::param("the shard size must be at least 1 byte"));
     }
-    let tensors = select(sdq, names)?;
+    select(sdq, names)?;
+    let wanted: std::collections::HashSet<&str> = names.iter().map(String::as_str).collect();
     let mut groups: Vec<(u64, Vec<usize>)> = Vec::new();
     let mut total: u64 = 0;
-    for t in &tensors {
+    for (i, t) in sdq
+        .tensors()
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| wanted.is_empty() || wanted.contains(t.name.as_str()))
+    {
         let s = spec(t, dtype);
         let size = s
             .shape
@@ -249,11 +255,6 @@ pub fn plan_shards(
         total = total
             .checked_add(size)
             .ok_or_else(|| Error::param("the total size overflows"))?;
-        let i = sdq
-            .tensors()
-            .iter()
-            .position(|x| x.name == t.name)
-            .unwrap_or(0);
         match groups.last_mut() {
             Some((used, members)) if used.saturating_add(size) <= max_shard_size => {
                 *used += size;
@@ -376,7 +377,11 @@ pub fn unpack_sharded(
             let name = e.file_name().to_string_lossy().into_owned();
             let stale = (is_shard_name(&name) && !names.contains(&name.as_str()))
                 || (plan.index.is_none() && name == INDEX_FILE);
-            if stale && e.file_type().is_ok_and(|t| t.is_file()) {
+            // Never the .sdq file being read, whatever its name.
+            let is_input = sdq
+                .path()
+                .is_some_and(|input| super::refuse_output_over_input(&e.path(), [input]).is_err());
+            if stale && !is_input && e.file_type().is_ok_and(|t| t.is_file()) {
                 let _ = std::fs::remove_file(e.path());
             }
         }

@@ -233,6 +233,11 @@ impl SdqFile {
         (self.header.preamble.major, self.header.preamble.minor)
     }
 
+    /// The path it was opened from (`None` for a file held in memory).
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
     /// The file's length in bytes.
     pub fn file_len(&self) -> u64 {
         self.header.preamble.file_len
