@@ -365,6 +365,257 @@ fn non_finite_weight_is_invalid_input_naming_the_tensor() {
 }
 
 #[test]
+fn nonfinite_raw_stores_such_tensors_unquantized_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("nan.safetensors");
+    let mut bad = f32_tensor("bad.weight", &[16, 4], 1);
+    bad.bytes[8..12].copy_from_slice(&f32::NAN.to_le_bytes());
+    let mut inf = f32_tensor("inf.weight", &[16, 4], 2);
+    inf.bytes[0..4].copy_from_slice(&f32::INFINITY.to_le_bytes());
+    write(&p, &[bad, f32_tensor("good.weight", &[16, 4], 3), inf], &[]);
+    let q = dir.path().join("nan.sdq");
+    // The default refuses the model, and says how to keep going.
+    assert_fails(
+        &run_p(&[&"pack", &p, &"-o", &q]),
+        3,
+        &["\"bad.weight\"", "non-finite", "--nonfinite raw"],
+    );
+    assert!(!q.exists());
+    let o = run_p(&[&"pack", &p, &"-o", &q, &"--nonfinite", &"raw"]);
+    assert_ok(&o);
+    let err = stderr(&o);
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 2, "{err}");
+    assert!(
+        lines[0].contains("\"bad.weight\"") && lines[0].contains("NaN at element 2"),
+        "{err}"
+    );
+    assert!(
+        lines[1].contains("\"inf.weight\"") && lines[1].contains("inf at element 0"),
+        "{err}"
+    );
+    assert!(lines.iter().all(|l| l.contains("stored raw")), "{err}");
+    let j: serde_json::Value =
+        serde_json::from_str(&assert_ok(&run_p(&[&"info", &q, &"--json"]))).unwrap();
+    let enc: Vec<(String, String)> = j["tensors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["name"].as_str().unwrap().to_string(),
+                t["encoding"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        enc,
+        [
+            ("bad.weight".to_string(), "raw".to_string()),
+            ("good.weight".to_string(), "sigma-delta".to_string()),
+            ("inf.weight".to_string(), "raw".to_string())
+        ]
+    );
+    // Raw means bit-exact, NaN included.
+    assert_ok(&run_p(&[&"verify", &q, &"--against", &p]));
+    assert_fails(
+        &run_p(&[&"pack", &p, &"-o", &q, &"--nonfinite", &"zero"]),
+        2,
+        &["zero"],
+    );
+}
+
+/// Every file of `dir` whose name ends with `.tmp`.
+fn temporaries(dir: &std::path::Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.ends_with(".tmp"))
+        .collect()
+}
+
+#[test]
+fn output_that_is_the_input_is_refused_and_the_input_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let st = small_model(dir.path());
+    let orig = std::fs::read(&st).unwrap();
+    // pack m.safetensors -o m.safetensors (also through a relative spelling).
+    assert_fails(
+        &run_p(&[&"pack", &st, &"-o", &st]),
+        2,
+        &["model.safetensors", "is the input", "destroy"],
+    );
+    let dotted = dir.path().join(".").join("model.safetensors");
+    assert_fails(&run_p(&[&"pack", &st, &"-o", &dotted]), 2, &["destroy"]);
+    // A hard link to the input.
+    let link = dir.path().join("link.sdq");
+    std::fs::hard_link(&st, &link).unwrap();
+    assert_fails(
+        &run_p(&[&"pack", &st, &"-o", &link]),
+        2,
+        &["link.sdq", "same file as the input", "destroy"],
+    );
+    assert_eq!(std::fs::read(&st).unwrap(), orig);
+    // unpack x.sdq -o x.sdq, and through a hard link.
+    let q = dir.path().join("m.sdq");
+    assert_ok(&run_p(&[&"pack", &st, &"-o", &q]));
+    let packed = std::fs::read(&q).unwrap();
+    assert_fails(
+        &run_p(&[&"unpack", &q, &"-o", &q]),
+        2,
+        &["m.sdq", "is the input"],
+    );
+    let qlink = dir.path().join("restored.safetensors");
+    std::fs::hard_link(&q, &qlink).unwrap();
+    assert_fails(
+        &run_p(&[&"unpack", &q, &"-o", &qlink]),
+        2,
+        &["same file as the input"],
+    );
+    assert_fails(&run_p(&[&"info", &q, &"-o", &q]), 2, &["is the input"]);
+    assert_eq!(std::fs::read(&q).unwrap(), packed);
+    // A sharded unpack whose shard would replace the input.
+    let shards = dir.path().join("shards");
+    std::fs::create_dir(&shards).unwrap();
+    let inside = shards.join("model.safetensors");
+    std::fs::copy(&q, &inside).unwrap();
+    assert_fails(
+        &run_p(&[
+            &"unpack",
+            &inside,
+            &"-o",
+            &shards,
+            &"--max-shard-size",
+            &"1GB",
+        ]),
+        2,
+        &["is the input"],
+    );
+    assert_eq!(std::fs::read(&inside).unwrap(), packed);
+    // An input named like a shard of an earlier run is not removed as a stale shard.
+    let stale_named = shards.join("model-00001-of-00009.safetensors");
+    std::fs::rename(&inside, &stale_named).unwrap();
+    assert_ok(&run_p(&[
+        &"unpack",
+        &stale_named,
+        &"-o",
+        &shards,
+        &"--max-shard-size",
+        &"1GB",
+    ]));
+    assert_eq!(std::fs::read(&stale_named).unwrap(), packed);
+    assert!(shards.join("model.safetensors").exists());
+    assert!(temporaries(dir.path()).is_empty());
+}
+
+#[test]
+fn output_that_is_a_shard_or_the_index_of_the_input_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let shard = dir.path().join("model-00001-of-00001.safetensors");
+    write(&shard, &[f32_tensor("w", &[20, 8], 1)], &[]);
+    let index = dir.path().join("model.safetensors.index.json");
+    std::fs::write(
+        &index,
+        r#"{"weight_map": {"w": "model-00001-of-00001.safetensors"}}"#,
+    )
+    .unwrap();
+    let (s0, i0) = (
+        std::fs::read(&shard).unwrap(),
+        std::fs::read(&index).unwrap(),
+    );
+    for input in [&index, &dir.path().to_path_buf()] {
+        assert_fails(&run_p(&[&"pack", input, &"-o", &shard]), 2, &["destroy"]);
+        assert_fails(&run_p(&[&"pack", input, &"-o", &index]), 2, &["destroy"]);
+    }
+    let link = dir.path().join("elsewhere.sdq");
+    std::fs::hard_link(&shard, &link).unwrap();
+    assert_fails(
+        &run_p(&[&"pack", &index, &"-o", &link]),
+        2,
+        &["same file as the input"],
+    );
+    assert_eq!(std::fs::read(&shard).unwrap(), s0);
+    assert_eq!(std::fs::read(&index).unwrap(), i0);
+    // A fresh output is fine.
+    assert_ok(&run_p(&[
+        &"pack",
+        &index,
+        &"-o",
+        &dir.path().join("ok.sdq"),
+    ]));
+}
+
+#[test]
+fn a_directory_where_a_file_is_expected_is_named_as_such() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().join("checkpoints");
+    std::fs::create_dir(&d).unwrap();
+    let out = dir.path().join("o.safetensors");
+    for args in [
+        vec![&"info" as &dyn AsRef<std::ffi::OsStr>, &d],
+        vec![&"verify", &d],
+        vec![&"unpack", &d, &"-o", &out],
+    ] {
+        let line = assert_fails(&run_p(&args), 4, &["checkpoints: is a directory"]);
+        assert!(!line.contains("os error"), "{line}");
+    }
+    assert!(!out.exists());
+}
+
+/// docs/cli.md's exit-code table, one case per code.
+#[test]
+fn every_documented_exit_code() {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/cli.md")).unwrap();
+    let table = &doc[doc.find("## Exit codes").unwrap()..];
+    for code in 0..=4 {
+        assert!(
+            table.contains(&format!("| {code} |")),
+            "code {code} not documented"
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let st = small_model(dir.path());
+    let q = dir.path().join("m.sdq");
+    // 0: success.
+    assert_ok(&run_p(&[&"pack", &st, &"-o", &q]));
+    // 2: invalid option values, including those past the library's limits.
+    for args in [
+        vec!["--frame-size", "1000000000"],
+        vec!["--frame-size", "100000"],
+        vec!["--redundancy", "5000"],
+        vec!["--bits-per-weight", "1e6"],
+        vec!["--levels", "100000"],
+    ] {
+        let o = dir.path().join("x.sdq");
+        let mut all: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![&"pack", &st, &"-o", &o];
+        for a in &args {
+            all.push(a);
+        }
+        assert_fails(&run_p(&all), 2, &[]);
+        assert!(!o.exists(), "{args:?}");
+    }
+    // 3: an invalid input file; 4: a missing one.
+    let html = dir.path().join("page.safetensors");
+    std::fs::write(&html, b"<html></html>").unwrap();
+    assert_fails(
+        &run_p(&[&"pack", &html, &"-o", &q]),
+        3,
+        &["not a safetensors file"],
+    );
+    assert_fails(
+        &run_p(&[&"info", &dir.path().join("none.sdq")]),
+        4,
+        &["none.sdq"],
+    );
+    // 1: verification failed.
+    let mut bytes = std::fs::read(&q).unwrap();
+    let n = bytes.len();
+    bytes[n - 3] ^= 0x10;
+    std::fs::write(&q, &bytes).unwrap();
+    assert_fails(&run_p(&[&"verify", &q]), 1, &["verification failed"]);
+}
+
+#[test]
 fn errors_escape_control_characters() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("evil\x1b[31m.safetensors");

@@ -526,6 +526,9 @@ pub struct PackSummary {
     pub quantized: Vec<PackedTensor>,
     /// The network-wide δ, for [`DeltaChoice::Uniform`].
     pub uniform_delta: Option<f64>,
+    /// With [`NonFinite::Raw`]: the tensors stored raw because they hold a NaN or an infinity,
+    /// with the first such value and where it is.
+    pub nonfinite_raw: Vec<(String, String)>,
 }
 
 impl PackSummary {
@@ -603,14 +606,88 @@ pub(crate) fn check_output_dir(out: &Path) -> Result<()> {
     }
 }
 
-/// Packs `ck` into the .sdq file `out` (written atomically), reporting to `progress`.
+/// What [`pack_nonfinite`] does with a tensor to quantize that holds a NaN or an infinity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum NonFinite {
+    /// Refuse the whole checkpoint with [`Error::Data`] naming the tensor (the default).
+    #[default]
+    Refuse,
+    /// Store the tensor (and its bias, if it was to be quantized with it) raw, bit for bit.
+    Raw,
+}
+
+/// The first non-finite value of `v`: (index, value).
+fn first_nonfinite(v: &[f32]) -> Option<(usize, f32)> {
+    v.iter().copied().enumerate().find(|(_, x)| !x.is_finite())
+}
+
+/// Turns every planned quantized tensor whose weights (or bias) hold a NaN or an infinity into
+/// a raw one (its bias too); returns (name, what was found) for each. Reads each planned
+/// quantized tensor once more, one at a time.
+fn raw_nonfinite(
+    ck: &Checkpoint,
+    plan: &mut Plan,
+    progress: &mut dyn Progress,
+) -> Result<Vec<(String, String)>> {
+    progress.start("checking", plan.quantized_count() as u64);
+    let mut found = Vec::new();
+    for p in plan.tensors.iter_mut() {
+        let Choice::Quantize { bias, .. } = &p.choice else {
+            continue;
+        };
+        progress.tensor(&p.entry.name);
+        let (w, b) = load(ck, &p.entry, bias.as_deref())?;
+        let why = match (first_nonfinite(&w), b.as_deref().and_then(first_nonfinite)) {
+            (Some((i, x)), _) => Some(format!("{x} at element {i}")),
+            (None, Some((i, x))) => Some(format!(
+                "{x} at element {i} of its bias {:?}",
+                bias.as_deref().unwrap_or("")
+            )),
+            (None, None) => None,
+        };
+        if let Some(why) = why {
+            found.push((p.entry.name.clone(), why));
+            p.choice = Choice::Raw;
+        }
+        progress.advance();
+    }
+    progress.finish();
+    for p in plan.tensors.iter_mut() {
+        if let Choice::BiasOf { weight } = &p.choice {
+            if found.iter().any(|(n, _)| n == weight) {
+                p.choice = Choice::Raw;
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// Packs `ck` into the .sdq file `out` (written atomically), reporting to `progress`. A NaN or
+/// infinity in a tensor to quantize refuses the checkpoint ([`NonFinite::Refuse`]).
 pub fn pack(
     ck: &Checkpoint,
     out: &Path,
     opts: &PackOptions,
     progress: &mut dyn Progress,
 ) -> Result<PackSummary> {
-    let plan = plan(ck, opts)?;
+    pack_nonfinite(ck, out, opts, NonFinite::Refuse, progress)
+}
+
+/// [`pack`], with `nonfinite` saying what happens to a tensor to quantize that holds a NaN or
+/// an infinity; the tensors stored raw for that reason are listed in
+/// [`PackSummary::nonfinite_raw`].
+pub fn pack_nonfinite(
+    ck: &Checkpoint,
+    out: &Path,
+    opts: &PackOptions,
+    nonfinite: NonFinite,
+    progress: &mut dyn Progress,
+) -> Result<PackSummary> {
+    let mut plan = plan(ck, opts)?;
+    let nonfinite_raw = match nonfinite {
+        NonFinite::Refuse => Vec::new(),
+        NonFinite::Raw => raw_nonfinite(ck, &mut plan, progress)?,
+    };
     check_output_dir(out)?;
     let (policy, tag, uniform) = match opts.delta {
         DeltaChoice::Tensor => (StepPolicy::Tensor, DeltaPolicy::Tensor, None),
@@ -786,6 +863,7 @@ pub fn pack(
         plan,
         quantized,
         uniform_delta: uniform,
+        nonfinite_raw,
     })
 }
 

@@ -6,7 +6,6 @@ use clap::{Args, ValueEnum};
 use sdq::bridge::pack::{self, Allocation, DeltaChoice, FrameRule, Method, PackOptions};
 use sdq::codes::stream::Coding;
 use sdq::quant::pcm::{PcmOptions, RateTarget, StepRule, StepType};
-use sdq::bridge::safetensors::Checkpoint;
 use sdq::frame::FrameFamily;
 use sdq::quant::Scheme;
 use sdq::{Orientation, SdqFile};
@@ -103,7 +102,8 @@ pub struct PackArgs {
     /// directory holding one of them.
     input: PathBuf,
 
-    /// Output .sdq file (written atomically; may be the input's own path).
+    /// Output .sdq file (written atomically; it may not be the input, nor a shard or index of
+    /// a sharded input).
     #[arg(short, long, value_name = "OUT.sdq")]
     output: PathBuf,
 
@@ -204,9 +204,23 @@ pub struct PackArgs {
     #[arg(long)]
     zstd: bool,
 
+    /// A tensor to quantize holding a NaN or an infinity: refuse the model (exit 3), or store
+    /// that tensor raw (unquantized, bit for bit), one line per tensor on stderr.
+    #[arg(long, value_enum, value_name = "WHAT", default_value_t = NonFiniteArg::Refuse)]
+    nonfinite: NonFiniteArg,
+
     /// zstd level (1-22); implies --zstd.
     #[arg(long, value_name = "LEVEL", value_parser = clap::value_parser!(i32).range(1..=22))]
     zstd_level: Option<i32>,
+}
+
+/// What to do with non-finite weights.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum NonFiniteArg {
+    /// Refuse the whole model.
+    Refuse,
+    /// Store such tensors raw.
+    Raw,
 }
 
 fn parse_delta(s: &str) -> Result<DeltaChoice, String> {
@@ -352,10 +366,32 @@ pub fn run(a: PackArgs, quiet: bool) -> CliResult {
         },
     };
     let input = &a.input;
-    let ck = Checkpoint::open(input).map_err(|e| Failure::lib(input, e))?;
+    let ck = super::open_checkpoint(input, &a.output)?;
     let mut bar = Bar::new(quiet);
+    let nonfinite = match a.nonfinite {
+        NonFiniteArg::Refuse => pack::NonFinite::Refuse,
+        NonFiniteArg::Raw => pack::NonFinite::Raw,
+    };
     let summary =
-        pack::pack(&ck, &a.output, &opts, &mut bar).map_err(|e| Failure::lib(input, e))?;
+        pack::pack_nonfinite(&ck, &a.output, &opts, nonfinite, &mut bar).map_err(|e| {
+            Failure::lib(
+                input,
+                match e {
+                    sdq::Error::Data(m) if m.contains("non-finite") => sdq::Error::Data(format!(
+                        "{m} (--nonfinite raw stores such tensors unquantized)"
+                    )),
+                    e => e,
+                },
+            )
+        })?;
+    for (name, why) in &summary.nonfinite_raw {
+        eprintln!(
+            "{}",
+            escape(&format!(
+                "sdq: warning: tensor {name:?} holds a non-finite weight ({why}): stored raw"
+            ))
+        );
+    }
     for p in &summary.plan.unmatched_includes {
         eprintln!(
             "{}",

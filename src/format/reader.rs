@@ -87,6 +87,20 @@ fn read_at(file: &File, mut buf: &mut [u8], mut offset: u64) -> std::io::Result<
     Ok(())
 }
 
+/// The length of the opened `file`; a directory (which `File::open` accepts on Unix, and which
+/// would then fail to map with a puzzling "No such device") is refused as `<path>: is a
+/// directory`.
+fn file_len(file: &File, path: &Path) -> Result<u64> {
+    let meta = file.metadata().map_err(|e| Error::io(path, e))?;
+    if meta.is_dir() {
+        return Err(Error::io(
+            path,
+            std::io::Error::new(std::io::ErrorKind::IsADirectory, "is a directory"),
+        ));
+    }
+    Ok(meta.len())
+}
+
 /// A zeroed buffer of `len` bytes, refused cleanly if it cannot be allocated.
 fn zeroed<T: Clone + Default>(len: u64, what: &'static str) -> Result<Vec<T>> {
     let n = usize::try_from(len).map_err(|_| Error::Limit {
@@ -110,7 +124,7 @@ impl SdqFile {
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
         let file = File::open(path).map_err(|e| Error::io(path, e))?;
-        let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
+        let len = file_len(&file, path)?;
         let source = if len == 0 {
             Source::Bytes(Vec::new())
         } else {
@@ -138,7 +152,7 @@ impl SdqFile {
         let path = path.as_ref();
         let io = |e| Error::io(path, e);
         let file = File::open(path).map_err(io)?;
-        let len = file.metadata().map_err(io)?.len();
+        let len = file_len(&file, path)?;
         let mut first = vec![0u8; len.min(PREAMBLE_LEN) as usize];
         read_at(&file, &mut first, 0).map_err(io)?;
         let pre = header::parse_preamble(&first, len)?;
@@ -219,6 +233,11 @@ impl SdqFile {
     /// (major, minor) version of the file.
     pub fn version(&self) -> (u16, u16) {
         (self.header.preamble.major, self.header.preamble.minor)
+    }
+
+    /// The path it was opened from (`None` for a file held in memory).
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
     }
 
     /// The file's length in bytes.
