@@ -374,9 +374,13 @@ struct Analysed {
     y: Vec<f64>,
     /// m × groups rms values.
     base: Vec<f64>,
-    /// ‖W‖² (with the bias).
+    /// ‖W‖² (with the bias) of the vectors analysed.
     norm2: f64,
     weights: u64,
+    /// Vectors of the whole matrix.
+    m_full: usize,
+    /// m_full / vectors analysed: what a sample's code bits are multiplied by.
+    scale: f64,
 }
 
 #[cfg(feature = "encode")]
@@ -385,9 +389,14 @@ fn analyse(
     orientation: Orientation,
     synth: &PcmSynthesis,
     rule: StepRule,
+    stride: usize,
 ) -> Result<Analysed> {
     let layout = matrix.layout(orientation);
-    let (d, m, n) = (layout.vector_len(), layout.vector_count(), synth.n);
+    let (d, n) = (layout.vector_len(), synth.n);
+    let m_full = layout.vector_count();
+    let stride = stride.max(1);
+    // Every `stride`-th vector (all of them for stride 1).
+    let m = m_full.div_ceil(stride);
     let group = synth.group;
     let groups = synth.groups();
     let total = n
@@ -398,7 +407,7 @@ fn analyse(
     let one = |(ws, w): &mut (Option<FrameWorkspace>, Vec<f64>),
                (j, (yj, nj)): (usize, (&mut [f64], &mut f64))|
      -> Result<()> {
-        matrix.load_vector(orientation, j, w)?;
+        matrix.load_vector(orientation, j * stride, w)?;
         *nj = w.iter().map(|x| x * x).sum();
         for (x, &s) in w.iter_mut().zip(&synth.signs) {
             *x *= s;
@@ -446,6 +455,8 @@ fn analyse(
         norm2: norms.iter().sum(),
         weights: (layout.rows * layout.cols + if layout.has_bias { layout.rows } else { 0 })
             as u64,
+        m_full,
+        scale: m_full as f64 / m as f64,
     })
 }
 
@@ -539,15 +550,18 @@ fn trial(a: &Analysed, alpha: f64, options: &PcmOptions, d: usize) -> Trial {
                 .filter(|&&c| c > 0)
                 .map(|&c| -(c as f64) * (c as f64 / total).log2())
                 .sum();
-            let chunks = (a.y.len() / n.max(1)).div_ceil(stream::chunk_vectors(n)) as f64;
+            let chunks = a.m_full.div_ceil(stream::chunk_vectors(n)) as f64;
             // Model, chunk table and each chunk's eight initial states; ≈ 0.5 % coder overhead.
-            entropy * 1.005
-                + count as f64 * f64::from(s)
+            (entropy * 1.005 + count as f64 * f64::from(s)) * a.scale
                 + 8.0 * (7.0 + 2.0 * sym.len() as f64)
                 + chunks * 8.0 * (4.0 + 4.0 * 8.0)
         }
     };
-    let step_bits = 8.0 * (steps.len() * step_type.size()) as f64;
+    let code_bits = match options.coding {
+        Coding::Fixed => code_bits * a.scale,
+        Coding::Rans => code_bits,
+    };
+    let step_bits = 8.0 * (a.m_full * groups * step_type.size()) as f64;
     // Padding of two 64-byte-aligned sections, on average.
     let bits = code_bits + step_bits + 8.0 * (options.record_bytes as f64 + 64.0);
     Trial {
@@ -605,7 +619,9 @@ pub fn rate_curve(
     let layout = matrix.layout(orientation);
     let d = layout.vector_len();
     let (synth, _) = synthesis_for(d, options)?;
-    let a = analyse(matrix, orientation, &synth, options.rule)?;
+    // A sample of about 2^20 coefficients estimates the curve as well as all of them would.
+    let stride = (layout.vector_count() * synth.n).div_ceil(1 << 20).max(1);
+    let a = analyse(matrix, orientation, &synth, options.rule, stride)?;
     Ok(exponents
         .iter()
         .map(|&e| {
@@ -661,7 +677,7 @@ pub fn quantize(
     let d = layout.vector_len();
     let (synth, frame) = synthesis_for(d, options)?;
     let n = synth.n;
-    let a = analyse(matrix, orientation, &synth, options.rule)?;
+    let a = analyse(matrix, orientation, &synth, options.rule, 1)?;
     let zero = a.norm2 == 0.0;
 
     // Bisection on log2 α: larger α, fewer bits and more error.
@@ -755,6 +771,11 @@ fn finish(
 ) -> Result<PcmTensor> {
     let layout = matrix.layout(orientation);
     let (d, n, groups) = (layout.vector_len(), synth.n, synth.groups());
+    if t.steps.iter().any(|s| !s.is_finite()) {
+        return Err(Error::Data(
+            "weights too large: a pcm step does not fit in f32".into(),
+        ));
+    }
     // Rebuild every vector exactly as a decoder will, and measure.
     let one = |(ws, w, out): &mut (PcmWorkspace, Vec<f64>, Vec<f32>),
                (j, (cj, sj)): (usize, (&[i32], &[f32]))|
