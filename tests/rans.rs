@@ -419,3 +419,30 @@ fn model_bytes() {
     let (m, used) = Model::read(&[1, 0, 0x80, 0x20]).unwrap();
     assert_eq!((m.freqs(), used), (&[4096u32][..], 4));
 }
+
+/// The worked example of the module documentation, byte for byte (computed independently from
+/// the documented layout).
+#[test]
+fn spec_example() {
+    let (m, used) = Model::read(&[2, 0, 1, 0xff, 0x1f]).unwrap();
+    assert_eq!((m.freqs(), used), (&[1u32, 4095][..], 5));
+    let msg = [0u8, 1, 1, 1, 1, 1, 1, 1, 0, 1];
+    let mut block = Vec::new();
+    encode(&msg, &m, &mut block).unwrap();
+    let mut want = Vec::new();
+    want.extend(0x0100_0000u32.to_le_bytes());
+    want.extend(0x0001_0022u32.to_le_bytes());
+    for _ in 0..6 {
+        want.extend(0x0001_0011u32.to_le_bytes());
+    }
+    want.extend([0, 0]);
+    assert_eq!(block, want);
+    let mut back = [9u8; 10];
+    decode(&want, &m, &mut back).unwrap();
+    assert_eq!(back, msg);
+    // A single-lane block (n = 1): f = (2048, 2048), symbol 1: the state 32·4096 + 2048.
+    let m = Model::from_counts(&[1, 1]).unwrap();
+    let mut block = Vec::new();
+    encode(&[1], &m, &mut block).unwrap();
+    assert_eq!(block, 133_120u32.to_le_bytes());
+}

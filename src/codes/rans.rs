@@ -44,11 +44,24 @@
 //! A block's size is 4·min(n, L) + 2·(words) bytes, close to the message's information content
 //! Σ −log2(f_s / M) plus 16 bits per used lane ([`Model::cost_bits`]).
 //!
+//! # Example (checked by tests/rans.rs `spec_example`)
+//!
+//! Model f = (1, 4095): bytes `02 00 01 ff 1f`. Message (0, 1, 1, 1, 1, 1, 1, 1, 0, 1), n = 10:
+//! lane 0 codes symbols 0 and 8 (both 0), lane 1 symbols 1 and 9, lanes 2–7 one symbol each.
+//! The block is 34 bytes: the states `0x01000000, 0x00010022`, then `0x00010011` six times (each
+//! `u32` LE), then the one word `0x0000`. Decoding lane 0: slot 0 → symbol 0,
+//! x = 1·(2^24 >> 12) + 0 = 4096 < 2^16, so x = (4096 << 16) | 0x0000 = 2^28; at symbol 8, slot
+//! 0 → symbol 0, x = 2^16. Lane 1: slot 0x22 → symbol 1, x = 4095·16 + 0x22 − 1 = 65553; at
+//! symbol 9, slot 17 → symbol 1, x = 4095·16 + 16 = 2^16.
+//!
 //! # Speed
 //!
 //! Decoding is a table lookup per symbol (a table of M entries `[f_s, slot − c_s, s, 0]` as
-//! `u16`, 32 KiB, indexed by the low bits of the state so that the index needs no bounds check), a multiply and a branch-free renormalisation; a whole round of L symbols reads its words from one slice checked once, and
-//! only the last rounds of a block take the careful path. See docs/PERFORMANCE.md ("rANS").
+//! `u16`, 32 KiB, indexed by the low bits of the state so that the index needs no bounds
+//! check), a multiply and a branch-free renormalisation. A round of L symbols reads its (at most
+//! L) words from one slice of 2L bytes checked once; the last rounds of a block, when fewer than
+//! 2L bytes are left, run the same code on a zero-padded copy of those bytes and then check that
+//! no padding was read. See docs/PERFORMANCE.md ("rANS entropy decoding").
 
 use crate::error::{Error, Result};
 
