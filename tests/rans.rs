@@ -120,6 +120,24 @@ proptest! {
         roundtrip_lanes::<32>(&msg, &model);
     }
 
+    /// decode on arbitrary bytes, for any message length and model, never panics, and a block
+    /// of random bytes is nearly always rejected (it passes only if every check happens to hold).
+    #[test]
+    fn decode_arbitrary_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..300),
+                              n in 0usize..400, k in 1usize..=256, seed: u64) {
+        let mut rng = Rng(seed);
+        let mut counts: Vec<u64> = (0..k).map(|_| rng.next() % 50).collect();
+        counts[k - 1] += 1;
+        let model = Model::from_counts(&counts).unwrap();
+        let mut out = vec![0u8; n];
+        let r = decode(&bytes, &model, &mut out);
+        if let Err(e) = r {
+            prop_assert!(matches!(e, Error::CorruptStream(_)), "{e}");
+        }
+        let _ = decode_lanes::<1>(&bytes, &model, &mut out);
+        let _ = decode_lanes::<32>(&bytes, &model, &mut out);
+    }
+
     /// Model::read on arbitrary bytes never panics, and whatever it accepts is a valid model
     /// that writes back to exactly the bytes it consumed.
     #[test]
