@@ -384,23 +384,26 @@ pub fn encode_lanes<const L: usize>(
         }
     }
     let n = symbols.len();
-    let mut x = [u64::from(RANS_L); L];
+    let mut x = [RANS_L; L];
     let mut words: Vec<u16> = Vec::with_capacity(n / 2 + L);
     for (i, &s) in symbols.iter().enumerate().rev() {
         let s = usize::from(s);
-        let f = u64::from(model.freq(s));
-        let c = u64::from(model.start(s));
+        // f ≥ 1 (checked above); 32-bit arithmetic throughout: after the renormalisation
+        // v < 2^20·f, so ⌊v/f⌋·M < 2^32 and the result stays below 2^32.
+        let f = model.freq(s).max(1);
+        let c = model.start(s);
         let xj = &mut x[i & (L - 1)];
         let mut v = *xj;
-        if v >= (u64::from(RANS_L >> PROB_BITS) << 16) * f {
+        if u64::from(v) >= (u64::from(RANS_L >> PROB_BITS) << 16) * u64::from(f) {
             words.push(v as u16);
             v >>= 16;
         }
-        *xj = ((v / f) << PROB_BITS) + v % f + c;
+        let q = v / f;
+        *xj = (q << PROB_BITS) + (v - q * f) + c;
     }
     out.reserve(4 * n.min(L) + 2 * words.len());
     for &s in x.iter().take(n.min(L)) {
-        out.extend_from_slice(&(s as u32).to_le_bytes());
+        out.extend_from_slice(&s.to_le_bytes());
     }
     for &w in words.iter().rev() {
         out.extend_from_slice(&w.to_le_bytes());
