@@ -504,8 +504,8 @@ fn round<const L: usize>(
         };
         // Branch-free renormalisation. Written with a mask rather than `if`: the obvious
         // `if need { (y << 16) | word } else { y }` is compiled into a branch (the word's load
-        // is sunk into it), which mispredicts on about half of the symbols and made decoding
-        // 2-5x slower.
+        // is sunk into it), taken at random on about H/16 of the symbols, and its mispredictions
+        // made decoding 2-5x slower (docs/PERFORMANCE.md).
         let need = u32::from(y < RANS_L);
         let m = need.wrapping_neg();
         *xj = (y & !m) | (((y << 16) | word) & m);
