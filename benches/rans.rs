@@ -150,8 +150,8 @@ fn main() {
     println!("rANS decode in ns per symbol; FFT: one realfft inverse transform in ns per point; ratio = decode ns/symbol / FFT ns/point,");
     println!("each decode timed alternately with the FFT it is divided by (target: ratio <= 0.5)");
     println!(
-        "{:>5} {:>6} | {:>6} {:>6} {:>6} {:>6} {:>7} | {:>6} {:>6} | {:>7} {:>7} {:>7} {:>7} | {:>7}",
-        "H", "bits", "L=4", "L=8", "L=16", "L=32", "constr", "fft768", "fft769",
+        "{:>5} {:>6} | {:>6} {:>6} {:>6} {:>6} {:>6} {:>7} | {:>6} {:>6} | {:>7} {:>7} {:>7} {:>7} | {:>7}",
+        "H", "bits", "L=4", "L=8", "L=16", "L=32", "blk", "constr", "fft768", "fft769",
         "long768", "long769", "blk768", "blk769", "constr/8"
     );
     let mut worst: f64 = 0.0;
@@ -253,11 +253,11 @@ fn main() {
         let r = [l8 / fft768, l8b / fft769, blk768 / fb768, blk769 / fb769];
         worst = worst.max(r[0]).max(r[2]);
         println!(
-            "{h:5.2} {bits:6.3} | {l4:6.3} {l8:6.3} {l16:6.3} {l32:6.3} {cons:7.3} | {fft768:6.3} {fft769:6.3} | {:7.3} {:7.3} {:7.3} {:7.3} | {:7.2}",
+            "{h:5.2} {bits:6.3} | {l4:6.3} {l8:6.3} {l16:6.3} {l32:6.3} {blk768:6.3} {cons:7.3} | {fft768:6.3} {fft769:6.3} | {:7.3} {:7.3} {:7.3} {:7.3} | {:7.2}",
             r[0], r[1], r[2], r[3], tc / ts
         );
     }
-    println!("L=4..32: one block of 2^18 symbols with that many lanes; constr: the constriction crate's SmallAnsCoder (12-bit, lookup");
+    println!("L=4..32: one block of 2^18 symbols with that many lanes; blk: blocks of 768 symbols, 8 lanes (timed with FFT 768); constr: the constriction crate's SmallAnsCoder (12-bit, lookup");
     println!("decoder model) on the same symbols; long768/long769: the 2^18-symbol block (8 lanes) against FFT 768/769; blk768/blk769:");
     println!("blocks of 768 symbols (one vector each, 8 lanes); constr/8: constriction's time over sdq's (8 lanes), timed alternately.");
     println!("worst ratio against FFT 768: {worst:.3} (target <= 0.5)");

@@ -120,6 +120,24 @@ proptest! {
         roundtrip_lanes::<32>(&msg, &model);
     }
 
+    /// decode on arbitrary bytes, for any message length and model, never panics, and a block
+    /// of random bytes is nearly always rejected (it passes only if every check happens to hold).
+    #[test]
+    fn decode_arbitrary_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..300),
+                              n in 0usize..400, k in 1usize..=256, seed: u64) {
+        let mut rng = Rng(seed);
+        let mut counts: Vec<u64> = (0..k).map(|_| rng.next() % 50).collect();
+        counts[k - 1] += 1;
+        let model = Model::from_counts(&counts).unwrap();
+        let mut out = vec![0u8; n];
+        let r = decode(&bytes, &model, &mut out);
+        if let Err(e) = r {
+            prop_assert!(matches!(e, Error::CorruptStream(_)), "{e}");
+        }
+        let _ = decode_lanes::<1>(&bytes, &model, &mut out);
+        let _ = decode_lanes::<32>(&bytes, &model, &mut out);
+    }
+
     /// Model::read on arbitrary bytes never panics, and whatever it accepts is a valid model
     /// that writes back to exactly the bytes it consumed.
     #[test]
@@ -418,4 +436,31 @@ fn model_bytes() {
     // A one-symbol model: 0x1000 = 4096 → 0x80, 0x20.
     let (m, used) = Model::read(&[1, 0, 0x80, 0x20]).unwrap();
     assert_eq!((m.freqs(), used), (&[4096u32][..], 4));
+}
+
+/// The worked example of the module documentation, byte for byte (computed independently from
+/// the documented layout).
+#[test]
+fn spec_example() {
+    let (m, used) = Model::read(&[2, 0, 1, 0xff, 0x1f]).unwrap();
+    assert_eq!((m.freqs(), used), (&[1u32, 4095][..], 5));
+    let msg = [0u8, 1, 1, 1, 1, 1, 1, 1, 0, 1];
+    let mut block = Vec::new();
+    encode(&msg, &m, &mut block).unwrap();
+    let mut want = Vec::new();
+    want.extend(0x0100_0000u32.to_le_bytes());
+    want.extend(0x0001_0022u32.to_le_bytes());
+    for _ in 0..6 {
+        want.extend(0x0001_0011u32.to_le_bytes());
+    }
+    want.extend([0, 0]);
+    assert_eq!(block, want);
+    let mut back = [9u8; 10];
+    decode(&want, &m, &mut back).unwrap();
+    assert_eq!(back, msg);
+    // A single-lane block (n = 1): f = (2048, 2048), symbol 1: the state 32·4096 + 2048.
+    let m = Model::from_counts(&[1, 1]).unwrap();
+    let mut block = Vec::new();
+    encode(&[1], &m, &mut block).unwrap();
+    assert_eq!(block, 133_120u32.to_le_bytes());
 }

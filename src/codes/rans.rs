@@ -44,11 +44,24 @@
 //! A block's size is 4·min(n, L) + 2·(words) bytes, close to the message's information content
 //! Σ −log2(f_s / M) plus 16 bits per used lane ([`Model::cost_bits`]).
 //!
+//! # Example (checked by tests/rans.rs `spec_example`)
+//!
+//! Model f = (1, 4095): bytes `02 00 01 ff 1f`. Message (0, 1, 1, 1, 1, 1, 1, 1, 0, 1), n = 10:
+//! lane 0 codes symbols 0 and 8 (both 0), lane 1 symbols 1 and 9, lanes 2–7 one symbol each.
+//! The block is 34 bytes: the states `0x01000000, 0x00010022`, then `0x00010011` six times (each
+//! `u32` LE), then the one word `0x0000`. Decoding lane 0: slot 0 → symbol 0,
+//! x = 1·(2^24 >> 12) + 0 = 4096 < 2^16, so x = (4096 << 16) | 0x0000 = 2^28; at symbol 8, slot
+//! 0 → symbol 0, x = 2^16. Lane 1: slot 0x22 → symbol 1, x = 4095·16 + 0x22 − 1 = 65553; at
+//! symbol 9, slot 17 → symbol 1, x = 4095·16 + 16 = 2^16.
+//!
 //! # Speed
 //!
 //! Decoding is a table lookup per symbol (a table of M entries `[f_s, slot − c_s, s, 0]` as
-//! `u16`, 32 KiB, indexed by the low bits of the state so that the index needs no bounds check), a multiply and a branch-free renormalisation; a whole round of L symbols reads its words from one slice checked once, and
-//! only the last rounds of a block take the careful path. See docs/PERFORMANCE.md ("rANS").
+//! `u16`, 32 KiB, indexed by the low bits of the state so that the index needs no bounds
+//! check), a multiply and a branch-free renormalisation. A round of L symbols reads its (at most
+//! L) words from one slice of 2L bytes checked once; the last rounds of a block, when fewer than
+//! 2L bytes are left, run the same code on a zero-padded copy of those bytes and then check that
+//! no padding was read. See docs/PERFORMANCE.md ("rANS entropy decoding").
 
 use crate::error::{Error, Result};
 
@@ -371,23 +384,26 @@ pub fn encode_lanes<const L: usize>(
         }
     }
     let n = symbols.len();
-    let mut x = [u64::from(RANS_L); L];
+    let mut x = [RANS_L; L];
     let mut words: Vec<u16> = Vec::with_capacity(n / 2 + L);
     for (i, &s) in symbols.iter().enumerate().rev() {
         let s = usize::from(s);
-        let f = u64::from(model.freq(s));
-        let c = u64::from(model.start(s));
+        // f ≥ 1 (checked above); 32-bit arithmetic throughout: after the renormalisation
+        // v < 2^20·f, so ⌊v/f⌋·M < 2^32 and the result stays below 2^32.
+        let f = model.freq(s).max(1);
+        let c = model.start(s);
         let xj = &mut x[i & (L - 1)];
         let mut v = *xj;
-        if v >= (u64::from(RANS_L >> PROB_BITS) << 16) * f {
+        if u64::from(v) >= (u64::from(RANS_L >> PROB_BITS) << 16) * u64::from(f) {
             words.push(v as u16);
             v >>= 16;
         }
-        *xj = ((v / f) << PROB_BITS) + v % f + c;
+        let q = v / f;
+        *xj = (q << PROB_BITS) + (v - q * f) + c;
     }
     out.reserve(4 * n.min(L) + 2 * words.len());
     for &s in x.iter().take(n.min(L)) {
-        out.extend_from_slice(&(s as u32).to_le_bytes());
+        out.extend_from_slice(&s.to_le_bytes());
     }
     for &w in words.iter().rev() {
         out.extend_from_slice(&w.to_le_bytes());
@@ -488,8 +504,8 @@ fn round<const L: usize>(
         };
         // Branch-free renormalisation. Written with a mask rather than `if`: the obvious
         // `if need { (y << 16) | word } else { y }` is compiled into a branch (the word's load
-        // is sunk into it), which mispredicts on about half of the symbols and made decoding
-        // 2-5x slower.
+        // is sunk into it), taken at random on about H/16 of the symbols, and its mispredictions
+        // made decoding 2-5x slower (docs/PERFORMANCE.md).
         let need = u32::from(y < RANS_L);
         let m = need.wrapping_neg();
         *xj = (y & !m) | (((y << 16) | word) & m);
