@@ -590,6 +590,50 @@ pub enum FormatError {
         /// What is wrong.
         problem: &'static str,
     },
+
+    /// R54: a pcm code outside −K..=K.
+    #[error("R54: tensor {tensor:?}, vector {vector}: pcm code {code} is outside -{k}..={k}")]
+    PcmCodeOutOfRange {
+        /// The tensor.
+        tensor: String,
+        /// The vector.
+        vector: u64,
+        /// The code found.
+        code: i64,
+        /// K.
+        k: u32,
+    },
+
+    /// R55: an entropy-coded code stream that does not parse or does not decode exactly.
+    #[error("R55: the entropy-coded codes of tensor {tensor:?} are malformed: {problem}")]
+    CodeStream {
+        /// The tensor.
+        tensor: String,
+        /// What is wrong.
+        problem: String,
+    },
+
+    /// R57: a pcm step group outside 1..=N.
+    #[error("R57: tensor {tensor:?} groups {group} coefficients per step; it must be 1..={n}")]
+    BadGroup {
+        /// The tensor.
+        tensor: String,
+        /// The group size.
+        group: u32,
+        /// N.
+        n: u64,
+    },
+
+    /// R56: a pcm step (per group) that is not finite and ≥ 0.
+    #[error("R56: tensor {tensor:?}, vector {vector}: step {} is not finite and >= 0", f64::from_bits(*bits))]
+    InvalidStep {
+        /// The tensor.
+        tensor: String,
+        /// The vector.
+        vector: u64,
+        /// The value found, as the bits of an f64.
+        bits: u64,
+    },
 }
 
 /// What a file that is not an .sdq file looks like, from its first bytes.

@@ -29,6 +29,7 @@
 mod atomic;
 #[cfg(feature = "bridge")]
 pub mod bridge;
+pub mod codes;
 pub mod error;
 pub mod format;
 pub mod frame;

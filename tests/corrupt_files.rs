@@ -111,6 +111,61 @@ fn two_biases() -> Vec<u8> {
     wr.finish().unwrap().into_inner()
 }
 
+/// pcm, built by hand so the codes are known: `p` F32 [3, 5], rows, no frame, K = 3, steps
+/// f16 0.5 (one per vector), fixed-width codes (3 bits); `r` F32 [4, 8], rows, harmonic(9, 8),
+/// sign flips, group 3, rANS codes, steps f32.
+fn base_pcm() -> Vec<u8> {
+    use sdq::codes::stream::{self, Coding};
+    use sdq::quant::pcm::{self, PcmFrame, PcmOptions, RateTarget, StepType};
+    use sdq::quant::tensor::MatrixLayout;
+    let codes: Vec<i32> = vec![-3, -2, -1, 0, 1, 2, 3, 0, 0, 1, -1, 2, -2, 3, -3];
+    let p = pcm::PcmTensor {
+        layout: MatrixLayout {
+            rows: 3,
+            cols: 5,
+            has_bias: false,
+            orientation: Orientation::Rows,
+        },
+        frame: PcmFrame::Identity,
+        sign_seed: 0,
+        group: 5,
+        step_type: StepType::F16,
+        coding: Coding::Fixed,
+        k: 3,
+        steps: vec![0.5; 3],
+        codes_section: stream::encode(&codes, 5, 3, Coding::Fixed).unwrap(),
+        codes,
+        max_bound: 0.5 * 0.5 * 5f64.sqrt(),
+        error_norm: 0.0,
+        weight_norm: 1.0,
+        max_vector_error: 0.0,
+        alpha: 1.0,
+    };
+    let w = inputs(32, 9);
+    let r = pcm::quantize(
+        &Matrix::new(&w, 4, 8).unwrap(),
+        Orientation::Rows,
+        &PcmOptions {
+            family: Some(sdq::frame::FrameFamily::Harmonic),
+            sign_seed: 7,
+            group: 3,
+            step_type: StepType::F32,
+            coding: Coding::Rans,
+            target: RateTarget::Scale(0.05),
+            ..PcmOptions::default()
+        },
+    )
+    .unwrap();
+    let plan = [
+        TensorPlan::pcm("p", Dtype::F32, &[3, 5], false),
+        TensorPlan::pcm("r", Dtype::F32, &[4, 8], false),
+    ];
+    let mut wr = SdqStreamWriter::in_memory(&plan, &[]).unwrap();
+    wr.write_pcm("p", &p).unwrap();
+    wr.write_pcm("r", &r).unwrap();
+    wr.finish().unwrap().into_inner()
+}
+
 fn base_empty() -> Vec<u8> {
     SdqStreamWriter::in_memory(&[], &[])
         .unwrap()
@@ -150,10 +205,10 @@ impl Rec {
     /// Offset of a section descriptor: slot 0 of a raw body, or codes/deltas/permutation (0/1/2)
     /// of a sigma-delta body.
     fn slot(&self, b: &[u8], i: usize) -> usize {
-        if b[self.encoding] == 0 {
-            self.body
-        } else {
-            self.body + 52 + 29 * i
+        match b[self.encoding] {
+            0 => self.body,
+            3 => self.body + 54 + 29 * i,
+            _ => self.body + 52 + 29 * i,
         }
     }
 }
@@ -189,6 +244,7 @@ fn walk(b: &[u8]) -> (Vec<usize>, Vec<Rec>) {
             + match b[encoding] {
                 0 => 29,
                 1 => 139,
+                3 => 112,
                 _ => 4,
             };
     }
@@ -893,9 +949,149 @@ fn cases() -> Vec<(&'static str, Vec<u8>, Check)> {
     v
 }
 
+/// The pcm cases (R24, R25, R28, R32, R35, R11, R54–R57). Records: 0 = p (fixed), 1 = r (rANS).
+fn pcm_cases(v: &mut Vec<(&'static str, Vec<u8>, Check)>) {
+    let p = base_pcm();
+    let body = |r: &[Rec], i: usize| r[i].body;
+    v.push((
+        "pcm_unknown_family",
+        patched(&p, |b, r, _| b[body(r, 0) + 1] = 7),
+        fmt_err!(F::UnknownFrameFamily { id: 7, .. }),
+    ));
+    v.push((
+        "pcm_identity_n_not_d",
+        patched(&p, |b, r, _| put_u32(b, body(r, 0) + 2, 6)),
+        fmt_err!(F::FrameTooSmall { n: 6, d: 5, .. }),
+    ));
+    v.push((
+        "pcm_group_zero",
+        patched(&p, |b, r, _| put_u32(b, body(r, 0) + 24, 0)),
+        fmt_err!(F::BadGroup { group: 0, .. }),
+    ));
+    v.push((
+        "pcm_group_over_n",
+        patched(&p, |b, r, _| put_u32(b, body(r, 0) + 24, 6)),
+        fmt_err!(F::BadGroup { group: 6, n: 5, .. }),
+    ));
+    v.push((
+        "pcm_bad_step_type",
+        patched(&p, |b, r, _| b[body(r, 0) + 28] = 6),
+        fmt_err!(F::BadFieldValue {
+            field: "step_type",
+            value: 6,
+            ..
+        }),
+    ));
+    v.push((
+        "pcm_bad_coding",
+        patched(&p, |b, r, _| b[body(r, 0) + 29] = 2),
+        fmt_err!(F::BadFieldValue {
+            field: "coding",
+            value: 2,
+            ..
+        }),
+    ));
+    v.push((
+        "pcm_k_over_limit",
+        patched(&p, |b, r, _| put_u32(b, body(r, 0) + 12, 40_000)),
+        fmt_err!(F::LimitExceeded {
+            what: FileLimit::Levels,
+            ..
+        }),
+    ));
+    v.push((
+        "pcm_steps_len",
+        patched(&p, |b, r, _| b[body(r, 0) + 28] = 9),
+        fmt_err!(F::DecodedLenMismatch {
+            section: "steps",
+            ..
+        }),
+    ));
+    v.push((
+        "pcm_error_norm_nan",
+        patched(&p, |b, r, _| put_u64(b, body(r, 0) + 38, f64::NAN.to_bits())),
+        fmt_err!(F::InvalidCertificate {
+            field: "error_norm",
+            ..
+        }),
+    ));
+    v.push((
+        "pcm_step_nan",
+        patched(&p, |b, r, _| {
+            let desc = r[0].slot(b, 1);
+            let off = get_u64(b, desc) as usize;
+            b[off..off + 2].copy_from_slice(&0x7E00u16.to_le_bytes());
+            fix_section_crc(b, desc);
+        }),
+        fmt_err!(F::InvalidStep { vector: 0, .. }),
+    ));
+    v.push((
+        "pcm_fixed_code_out_of_range",
+        patched(&p, |b, r, _| {
+            // The first 3-bit code holds q + K = 0; 7 is above 2K = 6.
+            let desc = r[0].slot(b, 0);
+            let off = get_u64(b, desc) as usize;
+            b[off] |= 0b111;
+            fix_section_crc(b, desc);
+        }),
+        fmt_err!(F::PcmCodeOutOfRange {
+            vector: 0,
+            code: 4,
+            k: 3,
+            ..
+        }),
+    ));
+    v.push((
+        "pcm_rans_code_out_of_range",
+        patched(&p, |b, r, _| {
+            let k = get_u32(b, body(r, 1) + 12);
+            put_u32(b, body(r, 1) + 12, k - 1);
+        }),
+        fmt_err!(F::PcmCodeOutOfRange { .. }),
+    ));
+    v.push((
+        "pcm_rans_model_sum",
+        patched(&p, |b, r, _| {
+            // Byte 0 is s, bytes 1-2 the symbol count, bytes 3-4 the first frequency.
+            let desc = r[1].slot(b, 0);
+            let off = get_u64(b, desc) as usize;
+            b[off + 3] ^= 1;
+            fix_section_crc(b, desc);
+        }),
+        fmt_err!(F::CodeStream { .. }),
+    ));
+    v.push((
+        "pcm_rans_chunk_past_end",
+        patched(&p, |b, r, _| {
+            let desc = r[1].slot(b, 0);
+            let off = get_u64(b, desc) as usize;
+            let symbols = u16::from_le_bytes([b[off + 1], b[off + 2]]) as usize;
+            let table = off + 3 + 2 * symbols + 4;
+            put_u32(b, table, 1 << 30);
+            fix_section_crc(b, desc);
+        }),
+        fmt_err!(F::CodeStream { .. }),
+    ));
+    v.push((
+        "pcm_rans_block_damaged",
+        patched(&p, |b, r, _| {
+            let desc = r[1].slot(b, 0);
+            let off = get_u64(b, desc) as usize;
+            let symbols = u16::from_le_bytes([b[off + 1], b[off + 2]]) as usize;
+            let first_block = off + 3 + 2 * symbols + 4 + 4;
+            // The block's initial state: any change breaks the exact-decoding checks.
+            b[first_block] ^= 0x55;
+            b[first_block + 1] ^= 0x0F;
+            fix_section_crc(b, desc);
+        }),
+        fmt_err!(F::CodeStream { .. } | F::PcmCodeOutOfRange { .. }),
+    ));
+}
+
 #[test]
 fn every_corruption_is_rejected_with_its_own_error() {
-    let cases = cases();
+    let mut cases = cases();
+    pcm_cases(&mut cases);
     assert!(cases.len() >= 30, "only {} cases", cases.len());
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corrupt");
     let regenerate = std::env::var_os("SDQ_REGENERATE_FIXTURES").is_some_and(|v| v == "1");
@@ -932,6 +1128,7 @@ fn the_bases_are_valid() {
         base_tensor_delta(),
         base_empty(),
         two_biases(),
+        base_pcm(),
     ] {
         assert!(first_error(b).is_none());
     }

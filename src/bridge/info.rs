@@ -4,6 +4,7 @@
 use serde_json::{json, Value};
 
 use crate::format::{Compression, DeltaMode, Encoding, TensorInfo, TensorReport};
+use crate::quant::pcm::{snr_db, StepType};
 use crate::SdqFile;
 
 /// Version of the JSON document's schema (docs/cli.md). Bumped on any incompatible change;
@@ -47,6 +48,29 @@ fn tensor_json(t: &TensorInfo, r: Option<&TensorReport>, all: &[TensorInfo]) -> 
                 "uncertified": q.uncertified,
             })
         }
+        Encoding::Pcm(q) => {
+            let m = q.vector_count();
+            let rel = q.relative_error();
+            json!({
+                "scheme": "pcm",
+                "frame": q.frame.name(),
+                "n": q.n(),
+                "d": q.d,
+                "k": q.k,
+                "coding": q.coding.name(),
+                "sign_seed": q.sign_seed,
+                "group": q.group,
+                "step_type": match q.step_type { StepType::F16 => "f16", StepType::F32 => "f32" },
+                "orientation": q.orientation.name(),
+                "has_bias": q.has_bias,
+                "vectors": m,
+                "max_bound": q.max_bound,
+                "matrix_bound": (m as f64).sqrt() * q.max_bound,
+                "uncertified": 0,
+                "relative_error": ratio_or_null(rel),
+                "snr_db": ratio_or_null(snr_db(q.error_norm, q.weight_norm)),
+            })
+        }
         _ => Value::Null,
     };
     let bias_of = match &t.encoding {
@@ -81,6 +105,7 @@ pub fn max_bound(file: &SdqFile) -> f64 {
         .iter()
         .filter_map(|t| match &t.encoding {
             Encoding::SigmaDelta(q) => Some(q.max_bound),
+            Encoding::Pcm(q) => Some(q.max_bound),
             _ => None,
         })
         .fold(0.0, f64::max)
@@ -112,7 +137,7 @@ pub fn info_json(label: &str, file: &SdqFile, only: &[String]) -> Value {
         "tensors": tensors,
         "totals": {
             "tensors": file.tensors().len(),
-            "quantized": file.tensors().iter().filter(|t| matches!(t.encoding, Encoding::SigmaDelta(_))).count(),
+            "quantized": file.tensors().iter().filter(|t| matches!(t.encoding, Encoding::SigmaDelta(_) | Encoding::Pcm(_))).count(),
             "elements": report.total_elements,
             "stored_bytes": report.total_bytes,
             "overhead_bytes": report.overhead_bytes,

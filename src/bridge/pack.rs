@@ -14,6 +14,7 @@ use crate::format::{DeltaPolicy, SdqWriter, TensorPlan};
 use crate::frame::{FrameDescriptor, FrameFamily, OrderingOptions, OrderingReport};
 use crate::quant::alphabet::bits_for_levels;
 use crate::quant::step::smallest_step;
+use crate::quant::pcm::{self, PcmOptions};
 use crate::quant::{Alphabet, FrameQuantizer, Matrix, Orientation, Scheme, StepPolicy};
 
 /// How the frame size N of each tensor is chosen from its vector dimension d.
@@ -81,9 +82,24 @@ impl DeltaChoice {
     }
 }
 
+/// How quantized tensors are coded.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Method {
+    /// The paper's frame ΣΔ: [`PackOptions::frame`], `levels`, `scheme`, `family`, `reorder`
+    /// and `delta` apply.
+    SigmaDelta,
+    /// Memoryless rounding of (sign-flipped) frame coefficients or of the weights themselves,
+    /// with per-group steps, entropy-coded codes and a rate control ([`PcmOptions`]); the
+    /// ΣΔ-only fields are ignored.
+    Pcm(PcmOptions),
+}
+
 /// Everything `sdq pack` can be told.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PackOptions {
+    /// How quantized tensors are coded (default: pcm, rows, no frame, entropy-coded codes,
+    /// one f16 step per vector, 4.5 stored bits per weight; see docs/quality).
+    pub method: Method,
     /// How N is chosen (default: 4 bits per weight).
     pub frame: FrameRule,
     /// K: 2K levels (default 1: one bit per code).
@@ -99,7 +115,8 @@ pub struct PackOptions {
     pub reorder: bool,
     /// How δ is chosen (default: per vector from the largest coefficient).
     pub delta: DeltaChoice,
-    /// Which vectors are quantized (default: columns, the paper's).
+    /// Which vectors are quantized (default: rows, one vector per output channel; the paper
+    /// quantizes columns).
     pub orientation: Orientation,
     /// Quantize each `X.bias` with its `X.weight` as [W | b].
     pub bias: bool,
@@ -112,23 +129,42 @@ pub struct PackOptions {
     pub min_dim: usize,
     /// zstd level for every section (`None`: no compression).
     pub zstd: Option<i32>,
+    /// pcm with a bits-per-weight target: spread the budget over the whole model (default) or
+    /// give every tensor the same bits.
+    pub allocation: Allocation,
+}
+
+/// How a pcm bit budget is spread over the quantized tensors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Allocation {
+    /// Every tensor gets the same stored bits per weight.
+    PerTensor,
+    /// The bits of the whole model are spread so that the sum over tensors of the relative
+    /// squared error ‖W − W̃‖²/‖W‖² is least (every weight matrix is one layer of the
+    /// computation and adds its own noise to the output): each tensor's estimated
+    /// rate–distortion curve is measured first, then one Lagrange multiplier is found by
+    /// bisection; large tensors such as embeddings get fewer bits per weight.
+    #[default]
+    Model,
 }
 
 impl Default for PackOptions {
     fn default() -> Self {
         PackOptions {
+            method: Method::Pcm(PcmOptions::default()),
             frame: FrameRule::BitsPerWeight(4.0),
             levels: 1,
             scheme: Scheme::FirstOrder,
             family: FrameFamily::Harmonic,
             reorder: false,
             delta: DeltaChoice::Coefficient,
-            orientation: Orientation::Columns,
+            orientation: Orientation::Rows,
             bias: false,
             include: Vec::new(),
             exclude: Vec::new(),
             min_dim: 16,
             zstd: None,
+            allocation: Allocation::Model,
         }
     }
 }
@@ -174,6 +210,8 @@ pub struct Plan {
     pub tensors: Vec<Planned>,
     /// `--include` patterns that matched no tensor.
     pub unmatched_includes: Vec<String>,
+    /// Whether the quantized tensors are pcm (else sigma-delta).
+    pub pcm: bool,
 }
 
 /// Whether a tensor can be a sigma-delta tensor at all: float dtype, rank ≥ 2, no zero
@@ -211,6 +249,9 @@ fn bias_for<'a>(ck: &'a Checkpoint, name: &str, rows: usize) -> Option<&'a Tenso
 /// Decides what happens to every tensor of `ck`.
 pub fn plan(ck: &Checkpoint, opts: &PackOptions) -> Result<Plan> {
     let bits = bits_for_levels(opts.levels);
+    if let Method::Pcm(p) = &opts.method {
+        return plan_pcm(ck, opts, p);
+    }
     if opts.levels == 0 || opts.levels > crate::limits::MAX_LEVELS {
         return Err(Error::param(format!(
             "--levels {} is out of range: K must be 1..={}",
@@ -317,6 +358,94 @@ pub fn plan(ck: &Checkpoint, opts: &PackOptions) -> Result<Plan> {
             .map(|(entry, choice)| Planned { entry, choice })
             .collect(),
         unmatched_includes,
+        pcm: false,
+    })
+}
+
+/// The plan of a pcm pack: every quantizable tensor with d ≥ `min_dim` (or matched by an
+/// include) is quantized with N = d (no frame) or the family's smallest N, unless even its
+/// fixed costs (record, steps, section padding) would be a quarter of its raw bytes.
+fn plan_pcm(ck: &Checkpoint, opts: &PackOptions, p: &PcmOptions) -> Result<Plan> {
+    let excluded = |n: &str| opts.exclude.iter().any(|g| glob::matches(g, n));
+    let included = |n: &str| opts.include.iter().any(|g| glob::matches(g, n));
+    let mut choices: Vec<Choice> = vec![Choice::Raw; ck.tensors().len()];
+    let mut bias_taken: HashMap<String, String> = HashMap::new();
+    for (i, t) in ck.tensors().iter().enumerate() {
+        if !quantizable(t) || excluded(&t.name) {
+            continue;
+        }
+        let (rows, cols) = matrix_dims(t)?;
+        let bias = if opts.bias {
+            bias_for(ck, &t.name, rows).filter(|b| !excluded(&b.name))
+        } else {
+            None
+        };
+        let (d, m) = match opts.orientation {
+            Orientation::Columns => (rows, cols + usize::from(bias.is_some())),
+            Orientation::Rows => (cols + usize::from(bias.is_some()), rows),
+        };
+        let wanted = if opts.include.is_empty() {
+            d >= opts.min_dim
+        } else {
+            included(&t.name)
+        };
+        if !wanted {
+            continue;
+        }
+        let n = match (p.family, p.frame_size) {
+            (None, _) => d,
+            (Some(_), Some(n)) => n,
+            (Some(f), None) => f.min_frame_size(d as u64) as usize,
+        };
+        if let Some(f) = p.family {
+            if (n as u64) < f.min_frame_size(d as u64) {
+                return Err(Error::param(format!(
+                    "tensor {:?}: frame size N = {n} is below the {} frame's minimum {} for d = {d}",
+                    t.name,
+                    f,
+                    f.min_frame_size(d as u64)
+                )));
+            }
+        }
+        // Fixed costs: a record (≈ 200 bytes), two sections' padding and model, one f16 step
+        // per vector. Where they would take more than a tenth of a 4-bit budget, the few codes
+        // left would be too coarse: such a small tensor is stored raw.
+        let fixed_bits = 8 * (200 + 128 + 64 + 2 * m as u64);
+        if 10 * fixed_bits > 4 * t.elements {
+            continue;
+        }
+        if let Some(b) = bias {
+            bias_taken.insert(b.name.clone(), t.name.clone());
+        }
+        choices[i] = Choice::Quantize {
+            rows,
+            cols,
+            d,
+            n,
+            bias: bias.map(|b| b.name.clone()),
+        };
+    }
+    for (i, t) in ck.tensors().iter().enumerate() {
+        if let Some(w) = bias_taken.get(&t.name) {
+            choices[i] = Choice::BiasOf { weight: w.clone() };
+        }
+    }
+    let unmatched_includes = opts
+        .include
+        .iter()
+        .filter(|g| !ck.tensors().iter().any(|t| glob::matches(g, &t.name)))
+        .cloned()
+        .collect();
+    Ok(Plan {
+        tensors: ck
+            .tensors()
+            .iter()
+            .cloned()
+            .zip(choices)
+            .map(|(entry, choice)| Planned { entry, choice })
+            .collect(),
+        unmatched_includes,
+        pcm: true,
     })
 }
 
@@ -329,6 +458,9 @@ impl Plan {
                 let e = &p.entry;
                 match &p.choice {
                     Choice::Raw => TensorPlan::raw(e.name.clone(), e.dtype, &e.shape),
+                    Choice::Quantize { bias, .. } if self.pcm => {
+                        TensorPlan::pcm(e.name.clone(), e.dtype, &e.shape, bias.is_some())
+                    }
                     Choice::Quantize { bias, .. } => {
                         TensorPlan::sigma_delta(e.name.clone(), e.dtype, &e.shape, bias.is_some())
                     }
@@ -378,6 +510,11 @@ pub struct PackedTensor {
     /// With [`PackOptions::reorder`]: σ(F, identity) and σ(F, p) of the computed ordering p
     /// (the first-order variation, which the ordering minimises).
     pub ordering: Option<(f64, f64)>,
+    /// ‖W − W̃‖_F / ‖W‖_F (with the bias), measured.
+    pub relative_error: f64,
+    /// The tensor's stored bits (record and sections, without padding) per weight (with the
+    /// bias).
+    pub bits_per_weight: f64,
 }
 
 /// The result of [`pack`].
@@ -514,6 +651,13 @@ pub fn pack(
         }
     };
     policy.validate()?;
+    let budgets = match (&opts.method, opts.allocation) {
+        (Method::Pcm(p), Allocation::Model) if plan.pcm => match p.target {
+            pcm::RateTarget::BitsPerWeight(b) => allocate(ck, &plan, opts, p, b, progress)?,
+            _ => HashMap::new(),
+        },
+        _ => HashMap::new(),
+    };
     let mut writer = SdqWriter::create(out, &plan.tensor_plans(), ck.metadata())?;
     writer.set_zstd(opts.zstd)?;
     progress.start("packing", plan.tensors.len() as u64);
@@ -525,6 +669,47 @@ pub fn pack(
         match &p.choice {
             Choice::Raw => writer.write_raw(name, &ck.bytes(&p.entry)?)?,
             Choice::BiasOf { .. } => {}
+            Choice::Quantize {
+                rows,
+                cols,
+                d,
+                n,
+                bias,
+            } if plan.pcm => {
+                let Method::Pcm(popts) = &opts.method else {
+                    return Err(Error::param("internal error: a pcm plan without pcm options"));
+                };
+                let (w, b) = load(ck, &p.entry, bias.as_deref())?;
+                let m = matrix(&w, b.as_deref(), *rows, *cols).map_err(in_tensor(name))?;
+                let record = TensorPlan::pcm(name, p.entry.dtype, &p.entry.shape, bias.is_some())
+                    .record_len();
+                let popts = PcmOptions {
+                    record_bytes: record,
+                    frame_size: popts.frame_size.or(Some(*n)).filter(|_| popts.family.is_some()),
+                    target: budgets
+                        .get(name)
+                        .map_or(popts.target, |&b| pcm::RateTarget::BitsPerWeight(b)),
+                    ..*popts
+                };
+                let q = pcm::quantize(&m, opts.orientation, &popts).map_err(in_tensor(name))?;
+                writer.write_pcm(name, &q)?;
+                let weights = (m.layout(opts.orientation).vector_count() * d) as f64;
+                quantized.push(PackedTensor {
+                    name: name.to_owned(),
+                    bias: bias.clone(),
+                    n: *n,
+                    d: *d,
+                    vectors: m.layout(opts.orientation).vector_count(),
+                    max_delta: q.steps.iter().copied().fold(0.0f32, f32::max).into(),
+                    max_bound: q.max_bound,
+                    max_error: q.max_vector_error,
+                    uncertified: 0,
+                    sigma: 0.0,
+                    ordering: None,
+                    relative_error: q.relative_error(),
+                    bits_per_weight: 8.0 * (q.section_bytes() + record) as f64 / weights,
+                });
+            }
             Choice::Quantize {
                 rows,
                 cols,
@@ -563,6 +748,19 @@ pub fn pack(
                 let q = fq.quantize(&m, opts.orientation).map_err(in_tensor(name))?;
                 let errors = q.measured_errors(&m).map_err(in_tensor(name))?;
                 writer.write_quantized(name, &q, tag)?;
+                let (mut e2, mut w2) = (0.0, 0.0);
+                let mut v = vec![0.0f64; *d];
+                for (j, e) in errors.iter().enumerate() {
+                    m.load_vector(opts.orientation, j, &mut v)?;
+                    e2 += e * e;
+                    w2 += v.iter().map(|x| x * x).sum::<f64>();
+                }
+                let weights = (m.layout(opts.orientation).vector_count() * d) as f64;
+                let code_bytes = crate::codes::bitpack::packed_len(
+                    (*n as u64) * errors.len() as u64,
+                    bits_for_levels(opts.levels),
+                )
+                .unwrap_or(0);
                 quantized.push(PackedTensor {
                     name: name.to_owned(),
                     bias: bias.clone(),
@@ -575,6 +773,8 @@ pub fn pack(
                     uncertified: q.uncertified_count(),
                     sigma: q.sigma(),
                     ordering,
+                    relative_error: pcm::relative(e2.sqrt(), w2.sqrt()),
+                    bits_per_weight: 8.0 * code_bytes as f64 / weights,
                 });
             }
         }
@@ -587,6 +787,110 @@ pub fn pack(
         quantized,
         uniform_delta: uniform,
     })
+}
+
+/// The per-tensor bit budgets of [`Allocation::Model`]: measures every quantized tensor's
+/// rate–distortion curve, then finds the multiplier μ whose choices (each tensor minimising
+/// D_t(b) + μ·n_t·b on its curve, D = relative squared error, n = weights) spend `bits` per
+/// weight over all of them (less a 0.3 % margin for the coder's overhead, which the curves
+/// estimate).
+fn allocate(
+    ck: &Checkpoint,
+    plan: &Plan,
+    opts: &PackOptions,
+    p: &PcmOptions,
+    bits: f64,
+    progress: &mut dyn Progress,
+) -> Result<HashMap<String, f64>> {
+    // α = 2^e, e from −14 to 4 by halves: from about 16 down to under 1 bit per weight.
+    let exponents: Vec<f64> = (0..=36).map(|i| -14.0 + 0.5 * f64::from(i)).collect();
+    let mut curves: Vec<(String, f64, Vec<(f64, f64)>)> = Vec::new();
+    progress.start("measuring rate curves", plan.quantized_count() as u64);
+    for t in &plan.tensors {
+        let Choice::Quantize {
+            rows,
+            cols,
+            n,
+            bias,
+            ..
+        } = &t.choice
+        else {
+            continue;
+        };
+        let name = t.entry.name.as_str();
+        progress.tensor(name);
+        let (w, b) = load(ck, &t.entry, bias.as_deref())?;
+        let m = matrix(&w, b.as_deref(), *rows, *cols).map_err(in_tensor(name))?;
+        let record = TensorPlan::pcm(name, t.entry.dtype, &t.entry.shape, bias.is_some())
+            .record_len();
+        let popts = PcmOptions {
+            record_bytes: record,
+            frame_size: p.frame_size.or(Some(*n)).filter(|_| p.family.is_some()),
+            ..*p
+        };
+        let curve = pcm::rate_curve(&m, opts.orientation, &popts, &exponents)
+            .map_err(in_tensor(name))?;
+        let weights = (rows * cols + if bias.is_some() { *rows } else { 0 }) as f64;
+        let mut pts: Vec<(f64, f64)> = curve
+            .iter()
+            .filter(|r| r.bits_per_weight.is_finite())
+            .map(|r| (r.bits_per_weight, r.relative_error2))
+            .collect();
+        pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+        curves.push((name.to_owned(), weights, pts));
+        progress.advance();
+    }
+    progress.finish();
+    let total: f64 = curves.iter().map(|c| c.1).sum();
+    let budget = bits * total * 0.997;
+    // For a multiplier μ: each tensor's best point on its curve, refined between points by
+    // interpolating log D linearly in b.
+    let choose = |mu: f64| -> Vec<f64> {
+        curves
+            .iter()
+            .map(|(_, weights, pts)| {
+                let mut best = (f64::INFINITY, pts.first().map_or(bits, |p| p.0));
+                for pair in pts.windows(2) {
+                    let ((b0, d0), (b1, d1)) = (pair[0], pair[1]);
+                    for s in 0..=16 {
+                        let f = f64::from(s) / 16.0;
+                        let b = b0 + f * (b1 - b0);
+                        let d = if d0 > 0.0 && d1 > 0.0 {
+                            (d0.ln() + f * (d1.ln() - d0.ln())).exp()
+                        } else {
+                            d0 + f * (d1 - d0)
+                        };
+                        let cost = d + mu * weights * b;
+                        if cost < best.0 {
+                            best = (cost, b);
+                        }
+                    }
+                }
+                best.1
+            })
+            .collect()
+    };
+    let spend = |b: &[f64]| -> f64 { b.iter().zip(&curves).map(|(b, c)| b * c.1).sum() };
+    // μ large: fewest bits; μ small: most. Bisection on log μ.
+    let (mut lo, mut hi) = (-60.0f64, 10.0f64);
+    if spend(&choose(hi.exp())) > budget {
+        // Even the fewest bits exceed the budget: every tensor at the same bits.
+        return Ok(curves.into_iter().map(|c| (c.0, bits)).collect());
+    }
+    for _ in 0..80 {
+        let mid = 0.5 * (lo + hi);
+        if spend(&choose(mid.exp())) > budget {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    let chosen = choose(hi.exp());
+    Ok(curves
+        .into_iter()
+        .zip(chosen)
+        .map(|(c, b)| (c.0, b))
+        .collect())
 }
 
 /// The storage cost a rule gives, in code bits per original weight: N·⌈log2 2K⌉ / d.

@@ -14,9 +14,10 @@ use std::path::Path;
 use super::progress::Progress;
 use super::safetensors::Checkpoint;
 use crate::error::{Error, Result};
-use crate::format::{Compression, DeltaMode, Encoding, SdqFile, SigmaDeltaInfo};
+use crate::format::{Compression, DeltaMode, Encoding, PcmInfo, SdqFile, SigmaDeltaInfo};
 use crate::frame::Permutation;
 use crate::quant::bound::vector_bound;
+use crate::quant::pcm::PcmSynthesis;
 use crate::quant::{Alphabet, Orientation, Scheme};
 
 /// The checksum check of one tensor.
@@ -67,8 +68,10 @@ pub struct TensorCheck {
     pub violations: u64,
     /// Vectors whose coefficients break the stability condition (no bound applies).
     pub uncertified: u64,
+    /// ‖W − W̃‖_F / ‖W‖_F of a quantized tensor (with its bias), measured now.
+    pub relative_error: Option<f64>,
     /// Anything else wrong: missing in the original, other shape or dtype, raw bytes differ,
-    /// more uncertified vectors than the file declares.
+    /// uncertified vectors, a relative error above the limit.
     pub problem: Option<String>,
 }
 
@@ -175,10 +178,14 @@ fn norm(v: &[f64]) -> f64 {
 }
 
 /// Compares the file `sdq` (opened from `sdq_path`) with the original checkpoint `original`.
+///
+/// A quantized tensor fails when a vector's error exceeds its certified bound, when a vector is
+/// not certified, or when its relative error ‖W − W̃‖/‖W‖ exceeds `max_relative_error`.
 pub fn verify_against(
     sdq: &SdqFile,
     sdq_path: &Path,
     original: &Checkpoint,
+    max_relative_error: f64,
     progress: &mut dyn Progress,
 ) -> Result<VerifyReport> {
     progress.start("comparing", sdq.tensors().len() as u64);
@@ -194,6 +201,7 @@ pub fn verify_against(
             worst_ratio: 0.0,
             violations: 0,
             uncertified: 0,
+            relative_error: None,
             problem: None,
         };
         match original.tensor(&t.name) {
@@ -225,7 +233,20 @@ pub fn verify_against(
                         &mut c,
                     )?;
                 }
+                Encoding::Pcm(q) => {
+                    let bias = sdq.tensors().iter().find(
+                        |b| matches!(b.encoding, Encoding::BiasOf { weight } if weight == index),
+                    );
+                    check_pcm(sdq, original, &t.name, bias.map(|b| &b.name), q, &mut c)?;
+                }
             },
+        }
+        if let (Some(e), None) = (c.relative_error, &c.problem) {
+            if e > max_relative_error {
+                c.problem = Some(format!(
+                    "relative error {e:.4} is above the limit {max_relative_error} (the tensor is not usable as stored)"
+                ));
+            }
         }
         tensors.push(c);
         progress.advance();
@@ -292,11 +313,15 @@ fn check_quantized(
     let orientation: Orientation = q.orientation;
     let mut ws = frame.workspace();
     let (mut wv, mut tv, mut x) = (vec![0.0; d], vec![0.0; d], vec![0.0; n]);
+    let (mut e2, mut w2) = (0.0, 0.0);
     for (j, &delta) in deltas.iter().enumerate() {
         m.load_vector(orientation, j, &mut wv)
             .map_err(|e| Error::Data(format!("tensor {name:?}: {e}")))?;
         mt.load_vector(orientation, j, &mut tv)?;
         let err = norm(&wv.iter().zip(&tv).map(|(a, b)| a - b).collect::<Vec<f64>>());
+        e2 += err * err;
+        w2 += norm(&wv).powi(2);
+        c.relative_error = Some(crate::quant::pcm::relative(e2.sqrt(), w2.sqrt()));
         c.vectors += 1;
         c.max_error = c.max_error.max(err);
         frame.analyse(&wv, &mut x, &mut ws)?;
@@ -325,6 +350,70 @@ fn check_quantized(
             "{} vectors are not certified, the file declares {}",
             c.uncertified, q.uncertified
         ));
+    } else if c.uncertified > 0 && c.problem.is_none() {
+        c.problem = Some(format!(
+            "{} of {} vectors are not certified (their coefficients overload the alphabet, so no bound holds; use a larger K or a coarser step)",
+            c.uncertified, c.vectors
+        ));
     }
+    Ok(())
+}
+
+fn check_pcm(
+    sdq: &SdqFile,
+    original: &Checkpoint,
+    name: &str,
+    bias: Option<&String>,
+    q: &PcmInfo,
+    c: &mut TensorCheck,
+) -> Result<()> {
+    let (rows, cols) = (q.rows as usize, q.cols as usize);
+    let w = original.to_f32(original.tensor(name)?)?;
+    let w_tilde = sdq.decode(name)?;
+    let (b, b_tilde) = match bias {
+        Some(bn) => match original.tensor(bn) {
+            Ok(ob) => (Some(original.to_f32(ob)?), Some(sdq.decode(bn)?)),
+            Err(_) => {
+                c.problem = Some(format!("its bias {bn:?} is not in the original"));
+                return Ok(());
+            }
+        },
+        None => (None, None),
+    };
+    let m = super::pack::matrix(&w, b.as_deref(), rows, cols)
+        .map_err(|e| Error::Data(format!("tensor {name:?}: {e}")))?;
+    let mt = super::pack::matrix(&w_tilde, b_tilde.as_deref(), rows, cols)?;
+    let d = q.d as usize;
+    let synth = PcmSynthesis::new(q.frame, d, q.sign_seed, q.group as usize)?;
+    let steps = sdq.pcm_steps(name)?;
+    let groups = synth.groups();
+    let (mut wv, mut tv) = (vec![0.0; d], vec![0.0; d]);
+    let (mut e2, mut w2) = (0.0, 0.0);
+    for (j, sj) in steps.chunks_exact(groups.max(1)).enumerate() {
+        m.load_vector(q.orientation, j, &mut wv)
+            .map_err(|e| Error::Data(format!("tensor {name:?}: {e}")))?;
+        mt.load_vector(q.orientation, j, &mut tv)?;
+        let err = norm(&wv.iter().zip(&tv).map(|(a, b)| a - b).collect::<Vec<f64>>());
+        e2 += err * err;
+        w2 += norm(&wv).powi(2);
+        c.vectors += 1;
+        c.max_error = c.max_error.max(err);
+        let sj: Vec<f64> = sj.iter().map(|&s| f64::from(s)).collect();
+        let bound = synth.bound(&sj);
+        c.max_bound = c.max_bound.max(bound);
+        let slack = f64::from(f32::EPSILON) * norm(&tv) + 1e-9 * bound;
+        if err > bound + slack {
+            c.violations += 1;
+        }
+        let ratio = if bound > 0.0 {
+            err / bound
+        } else if err > slack {
+            f64::INFINITY
+        } else {
+            0.0
+        };
+        c.worst_ratio = c.worst_ratio.max(ratio);
+    }
+    c.relative_error = Some(crate::quant::pcm::relative(e2.sqrt(), w2.sqrt()));
     Ok(())
 }

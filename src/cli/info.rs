@@ -124,6 +124,8 @@ fn human(
         ("stored", true),
         ("bits/weight", true),
         ("bound", true),
+        ("rel.err", true),
+        ("SNR dB", true),
     ]);
     for (info, r) in selected {
         let stored = r.map_or("-".into(), |r| r.stored_bytes.to_string());
@@ -159,6 +161,44 @@ fn human(
                     } else {
                         sci(q.max_bound)
                     },
+                    "-".into(),
+                    "-".into(),
+                ]);
+            }
+            Encoding::Pcm(q) => {
+                let mut enc = format!("pcm/{}", q.frame.name());
+                if q.sign_seed != 0 {
+                    enc.push_str("±");
+                }
+                enc.push('+');
+                enc.push_str(q.coding.name());
+                if compression(info) == "zstd" {
+                    enc.push_str("+zstd");
+                }
+                let group = if u64::from(q.group) >= q.n() {
+                    "per vector".to_string()
+                } else {
+                    format!("per {}", q.group)
+                };
+                row.extend([
+                    enc,
+                    q.n().to_string(),
+                    q.k.to_string(),
+                    match q.coding {
+                        sdq::codes::stream::Coding::Fixed => {
+                            sdq::codes::stream::fixed_bits(q.k).max(1).to_string()
+                        }
+                        sdq::codes::stream::Coding::Rans => "entropy".into(),
+                    },
+                    group,
+                    stored,
+                    bpw,
+                    sci(q.max_bound),
+                    format!("{:.4}", q.relative_error()),
+                    format!(
+                        "{:.1}",
+                        sdq::quant::pcm::snr_db(q.error_norm, q.weight_norm)
+                    ),
                 ]);
             }
             Encoding::BiasOf { weight } => {
@@ -175,6 +215,8 @@ fn human(
                     stored,
                     bpw,
                     "(weight's)".into(),
+                    "-".into(),
+                    "-".into(),
                 ]);
             }
             Encoding::Raw { .. } => {
@@ -192,6 +234,8 @@ fn human(
                     stored,
                     bpw,
                     "exact".into(),
+                    "0".into(),
+                    "inf".into(),
                 ]);
             }
         }
@@ -202,7 +246,7 @@ fn human(
     let q = file
         .tensors()
         .iter()
-        .filter(|t| matches!(t.encoding, Encoding::SigmaDelta(_)))
+        .filter(|t| matches!(t.encoding, Encoding::SigmaDelta(_) | Encoding::Pcm(_)))
         .count();
     s.push_str(&format!(
         "total: {} weights in {} tensors ({q} quantized), {} stored ({} bytes, of which {} overhead)\n",

@@ -3,7 +3,9 @@
 use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
-use sdq::bridge::pack::{self, DeltaChoice, FrameRule, PackOptions};
+use sdq::bridge::pack::{self, Allocation, DeltaChoice, FrameRule, Method, PackOptions};
+use sdq::codes::stream::Coding;
+use sdq::quant::pcm::{PcmOptions, RateTarget, StepRule, StepType};
 use sdq::bridge::safetensors::Checkpoint;
 use sdq::frame::FrameFamily;
 use sdq::quant::Scheme;
@@ -14,18 +16,26 @@ use super::{escape, is_stdout, Bar, CliResult, Failure};
 
 const EXAMPLES: &str = "\
 Examples:
-  sdq pack model.safetensors -o model.sdq
-  sdq pack model.safetensors -o model.sdq --bits-per-weight 2 --zstd
-  sdq pack model.safetensors -o model.sdq --frame-size 4000 --delta uniform   # the paper's setting
+  sdq pack model.safetensors -o model.sdq                        # pcm, 4.5 stored bits per weight
+  sdq pack model.safetensors -o model.sdq --bits-per-weight 6
+  sdq pack model.safetensors -o model.sdq --max-error 0.01       # fewest bits for 1% error per tensor
+  sdq pack model.safetensors -o model.sdq --frame-family harmonic --sign-seed 1
   sdq pack model.safetensors.index.json -o model.sdq --exclude '*embed*' --bias
-  sdq pack model.safetensors -o model.sdq --levels 2 --redundancy 3 --axis rows
+  sdq pack model.safetensors -o model.sdq --scheme first-order --axis columns --frame-size 4000 --delta uniform   # the paper's setting
+  sdq pack model.safetensors -o model.sdq --scheme first-order -K 2 --redundancy 3
   sdq pack model.safetensors -o model.sdq --scheme second-order -K 2 --bits-per-weight 4
-  sdq pack model.safetensors -o model.sdq --frame-family spectral-tetris --reorder
+  sdq pack model.safetensors -o model.sdq --scheme first-order --frame-family spectral-tetris --reorder
 
-Frame size: one of --frame-size N, --redundancy R (N = ceil(R*d)) or --bits-per-weight B
-(N = floor(B*d / ceil(log2 2K))); the default is --bits-per-weight 4, 8x fewer code bits than
-fp32. N must exceed every quantized tensor's vector dimension d (be at least 2d for
-spectral-tetris frames).";
+pcm (the default): each vector (a row of W[out, in], by default) is rounded, in its frame if
+one is given, to steps of one f16 step per vector (or per --group G coefficients); the codes are
+entropy-coded (rANS). --bits-per-weight B is the stored size: codes, steps and headers of each
+quantized tensor are at most B bits per weight, with the smallest error that fits (the step is
+found by bisection). Every vector has a certified bound sqrt(d/N)*(sum of step^2)^(1/2)/2.
+
+Sigma-delta (--scheme first-order or second-order, the paper's): the frame size is one of
+--frame-size N, --redundancy R (N = ceil(R*d)) or --bits-per-weight B, which then means CODE
+bits (N = floor(B*d / ceil(log2 2K)), default 4). N must exceed every quantized tensor's vector
+dimension d (be at least 2d for spectral-tetris frames).";
 
 /// The vectors that are quantized.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -36,9 +46,11 @@ pub enum Axis {
     Rows,
 }
 
-/// The sigma-delta scheme.
+/// The quantization scheme.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum SchemeArg {
+    /// Rounding of each coefficient (no feedback), entropy-coded, rate-controlled.
+    Pcm,
     /// First-order sigma-delta (certified for every K).
     FirstOrder,
     /// Second-order sigma-delta (certified for K >= 2; error falls faster with N).
@@ -48,10 +60,39 @@ pub enum SchemeArg {
 /// The frame family.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum FamilyArg {
+    /// No frame: the weights themselves are rounded (pcm only; N = d).
+    Identity,
     /// Harmonic frames (one FFT per vector).
     Harmonic,
     /// Spectral tetris frames (at most two non-zeros per frame vector).
     SpectralTetris,
+}
+
+/// How pcm steps follow the coefficients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StepRuleArg {
+    /// Each group's step is proportional to its coefficients' rms.
+    Group,
+    /// One step for the whole tensor (least squared error for the bits).
+    Tensor,
+}
+
+/// How pcm steps are stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StepTypeArg {
+    /// IEEE half precision (f32 is used for a tensor whose steps f16 cannot hold).
+    F16,
+    /// IEEE single precision.
+    F32,
+}
+
+/// How pcm codes are stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CodingArg {
+    /// Entropy-coded (static rANS per tensor).
+    Rans,
+    /// Fixed width, ceil(log2(2K + 1)) bits per code.
+    Fixed,
 }
 
 /// Quantize a safetensors checkpoint into an .sdq file.
@@ -66,31 +107,66 @@ pub struct PackArgs {
     #[arg(short, long, value_name = "OUT.sdq")]
     output: PathBuf,
 
-    /// Frame size N for every quantized tensor.
-    #[arg(long, value_name = "N", group = "frame")]
+    /// Frame size N for every quantized tensor (with a frame family).
+    #[arg(long, value_name = "N")]
     frame_size: Option<usize>,
 
-    /// Redundancy r: N = ceil(r*d) for each tensor.
-    #[arg(long, value_name = "R", group = "frame")]
+    /// Sigma-delta: redundancy r, N = ceil(r*d) for each tensor.
+    #[arg(long, value_name = "R")]
     redundancy: Option<f64>,
 
-    /// Code bits per original weight B: N = floor(B*d / ceil(log2 2K)) [default: 4].
-    #[arg(long, value_name = "B", group = "frame")]
+    /// pcm: stored bits per weight of each quantized tensor (codes, steps, headers) [default:
+    /// 4.5]. Sigma-delta: CODE bits per weight, N = floor(B*d / ceil(log2 2K)) [default: 4].
+    #[arg(long, value_name = "B")]
     bits_per_weight: Option<f64>,
 
-    /// K: the alphabet has 2K levels, codes take ceil(log2 2K) bits.
+    /// pcm: instead of a bit budget, the fewest bits with relative error ||W - W~||/||W|| at
+    /// most E in every quantized tensor.
+    #[arg(long, value_name = "E", conflicts_with = "bits_per_weight")]
+    max_error: Option<f64>,
+
+    /// pcm: flip the signs of each vector's entries by a ±1 pattern drawn from SEED before the
+    /// frame (0 = no flips).
+    #[arg(long, value_name = "SEED", default_value_t = 0)]
+    sign_seed: u64,
+
+    /// pcm: coefficients per step (default: one step per vector).
+    #[arg(long, value_name = "G")]
+    group: Option<usize>,
+
+    /// pcm: how steps follow the coefficients.
+    #[arg(long, value_enum, default_value_t = StepRuleArg::Group)]
+    step_rule: StepRuleArg,
+
+    /// pcm: how steps are stored.
+    #[arg(long, value_enum, default_value_t = StepTypeArg::F16)]
+    step_type: StepTypeArg,
+
+    /// pcm: give every tensor the same --bits-per-weight, instead of spreading the model's bits
+    /// so that the sum of the tensors' relative squared errors is least.
+    #[arg(long)]
+    same_bits: bool,
+
+    /// pcm: how codes are stored.
+    #[arg(long, value_enum, default_value_t = CodingArg::Rans)]
+    coding: CodingArg,
+
+    /// Sigma-delta: K, the alphabet has 2K levels, so codes take ceil(log2 2K) bits (-K 8 is
+    /// 4-bit codes).
     #[arg(short = 'K', long, value_name = "K", default_value_t = 1)]
     levels: u32,
 
-    /// Sigma-delta scheme: first-order (the paper's) or second-order (needs -K 2 or more; with
-    /// a harmonic frame N is made even).
-    #[arg(long, value_enum, default_value_t = SchemeArg::FirstOrder)]
+    /// Scheme: pcm (rounding, entropy-coded, rate-controlled; the default), first-order
+    /// sigma-delta (the paper's) or second-order (needs -K 2 or more; with a harmonic frame N is
+    /// made even).
+    #[arg(long, value_enum, default_value_t = SchemeArg::Pcm)]
     scheme: SchemeArg,
 
-    /// Frame family: harmonic (the paper's; N > d) or spectral-tetris (sparse, N >= 2d, decoded
-    /// in O(N) without an FFT).
-    #[arg(long, value_enum, default_value_t = FamilyArg::Harmonic)]
-    frame_family: FamilyArg,
+    /// Frame family: identity (no frame; pcm's default), harmonic (the paper's; N > d;
+    /// sigma-delta's default) or spectral-tetris (sparse, N >= 2d, decoded in O(N) without an
+    /// FFT).
+    #[arg(long, value_enum)]
+    frame_family: Option<FamilyArg>,
 
     /// Run sigma-delta along an ordering of the frame vectors computed to make the frame
     /// variation small (greedy nearest neighbour + 2-opt; stored in the file), instead of the
@@ -103,8 +179,8 @@ pub struct PackArgs {
     #[arg(long, value_name = "POLICY", default_value = "coefficient", value_parser = parse_delta, allow_hyphen_values = true)]
     delta: DeltaChoice,
 
-    /// Which vectors of W[out, in] are quantized.
-    #[arg(long, value_enum, default_value_t = Axis::Columns)]
+    /// Which vectors of W[out, in] are quantized (rows: one vector per output channel).
+    #[arg(long, value_enum, default_value_t = Axis::Rows)]
     axis: Axis,
 
     /// Quantize each X.bias together with X.weight, as one more column [W | b].
@@ -156,6 +232,80 @@ pub fn run(a: PackArgs, quiet: bool) -> CliResult {
             "pack cannot write to stdout (-o -): an .sdq file is written to a named file",
         ));
     }
+    let pcm = a.scheme == SchemeArg::Pcm;
+    let family = match a.frame_family {
+        Some(FamilyArg::Identity) if !pcm => {
+            return Err(Failure::usage(
+                "--frame-family identity is for --scheme pcm: sigma-delta needs a frame with N > d",
+            ))
+        }
+        Some(FamilyArg::Identity) => None,
+        Some(FamilyArg::Harmonic) => Some(FrameFamily::Harmonic),
+        Some(FamilyArg::SpectralTetris) => Some(FrameFamily::SpectralTetris),
+        None if pcm => None,
+        None => Some(FrameFamily::Harmonic),
+    };
+    let method = if pcm {
+        if a.redundancy.is_some() {
+            return Err(Failure::usage(
+                "--redundancy is for sigma-delta; with pcm give --frame-size N with a frame family",
+            ));
+        }
+        if a.frame_size.is_some() && family.is_none() {
+            return Err(Failure::usage(
+                "--frame-size needs --frame-family harmonic or spectral-tetris with pcm (without a frame N = d)",
+            ));
+        }
+        let target = match (a.max_error, a.bits_per_weight) {
+            (Some(e), _) if !(e.is_finite() && e > 0.0) => {
+                return Err(Failure::usage(format!(
+                    "--max-error {e}: must be a positive number"
+                )))
+            }
+            (Some(e), _) => RateTarget::RelativeError(e),
+            (None, Some(b)) if !(b.is_finite() && b > 0.0) => {
+                return Err(Failure::usage(format!(
+                    "--bits-per-weight {b}: must be a positive number"
+                )))
+            }
+            (None, Some(b)) => RateTarget::BitsPerWeight(b),
+            (None, None) => PcmOptions::default().target,
+        };
+        if a.group == Some(0) {
+            return Err(Failure::usage("--group must be at least 1"));
+        }
+        Method::Pcm(PcmOptions {
+            family,
+            frame_size: a.frame_size,
+            sign_seed: a.sign_seed,
+            group: a.group.unwrap_or(0),
+            rule: match a.step_rule {
+                StepRuleArg::Group => StepRule::Group,
+                StepRuleArg::Tensor => StepRule::Tensor,
+            },
+            step_type: match a.step_type {
+                StepTypeArg::F16 => StepType::F16,
+                StepTypeArg::F32 => StepType::F32,
+            },
+            coding: match a.coding {
+                CodingArg::Rans => Coding::Rans,
+                CodingArg::Fixed => Coding::Fixed,
+            },
+            target,
+            record_bytes: 0,
+        })
+    } else {
+        if a.max_error.is_some() {
+            return Err(Failure::usage("--max-error is for --scheme pcm"));
+        }
+        Method::SigmaDelta
+    };
+    let frame_options = [a.frame_size.is_some(), a.redundancy.is_some(), a.bits_per_weight.is_some()];
+    if !pcm && frame_options.iter().filter(|&&x| x).count() > 1 {
+        return Err(Failure::usage(
+            "give one of --frame-size, --redundancy and --bits-per-weight with sigma-delta",
+        ));
+    }
     let frame = match (a.frame_size, a.redundancy, a.bits_per_weight) {
         (Some(n), _, _) => FrameRule::FrameSize(n),
         (_, Some(r), _) => FrameRule::Redundancy(r),
@@ -176,16 +326,14 @@ pub fn run(a: PackArgs, quiet: bool) -> CliResult {
         _ => {}
     }
     let opts = PackOptions {
+        method,
         frame,
         levels: a.levels,
         scheme: match a.scheme {
-            SchemeArg::FirstOrder => Scheme::FirstOrder,
             SchemeArg::SecondOrder => Scheme::SecondOrder,
+            _ => Scheme::FirstOrder,
         },
-        family: match a.frame_family {
-            FamilyArg::Harmonic => FrameFamily::Harmonic,
-            FamilyArg::SpectralTetris => FrameFamily::SpectralTetris,
-        },
+        family: family.unwrap_or(FrameFamily::Harmonic),
         reorder: a.reorder,
         delta: a.delta,
         orientation: match a.axis {
@@ -197,6 +345,11 @@ pub fn run(a: PackArgs, quiet: bool) -> CliResult {
         exclude: a.exclude,
         min_dim: a.min_dim,
         zstd: a.zstd_level.or(a.zstd.then_some(9)),
+        allocation: if a.same_bits {
+            Allocation::PerTensor
+        } else {
+            Allocation::Model
+        },
     };
     let input = &a.input;
     let ck = Checkpoint::open(input).map_err(|e| Failure::lib(input, e))?;
@@ -250,6 +403,40 @@ pub fn run(a: PackArgs, quiet: bool) -> CliResult {
         crate::outln!("uniform step size delta = {d:.6e}");
     }
     if q > 0 {
+        let worst_rel = summary
+            .quantized
+            .iter()
+            .max_by(|x, y| x.relative_error.total_cmp(&y.relative_error));
+        if let Some(w) = worst_rel {
+            let mean = summary.quantized.iter().map(|t| t.relative_error).sum::<f64>() / q as f64;
+            crate::outln!(
+                "relative error ||W - W~||/||W||: mean {:.4} over {q} tensors, largest {:.4} ({}, {:.1} dB SNR)",
+                mean,
+                w.relative_error,
+                escape(&format!("{:?}", w.name)),
+                -20.0 * w.relative_error.log10()
+            );
+        }
+        for t in &summary.quantized {
+            if t.relative_error > 1.0 {
+                eprintln!(
+                    "{}",
+                    escape(&format!(
+                        "sdq: warning: tensor {:?} comes back with relative error {:.3} (more than its own norm): it is destroyed; raise the bits or use another step",
+                        t.name, t.relative_error
+                    ))
+                );
+            }
+            if t.uncertified > 0 {
+                eprintln!(
+                    "{}",
+                    escape(&format!(
+                        "sdq: warning: tensor {:?}: {} of {} vectors are not certified (their coefficients overload the alphabet)",
+                        t.name, t.uncertified, t.vectors
+                    ))
+                );
+            }
+        }
         let worst = summary
             .quantized
             .iter()

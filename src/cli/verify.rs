@@ -17,7 +17,8 @@ Examples:
 
 Without --against: every section's CRC-32, lengths, codes, step sizes and permutation.
 With it: also, for every quantized vector, the measured error against its certified bound
-(recomputed from the original's frame coefficients), and raw tensors bit for bit.
+(recomputed from the original's frame coefficients), every vector certified, each quantized
+tensor's relative error at most --max-relative-error, and raw tensors bit for bit.
 Exit code 0 only if everything holds, 1 if anything does not.";
 
 /// Check an .sdq file's checksums and, against the original checkpoint, its certified bounds.
@@ -30,6 +31,11 @@ pub struct VerifyArgs {
     /// The original checkpoint (.safetensors, *.index.json or a directory).
     #[arg(long, value_name = "ORIGINAL")]
     against: Option<PathBuf>,
+
+    /// With --against: fail any quantized tensor whose relative error ||W - W~|| / ||W||
+    /// exceeds E (the default flags a tensor that is broken, not merely coarse)
+    #[arg(long, value_name = "E", default_value_t = 0.5)]
+    max_relative_error: f64,
 }
 
 pub fn run(a: VerifyArgs, quiet: bool) -> CliResult {
@@ -59,7 +65,13 @@ pub fn run(a: VerifyArgs, quiet: bool) -> CliResult {
     let mut failed = !bad.is_empty();
     if let (Some(ck), true) = (&original, bad.is_empty()) {
         let against = a.against.clone().unwrap_or_default();
-        let report = verify::verify_against(&file, input, ck, &mut bar)
+        if !(a.max_relative_error.is_finite() && a.max_relative_error > 0.0) {
+            return Err(Failure::usage(format!(
+                "--max-relative-error must be a positive number, got {}",
+                a.max_relative_error
+            )));
+        }
+        let report = verify::verify_against(&file, input, ck, a.max_relative_error, &mut bar)
             .map_err(|e| Failure::lib(input, e))?;
         let mut t = Table::new(&[
             ("tensor", false),
@@ -70,10 +82,11 @@ pub fn run(a: VerifyArgs, quiet: bool) -> CliResult {
             ("worst err/bound", true),
             ("violations", true),
             ("uncertified", true),
+            ("rel.err", true),
             ("status", false),
         ]);
         for c in &report.tensors {
-            let quant = c.encoding == "sigma-delta";
+            let quant = c.encoding == "sigma-delta" || c.encoding == "pcm";
             let num = |s: String| if quant { s } else { "-".into() };
             t.row(vec![
                 escape(&c.name),
@@ -84,6 +97,7 @@ pub fn run(a: VerifyArgs, quiet: bool) -> CliResult {
                 num(format!("{:.4}", c.worst_ratio)),
                 num(c.violations.to_string()),
                 num(c.uncertified.to_string()),
+                c.relative_error.map_or("-".into(), |e| format!("{e:.4}")),
                 match (&c.problem, c.ok()) {
                     (Some(p), _) => format!("FAIL: {}", escape(p)),
                     (None, false) => "FAIL".into(),

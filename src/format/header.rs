@@ -6,7 +6,7 @@
 
 use std::ops::Range;
 
-use super::bitpack::packed_len;
+use crate::codes::bitpack::packed_len;
 #[cfg(feature = "encode")]
 use super::layout::SECTION_DESCRIPTOR_LEN;
 use super::layout::{
@@ -18,6 +18,8 @@ use crate::frame::{FrameDescriptor, FrameFamily};
 use crate::limits;
 use crate::quant::alphabet::bits_for_levels;
 use crate::quant::tensor::{MatrixLayout, Orientation};
+use crate::codes::stream::{self, Coding};
+use crate::quant::pcm::{PcmFrame, StepType, MAX_PCM_K};
 use crate::quant::{Scheme, StepPolicy};
 
 type Result<T> = std::result::Result<T, FormatError>;
@@ -200,6 +202,77 @@ impl SigmaDeltaInfo {
     }
 }
 
+/// The parameters of a pcm tensor (spec §5.4), validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PcmInfo {
+    /// Version of the pcm scheme (1).
+    pub scheme_version: u8,
+    /// The frame (or none: N = d).
+    pub frame: PcmFrame,
+    /// Which vectors of the [rows, cols] view were quantized.
+    pub orientation: Orientation,
+    /// Whether the matrix quantized is [W | b].
+    pub has_bias: bool,
+    /// Codes lie in −K..=K.
+    pub k: u32,
+    /// Seed of the sign flips (0 = none).
+    pub sign_seed: u64,
+    /// Coefficients per step, 1 ≤ G ≤ N.
+    pub group: u32,
+    /// How the steps are stored.
+    pub step_type: StepType,
+    /// How the codes are stored.
+    pub coding: Coding,
+    /// Largest certified per-vector bound (every vector is certified).
+    pub max_bound: f64,
+    /// ‖W − W̃‖_F measured by the writer (informational; `sdq verify --against` re-measures).
+    pub error_norm: f64,
+    /// ‖W‖_F measured by the writer.
+    pub weight_norm: f64,
+    /// The codes section.
+    pub codes: Section,
+    /// The steps section.
+    pub steps: Section,
+    /// Rows of the matrix view (the first dimension).
+    pub rows: u64,
+    /// Columns of the matrix view (the product of the other dimensions), without the bias.
+    pub cols: u64,
+    /// The vector dimension d.
+    pub d: u64,
+}
+
+impl PcmInfo {
+    /// The matrix layout (shape, bias, orientation) of the vectors.
+    pub fn layout(&self) -> MatrixLayout {
+        MatrixLayout {
+            rows: self.rows as usize,
+            cols: self.cols as usize,
+            has_bias: self.has_bias,
+            orientation: self.orientation,
+        }
+    }
+
+    /// Number m of quantized vectors.
+    pub fn vector_count(&self) -> u64 {
+        vector_count(self.orientation, self.rows, self.cols, self.has_bias)
+    }
+
+    /// Frame size N (d without a frame).
+    pub fn n(&self) -> u64 {
+        self.frame.frame_size(self.d as usize) as u64
+    }
+
+    /// Steps per vector, ⌈N / G⌉.
+    pub fn groups(&self) -> u64 {
+        self.n().div_ceil(u64::from(self.group.max(1)))
+    }
+
+    /// ‖W − W̃‖ / ‖W‖ as measured by the writer.
+    pub fn relative_error(&self) -> f64 {
+        crate::quant::pcm::relative(self.error_norm, self.weight_norm)
+    }
+}
+
 fn vector_count(o: Orientation, rows: u64, cols: u64, has_bias: bool) -> u64 {
     match o {
         Orientation::Columns => cols.saturating_add(u64::from(has_bias)),
@@ -217,6 +290,8 @@ pub enum Encoding {
     },
     /// Frame-quantized codes.
     SigmaDelta(Box<SigmaDeltaInfo>),
+    /// Rounded (optionally sign-flipped) frame coefficients with per-group steps.
+    Pcm(Box<PcmInfo>),
     /// A bias quantized as part of the sigma-delta tensor at index `weight`.
     BiasOf {
         /// Index of the weight tensor in the file's tensor table.
@@ -225,11 +300,12 @@ pub enum Encoding {
 }
 
 impl Encoding {
-    /// `raw`, `sigma-delta` or `bias-of`.
+    /// `raw`, `sigma-delta`, `pcm` or `bias-of`.
     pub fn name(&self) -> &'static str {
         match self {
             Encoding::Raw { .. } => "raw",
             Encoding::SigmaDelta(_) => "sigma-delta",
+            Encoding::Pcm(_) => "pcm",
             Encoding::BiasOf { .. } => "bias-of",
         }
     }
@@ -267,6 +343,7 @@ impl TensorInfo {
                 }
                 v
             }
+            Encoding::Pcm(q) => vec![("codes", q.codes), ("steps", q.steps)],
             Encoding::BiasOf { .. } => Vec::new(),
         }
     }
@@ -790,6 +867,7 @@ fn read_record(c: &mut Cur, index: u64) -> Result<(TensorInfo, Option<u64>)> {
         encoding::SIGMA_DELTA => {
             Encoding::SigmaDelta(Box::new(read_sigma_delta(c, &name, dtype, &shape)?))
         }
+        encoding::PCM => Encoding::Pcm(Box::new(read_pcm(c, &name, dtype, &shape)?)),
         encoding::BIAS_OF => {
             bias_target = Some(u64::from(c.u32("bias-of index")?));
             Encoding::BiasOf { weight: 0 }
@@ -1022,6 +1100,198 @@ fn read_sigma_delta(
     })
 }
 
+/// Reads a pcm body (spec §5.4).
+fn read_pcm(c: &mut Cur, name: &str, dtype: Dtype, shape: &[u64]) -> Result<PcmInfo> {
+    let t = || name.to_owned();
+    let scheme_version = c.u8("pcm scheme_version")?;
+    let family = c.u8("frame family")?;
+    let n = u64::from(c.u32("N")?);
+    let d_stored = u64::from(c.u32("d")?);
+    let orientation = c.u8("orientation")?;
+    let has_bias = c.u8("has_bias")?;
+    let k = c.u32("K")?;
+    let sign_seed = c.u64("sign_seed")?;
+    let group = c.u32("group")?;
+    let step_type = c.u8("step_type")?;
+    let coding = c.u8("coding")?;
+    let max_bound = c.f64("max_bound")?;
+    let error_norm = c.f64("error_norm")?;
+    let weight_norm = c.f64("weight_norm")?;
+    let codes = RawSection::read(c)?;
+    let steps = RawSection::read(c)?;
+
+    if scheme_version != layout::pcm::SCHEME_VERSION {
+        return Err(FormatError::UnsupportedSchemeVersion {
+            tensor: t(),
+            version: scheme_version,
+        });
+    }
+    let bad = |field, value| FormatError::BadFieldValue {
+        tensor: t(),
+        field,
+        value,
+    };
+    let orientation = match orientation {
+        sd::ORIENTATION_COLUMNS => Orientation::Columns,
+        sd::ORIENTATION_ROWS => Orientation::Rows,
+        v => return Err(bad("orientation", v)),
+    };
+    let has_bias = match has_bias {
+        0 => false,
+        1 => true,
+        v => return Err(bad("has_bias", v)),
+    };
+    let step_type = match step_type {
+        layout::pcm::STEP_F16 => StepType::F16,
+        layout::pcm::STEP_F32 => StepType::F32,
+        v => return Err(bad("step_type", v)),
+    };
+    let coding = Coding::from_id(coding).ok_or_else(|| bad("coding", coding))?;
+    let not_q = |reason| FormatError::NotQuantizable {
+        tensor: t(),
+        reason,
+    };
+    if !dtype.is_quantizable_float() {
+        return Err(not_q("its dtype is not F16, BF16, F32 or F64"));
+    }
+    let (rows, rest) = match shape {
+        [rows, rest @ ..] if !rest.is_empty() => (*rows, rest),
+        _ => return Err(not_q("its rank is below 2")),
+    };
+    if shape.contains(&0) {
+        return Err(not_q("a dimension is zero"));
+    }
+    let cols = rest.iter().fold(1u64, |a, &x| a.saturating_mul(x));
+    limit(FileLimit::FrameSize, n, limits::MAX_FRAME_SIZE)?;
+    limit(FileLimit::Levels, u64::from(k), u64::from(MAX_PCM_K))?;
+    let aug_cols = cols + u64::from(has_bias);
+    let (d, m) = match orientation {
+        Orientation::Columns => (rows, aug_cols),
+        Orientation::Rows => (aug_cols, rows),
+    };
+    limit(FileLimit::Dim, d, limits::MAX_DIM)?;
+    limit(FileLimit::Redundancy, n, limits::MAX_REDUNDANCY * d)?;
+    if d_stored != d {
+        return Err(FormatError::DimensionMismatch {
+            tensor: t(),
+            stored: d_stored,
+            expected: d,
+        });
+    }
+    let frame = if family == layout::pcm::FRAME_IDENTITY {
+        if n != d {
+            return Err(FormatError::FrameTooSmall {
+                tensor: t(),
+                family: "identity",
+                n,
+                d,
+                min: d,
+            });
+        }
+        PcmFrame::Identity
+    } else {
+        let family = FrameFamily::from_id(family).ok_or_else(|| {
+            FormatError::UnknownFrameFamily {
+                tensor: t(),
+                id: family,
+            }
+        })?;
+        if n < family.min_frame_size(d) {
+            return Err(FormatError::FrameTooSmall {
+                tensor: t(),
+                family: family.name(),
+                n,
+                d,
+                min: family.min_frame_size(d),
+            });
+        }
+        // Both fit in u32: N ≤ 2^24 and d ≤ 2^22 were checked above.
+        PcmFrame::Frame(match family {
+            FrameFamily::Harmonic => FrameDescriptor::Harmonic {
+                n: n as u32,
+                d: d as u32,
+            },
+            FrameFamily::SpectralTetris => FrameDescriptor::SpectralTetris {
+                n: n as u32,
+                d: d as u32,
+            },
+        })
+    };
+    if group == 0 || u64::from(group) > n {
+        return Err(FormatError::BadGroup {
+            tensor: t(),
+            group,
+            n,
+        });
+    }
+    let cert = |field| FormatError::InvalidCertificate { tensor: t(), field };
+    for (field, v) in [
+        ("max_bound", max_bound),
+        ("error_norm", error_norm),
+        ("weight_norm", weight_norm),
+    ] {
+        if !(v.is_finite() && v >= 0.0) {
+            return Err(cert(field));
+        }
+    }
+    let too_big = || FormatError::LimitExceeded {
+        what: FileLimit::SectionLen,
+        value: u64::MAX,
+        limit: limits::MAX_SECTION_LEN,
+    };
+    let count = n.checked_mul(m).ok_or_else(too_big)?;
+    if codes.is_zero() {
+        return Err(FormatError::SlotPresence {
+            tensor: t(),
+            section: "codes",
+            problem: "is absent (the codes section is always required)",
+        });
+    }
+    let codes = match coding {
+        Coding::Fixed => {
+            let len = stream::fixed_len(count, k).ok_or_else(too_big)?;
+            codes.validate(name, "codes", len)?
+        }
+        // An entropy-coded stream's length is whatever it is; its structure is checked when
+        // it is decoded (R55).
+        Coding::Rans => {
+            let declared = codes.decoded_len;
+            codes.validate(name, "codes", declared)?
+        }
+    };
+    let steps_len = m
+        .checked_mul(n.div_ceil(u64::from(group)))
+        .and_then(|x| x.checked_mul(step_type.size() as u64))
+        .ok_or_else(too_big)?;
+    if steps.is_zero() {
+        return Err(FormatError::SlotPresence {
+            tensor: t(),
+            section: "steps",
+            problem: "is absent (the steps section is always required)",
+        });
+    }
+    let steps = steps.validate(name, "steps", steps_len)?;
+    Ok(PcmInfo {
+        scheme_version,
+        frame,
+        orientation,
+        has_bias,
+        k,
+        sign_seed,
+        group,
+        step_type,
+        coding,
+        max_bound,
+        error_norm,
+        weight_norm,
+        codes,
+        steps,
+        rows,
+        cols,
+        d,
+    })
+}
+
 /// Resolves bias-of entries (R43–R46).
 fn check_bias_links(tensors: &mut [TensorInfo], links: &[(usize, u64)]) -> Result<()> {
     let count = tensors.len() as u64;
@@ -1042,6 +1312,7 @@ fn check_bias_links(tensors: &mut [TensorInfo], links: &[(usize, u64)]) -> Resul
         };
         let rows = match tensors.get(w).map(|t| &t.encoding) {
             Some(Encoding::SigmaDelta(q)) if q.has_bias => q.rows,
+            Some(Encoding::Pcm(q)) if q.has_bias => q.rows,
             _ => {
                 return Err(FormatError::BiasTargetInvalid {
                     tensor: bias_name(),
@@ -1063,8 +1334,13 @@ fn check_bias_links(tensors: &mut [TensorInfo], links: &[(usize, u64)]) -> Resul
         }
     }
     for (t, &r) in tensors.iter().zip(&refs) {
-        if let Encoding::SigmaDelta(q) = &t.encoding {
-            if q.has_bias != (r == 1) || r > 1 {
+        let has_bias = match &t.encoding {
+            Encoding::SigmaDelta(q) => Some(q.has_bias),
+            Encoding::Pcm(q) => Some(q.has_bias),
+            _ => None,
+        };
+        if let Some(has_bias) = has_bias {
+            if has_bias != (r == 1) || r > 1 {
                 return Err(FormatError::BiasReferences {
                     tensor: t.name.clone(),
                     count: r,
@@ -1230,6 +1506,28 @@ pub(crate) fn encode_header(metadata: &[(String, String)], tensors: &[TensorInfo
                 put_section(&mut out, Some(&q.codes));
                 put_section(&mut out, q.deltas.as_ref());
                 put_section(&mut out, q.permutation.as_ref());
+            }
+            Encoding::Pcm(q) => {
+                out.push(encoding::PCM);
+                out.push(q.scheme_version);
+                out.push(q.frame.family_id());
+                out.extend_from_slice(&(q.n() as u32).to_le_bytes());
+                out.extend_from_slice(&(q.d as u32).to_le_bytes());
+                out.push(match q.orientation {
+                    Orientation::Columns => sd::ORIENTATION_COLUMNS,
+                    Orientation::Rows => sd::ORIENTATION_ROWS,
+                });
+                out.push(u8::from(q.has_bias));
+                out.extend_from_slice(&q.k.to_le_bytes());
+                out.extend_from_slice(&q.sign_seed.to_le_bytes());
+                out.extend_from_slice(&q.group.to_le_bytes());
+                out.push(q.step_type.id());
+                out.push(q.coding.id());
+                out.extend_from_slice(&q.max_bound.to_le_bytes());
+                out.extend_from_slice(&q.error_norm.to_le_bytes());
+                out.extend_from_slice(&q.weight_norm.to_le_bytes());
+                put_section(&mut out, Some(&q.codes));
+                put_section(&mut out, Some(&q.steps));
             }
             Encoding::BiasOf { weight } => {
                 out.push(encoding::BIAS_OF);

@@ -164,8 +164,11 @@ pub mod encoding {
     pub const RAW: u8 = 0;
     /// Frame quantization: first-order ΣΔ codes in a frame.
     pub const SIGMA_DELTA: u8 = 1;
-    /// A bias quantized as the last column of a sigma-delta tensor.
+    /// A bias quantized as the last column of a sigma-delta (or pcm) tensor.
     pub const BIAS_OF: u8 = 2;
+    /// Memoryless rounding of (optionally sign-flipped) frame coefficients, or of the weights
+    /// themselves, with per-group steps and fixed-width or entropy-coded codes (spec §5.4).
+    pub const PCM: u8 = 3;
 }
 
 /// Compression ids of a section descriptor (spec §6).
@@ -200,6 +203,26 @@ pub mod sigma_delta {
     pub const FIXED_LEN: u64 = 52;
     /// Number of section slots of a sigma-delta body (codes, deltas, permutation).
     pub const SLOTS: u64 = 3;
+}
+
+/// Ids and sizes inside a pcm record (spec §5.4).
+pub mod pcm {
+    /// The pcm scheme version this crate implements.
+    pub const SCHEME_VERSION: u8 = 1;
+    /// Frame family id 0: no frame, the vector's own entries are rounded (N = d).
+    pub const FRAME_IDENTITY: u8 = 0;
+    /// Step dtype: IEEE binary16.
+    pub const STEP_F16: u8 = 5;
+    /// Step dtype: IEEE binary32.
+    pub const STEP_F32: u8 = 9;
+    /// Coding id: fixed-width codes, ⌈log2(2K + 1)⌉ bits each.
+    pub const CODING_FIXED: u8 = 0;
+    /// Coding id: rANS entropy-coded codes (spec §7.1).
+    pub const CODING_RANS: u8 = 1;
+    /// Fixed bytes of a pcm body before its two section descriptors.
+    pub const FIXED_LEN: u64 = 54;
+    /// Number of section slots of a pcm body (codes, steps).
+    pub const SLOTS: u64 = 2;
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! The .sdq v1 container (spec/sdq-v1.md): how codes become a file and back.
 //!
 //! - [`layout`]: the spec's constants — magic, versions, ids, alignment;
-//! - [`bitpack`]: b-bit codes ↔ bytes;
+//! - [`bitpack`]: b-bit codes ↔ bytes (re-exported from [`crate::codes`]);
 //! - [`header`]: preamble and header ↔ structs, pure over `&[u8]`, every check of the spec;
 //! - [`writer`]: streaming writers (temporary file, fsync, rename);
 //! - [`reader`]: [`SdqFile`] over a map, a buffer or reads — list, decode, verify;
@@ -24,7 +24,7 @@
 //! # }
 //! ```
 
-pub mod bitpack;
+pub use crate::codes::bitpack;
 mod convert;
 pub mod header;
 pub mod layout;
@@ -34,7 +34,7 @@ pub mod report;
 pub mod writer;
 
 pub use header::{
-    parse, Compression, DeltaMode, DeltaPolicy, Encoding, Header, Preamble, Section,
+    parse, Compression, DeltaMode, DeltaPolicy, Encoding, Header, PcmInfo, Preamble, Section,
     SigmaDeltaInfo, TensorInfo,
 };
 pub use layout::Dtype;

@@ -13,15 +13,17 @@ use std::sync::{Arc, Mutex};
 #[cfg(feature = "parallel")]
 use rayon::prelude::*;
 
-use super::bitpack;
+use crate::codes::bitpack;
 use super::convert;
 use super::header::{
-    self, Compression, DeltaMode, Encoding, Header, Section, SigmaDeltaInfo, TensorInfo,
+    self, Compression, DeltaMode, Encoding, Header, PcmInfo, Section, SigmaDeltaInfo, TensorInfo,
 };
-use super::layout::PREAMBLE_LEN;
+use super::layout::{Dtype, PREAMBLE_LEN};
 use super::report::StorageReport;
 use crate::error::{Error, FormatError, Result};
 use crate::frame::{Frame, FrameDescriptor, FrameWorkspace, Permutation};
+use crate::codes::stream::CodeStream;
+use crate::quant::pcm::{PcmSynthesis, PcmWorkspace, StepType};
 use crate::quant::tensor::MatrixLayout;
 use crate::quant::{Alphabet, Orientation};
 
@@ -304,6 +306,7 @@ impl SdqFile {
                 Ok(())
             }
             Encoding::SigmaDelta(q) => self.decode_sigma_delta(&t.name, q, Some(out), None),
+            Encoding::Pcm(q) => self.decode_pcm(&t.name, q, Some(out), None),
             Encoding::BiasOf { weight } => {
                 let w = self
                     .header
@@ -312,6 +315,7 @@ impl SdqFile {
                     .ok_or_else(|| Error::NoSuchTensor(format!("#{weight}")))?;
                 match &w.encoding {
                     Encoding::SigmaDelta(q) => self.decode_sigma_delta(&w.name, q, None, Some(out)),
+                    Encoding::Pcm(q) => self.decode_pcm(&w.name, q, None, Some(out)),
                     _ => Err(Error::NoSuchTensor(w.name.clone())),
                 }
             }
@@ -334,6 +338,9 @@ impl SdqFile {
         match &t.encoding {
             Encoding::Raw { data } => self.section(&t.name, "data", data, true).map(drop),
             Encoding::SigmaDelta(q) => self.verify_sigma_delta(&t.name, q),
+            Encoding::Pcm(q) => self
+                .decode_pcm_with(&t.name, q, true, None, None)
+                .map(drop),
             Encoding::BiasOf { weight } => match self.header.tensors.get(*weight) {
                 Some(w) => self.verify(&w.name),
                 None => Err(Error::NoSuchTensor(format!("#{weight}"))),
@@ -506,6 +513,170 @@ impl SdqFile {
                 bias.as_deref_mut(),
             );
             start += count;
+        }
+        Ok(())
+    }
+
+    /// The steps of the pcm tensor `name`: ⌈N/G⌉ per vector, vector after vector (CRC checked
+    /// unless checking is off; each finite and ≥ 0).
+    pub fn pcm_steps(&self, name: &str) -> Result<Vec<f32>> {
+        let t = self.tensor(name)?;
+        let Encoding::Pcm(q) = &t.encoding else {
+            return Err(Error::param(format!(
+                "tensor {name:?} is stored as {}, not pcm",
+                t.encoding.name()
+            )));
+        };
+        self.steps_of(&t.name, q, self.verify_checksums)
+    }
+
+    fn steps_of(&self, name: &str, q: &PcmInfo, check: bool) -> Result<Vec<f32>> {
+        let groups = q.groups() as usize;
+        let step_bytes = self.section(name, "steps", &q.steps, check)?;
+        let mut steps = zeroed::<f32>(
+            q.vector_count().saturating_mul(groups as u64),
+            "pcm step values",
+        )?;
+        let dtype = match q.step_type {
+            StepType::F16 => Dtype::F16,
+            StepType::F32 => Dtype::F32,
+        };
+        convert::to_f32(dtype, &step_bytes, &mut steps);
+        if let Some(i) = steps.iter().position(|s| !(s.is_finite() && *s >= 0.0)) {
+            return Err(FormatError::InvalidStep {
+                tensor: name.to_owned(),
+                vector: (i / groups.max(1)) as u64,
+                bits: f64::from(steps.get(i).copied().unwrap_or(0.0)).to_bits(),
+            }
+            .into());
+        }
+        Ok(steps)
+    }
+
+    /// Rebuilds the weight and/or bias of a pcm tensor.
+    fn decode_pcm(
+        &self,
+        name: &str,
+        q: &PcmInfo,
+        weight: Option<&mut [f32]>,
+        bias: Option<&mut [f32]>,
+    ) -> Result<()> {
+        self.decode_pcm_with(name, q, self.verify_checksums, weight, bias)
+    }
+
+    /// Decodes a pcm tensor chunk by chunk (chunks in parallel); with no output buffers it only
+    /// checks every code and step (verify). Results do not depend on the thread count.
+    fn decode_pcm_with(
+        &self,
+        name: &str,
+        q: &PcmInfo,
+        check: bool,
+        mut weight: Option<&mut [f32]>,
+        mut bias: Option<&mut [f32]>,
+    ) -> Result<()> {
+        let layout = q.layout();
+        let (d, m, n) = (q.d as usize, q.vector_count() as usize, q.n() as usize);
+        let groups = q.groups() as usize;
+        let code_bytes = self.section(name, "codes", &q.codes, check)?;
+        let steps = self.steps_of(name, q, check)?;
+        let stream_err = |problem: String| -> Error {
+            FormatError::CodeStream {
+                tensor: name.to_owned(),
+                problem,
+            }
+            .into()
+        };
+        let codes = CodeStream::parse(&code_bytes, n, m, q.k, q.coding).map_err(stream_err)?;
+        let synth = PcmSynthesis::new(q.frame, d, q.sign_seed, q.group as usize)?;
+        let decode_only = weight.is_none() && bias.is_none();
+        // One chunk: its codes, then each of its vectors into `out` (vector-major, d each).
+        let chunk = |st: &mut (PcmWorkspace, Vec<i32>, Vec<u8>, Vec<f64>),
+                     c: usize,
+                     out: &mut [f32]|
+         -> Result<()> {
+            let (ws, buf, sym, step) = st;
+            let range = codes.chunk_range(c);
+            buf.resize(range.len() * n, 0);
+            if let Err((vector, code)) = codes.decode_chunk(c, buf, sym).map_err(stream_err)? {
+                return Err(FormatError::PcmCodeOutOfRange {
+                    tensor: name.to_owned(),
+                    vector,
+                    code,
+                    k: q.k,
+                }
+                .into());
+            }
+            if decode_only {
+                return Ok(());
+            }
+            for (i, (cj, o)) in buf.chunks_exact(n).zip(out.chunks_exact_mut(d)).enumerate() {
+                let j = range.start + i;
+                let sj = steps.get(j * groups..(j + 1) * groups).unwrap_or(&[]);
+                step.clear();
+                step.extend(sj.iter().map(|&s| f64::from(s)));
+                synth.vector(cj, step, ws, o)?;
+            }
+            Ok(())
+        };
+        let new_state = || (synth.workspace(), Vec::new(), Vec::new(), Vec::new());
+        let per = codes.chunk_vectors();
+        let chunks = codes.chunk_count();
+        // Rows without bias: each chunk is a contiguous block of the output.
+        if let (Orientation::Rows, false, Some(w)) =
+            (layout.orientation, layout.has_bias, weight.as_deref_mut())
+        {
+            if w.len() != m.saturating_mul(d) {
+                return Err(Error::param("weight buffer does not match the tensor"));
+            }
+            #[cfg(feature = "parallel")]
+            w.par_chunks_mut(per * d)
+                .enumerate()
+                .try_for_each_init(new_state, |st, (c, out)| chunk(st, c, out))?;
+            #[cfg(not(feature = "parallel"))]
+            {
+                let mut st = new_state();
+                w.chunks_mut(per * d)
+                    .enumerate()
+                    .try_for_each(|(c, out)| chunk(&mut st, c, out))?;
+            }
+            return Ok(());
+        }
+        // Otherwise: bands of chunks into a vector-major buffer, then moved into place.
+        let band = (((1usize << 19) / (per * d).max(1)).max(1)).min(chunks.max(1));
+        let mut tmp = if decode_only {
+            Vec::new()
+        } else {
+            zeroed::<f32>(
+                (band as u64) * (per as u64) * (d as u64),
+                "pcm decode buffer",
+            )?
+        };
+        let mut c0 = 0;
+        while c0 < chunks {
+            let c1 = (c0 + band).min(chunks);
+            let first = c0 * per;
+            let last = (c1 * per).min(m);
+            if decode_only {
+                let mut st = new_state();
+                for c in c0..c1 {
+                    chunk(&mut st, c, &mut [])?;
+                }
+            } else {
+                let buf = tmp.get_mut(..(last - first) * d).unwrap_or(&mut []);
+                #[cfg(feature = "parallel")]
+                buf.par_chunks_mut(per * d)
+                    .enumerate()
+                    .try_for_each_init(new_state, |st, (i, out)| chunk(st, c0 + i, out))?;
+                #[cfg(not(feature = "parallel"))]
+                {
+                    let mut st = new_state();
+                    buf.chunks_mut(per * d)
+                        .enumerate()
+                        .try_for_each(|(i, out)| chunk(&mut st, c0 + i, out))?;
+                }
+                place(&layout, first, buf, weight.as_deref_mut(), bias.as_deref_mut());
+            }
+            c0 = c1;
         }
         Ok(())
     }

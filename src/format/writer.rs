@@ -12,14 +12,18 @@ use std::fs::File;
 use std::io::{BufWriter, Seek, SeekFrom, Write};
 use std::path::Path;
 
-use super::bitpack;
+use crate::codes::bitpack;
 use super::header::{
-    self, Compression, DeltaMode, DeltaPolicy, Encoding, Section, SigmaDeltaInfo, TensorInfo,
+    self, Compression, DeltaMode, DeltaPolicy, Encoding, PcmInfo, Section, SigmaDeltaInfo,
+    TensorInfo,
 };
-use super::layout::{align_up, sigma_delta as sd, Dtype, PREAMBLE_LEN, SECTION_DESCRIPTOR_LEN};
+use super::layout::{
+    align_up, pcm, sigma_delta as sd, Dtype, PREAMBLE_LEN, SECTION_DESCRIPTOR_LEN,
+};
 use crate::atomic::AtomicFile;
 use crate::error::{Error, Result};
 use crate::limits;
+use crate::quant::pcm::PcmTensor;
 use crate::quant::{Deltas, QuantizedTensor};
 
 /// How a planned tensor will be stored.
@@ -30,6 +34,12 @@ pub enum TensorKind {
     /// Frame-quantized ([`SdqStreamWriter::write_quantized`]); `has_bias` says whether the
     /// quantized matrix is [W | b], whose bias is then planned as a [`TensorKind::BiasOf`].
     SigmaDelta {
+        /// Whether the bias is quantized with this weight.
+        has_bias: bool,
+    },
+    /// Rounded frame coefficients ([`SdqStreamWriter::write_pcm`]); `has_bias` as for
+    /// sigma-delta.
+    Pcm {
         /// Whether the bias is quantized with this weight.
         has_bias: bool,
     },
@@ -79,6 +89,16 @@ impl TensorPlan {
         }
     }
 
+    /// A pcm tensor.
+    pub fn pcm(name: impl Into<String>, dtype: Dtype, shape: &[u64], has_bias: bool) -> Self {
+        TensorPlan {
+            name: name.into(),
+            dtype,
+            shape: shape.to_vec(),
+            kind: TensorKind::Pcm { has_bias },
+        }
+    }
+
     /// A bias quantized with the weight `weight` (shape [rows of the weight]).
     pub fn bias_of(
         name: impl Into<String>,
@@ -96,11 +116,12 @@ impl TensorPlan {
         }
     }
 
-    /// Length of this tensor's header record (spec §5).
-    fn record_len(&self) -> u64 {
+    /// Length of this tensor's header record in bytes (spec §5).
+    pub fn record_len(&self) -> u64 {
         let body = match self.kind {
             TensorKind::Raw => SECTION_DESCRIPTOR_LEN,
             TensorKind::SigmaDelta { .. } => sd::FIXED_LEN + sd::SLOTS * SECTION_DESCRIPTOR_LEN,
+            TensorKind::Pcm { .. } => pcm::FIXED_LEN + pcm::SLOTS * SECTION_DESCRIPTOR_LEN,
             TensorKind::BiasOf { .. } => 4,
         };
         4 + self.name.len() as u64 + 1 + 1 + 8 * self.shape.len() as u64 + 1 + body
@@ -189,7 +210,8 @@ impl<W: Write + Seek> SdqStreamWriter<W> {
             if let TensorKind::BiasOf { weight } = &t.kind {
                 let w = names.get(weight.as_str()).copied();
                 let ok = w.and_then(|w| plan.get(w)).is_some_and(|p| {
-                    p.kind == TensorKind::SigmaDelta { has_bias: true }
+                    (p.kind == TensorKind::SigmaDelta { has_bias: true }
+                        || p.kind == TensorKind::Pcm { has_bias: true })
                         && p.shape.first().is_some_and(|&r| t.shape == [r])
                 });
                 match w {
@@ -206,7 +228,8 @@ impl<W: Write + Seek> SdqStreamWriter<W> {
             }
         }
         for (i, t) in plan.iter().enumerate() {
-            if t.kind == (TensorKind::SigmaDelta { has_bias: true })
+            if (t.kind == (TensorKind::SigmaDelta { has_bias: true })
+                || t.kind == (TensorKind::Pcm { has_bias: true }))
                 && !bias_index.values().any(|&w| w == i)
             {
                 return Err(Error::param(format!(
@@ -417,6 +440,54 @@ impl<W: Write + Seek> SdqStreamWriter<W> {
         Ok(())
     }
 
+    /// Writes the next planned tensor, a pcm one, from [`crate::quant::pcm::quantize`]'s result.
+    pub fn write_pcm(&mut self, name: &str, q: &PcmTensor) -> Result<()> {
+        let p = self.expect(name)?;
+        let TensorKind::Pcm { has_bias } = p.kind else {
+            return Err(Error::param(format!(
+                "tensor {name:?} is not planned as pcm"
+            )));
+        };
+        let l = q.layout;
+        let rows = p.shape.first().copied().unwrap_or(0);
+        let cols = p.shape.iter().skip(1).product::<u64>();
+        if p.shape.len() < 2
+            || l.rows as u64 != rows
+            || l.cols as u64 != cols
+            || l.has_bias != has_bias
+            || !p.dtype.is_quantizable_float()
+        {
+            return Err(Error::param(format!(
+                "tensor {name:?} is planned as {} {:?} (bias: {has_bias}), the quantized matrix is {} x {} (bias: {}); pcm needs rank >= 2 and a float dtype",
+                p.dtype, p.shape, l.rows, l.cols, l.has_bias
+            )));
+        }
+        let codes = self.section(&q.codes_section)?;
+        let steps = self.section(&q.steps_bytes())?;
+        let d = l.vector_len() as u64;
+        let info = PcmInfo {
+            scheme_version: pcm::SCHEME_VERSION,
+            frame: q.frame,
+            orientation: l.orientation,
+            has_bias,
+            k: q.k,
+            sign_seed: q.sign_seed,
+            group: u32::try_from(q.group).map_err(|_| Error::param("step group too large"))?,
+            step_type: q.step_type,
+            coding: q.coding,
+            max_bound: q.max_bound,
+            error_norm: q.error_norm,
+            weight_norm: q.weight_norm,
+            codes,
+            steps,
+            rows,
+            cols,
+            d,
+        };
+        self.done(Encoding::Pcm(Box::new(info)));
+        Ok(())
+    }
+
     /// Completes the file: fills in the header and preamble (after checking them with the
     /// reader's own parser) and returns the sink, positioned at the end of the file.
     pub fn finish(mut self) -> Result<W> {
@@ -527,6 +598,11 @@ impl SdqWriter {
         policy: DeltaPolicy,
     ) -> Result<()> {
         self.inner()?.write_quantized(name, q, policy)
+    }
+
+    /// See [`SdqStreamWriter::write_pcm`].
+    pub fn write_pcm(&mut self, name: &str, q: &PcmTensor) -> Result<()> {
+        self.inner()?.write_pcm(name, q)
     }
 
     /// Completes the file, syncs it, renames it over the target and syncs the directory.

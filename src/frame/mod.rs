@@ -10,6 +10,7 @@
 pub mod harmonic;
 pub mod order;
 pub mod ordering;
+pub mod signs;
 pub mod tetris;
 
 pub use harmonic::{HarmonicFrame, Workspace};

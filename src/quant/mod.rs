@@ -4,6 +4,7 @@
 pub mod alphabet;
 #[cfg(feature = "encode")]
 pub mod bound;
+pub mod pcm;
 pub mod scheme;
 pub mod second_order;
 #[cfg(feature = "encode")]

@@ -293,7 +293,7 @@ pub(crate) fn quantize_packed_fft_order(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::format::bitpack;
+    use crate::codes::bitpack;
     use proptest::prelude::*;
 
     /// Coefficients with many exact ties (multiples of δ/2) and values past the outer levels.

@@ -20,7 +20,7 @@ use super::step::{smallest_step, Deltas, StepPolicy};
 use super::{second_order, sigma_delta};
 use crate::error::{Error, Result};
 #[cfg(feature = "encode")]
-use crate::format::bitpack;
+use crate::codes::bitpack;
 #[cfg(feature = "encode")]
 use crate::frame::FrameDescriptor;
 use crate::frame::{Frame, FrameWorkspace, Permutation};

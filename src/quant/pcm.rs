@@ -1,0 +1,818 @@
+//! PCM: memoryless rounding of each vector's (sign-flipped) frame coefficients, the paper's own
+//! point of comparison for ΣΔ, with per-group steps and a rate control that spends a bit budget.
+//!
+//! For vector w ∈ R^d, signs D (a seeded ±1 diagonal, [`crate::frame::signs`]) and a unit-norm
+//! tight frame E with N vectors (bound N/d), or no frame at all (E = I, N = d):
+//!
+//! - coefficients y = E·D·w, steps δ_g for groups of G consecutive coefficients;
+//! - codes q_k = round(y_k / δ_{g(k)}) (ties away from zero), integers in −K..=K;
+//! - reconstruction w̃ = D·(d/N)·Eᵀ·(q ⊙ δ).
+//!
+//! **Certificate.** With ŷ = q ⊙ δ, w̃ − w = D·(d/N)·Eᵀ(ŷ − y) and ‖Eᵀ‖ = √(N/d), so
+//! ‖w − w̃‖ ≤ √(d/N)·‖ŷ − y‖ ≤ √(d/N)·½·(Σ_k δ_{g(k)}²)^½. K is the largest |q| of the tensor, so
+//! no coefficient is ever clipped and every vector is certified a priori.
+//!
+//! **Rate control.** δ_g = α·r_g, where r_g is the root mean square of group g's coefficients
+//! ([`StepRule::Group`]) or of the whole tensor's ([`StepRule::Tensor`]), rounded to the stored
+//! step type. α is found by bisection on log α so that the stored bits (codes as coded, steps,
+//! stream headers) meet the target ([`RateTarget`]).
+
+#[cfg(feature = "parallel")]
+use rayon::prelude::*;
+
+use super::tensor::{MatrixLayout, Orientation};
+use crate::codes::stream::{self, Coding};
+use crate::error::{Error, Result};
+use crate::frame::{signs::sign_flips, Frame, FrameDescriptor, FrameFamily, FrameWorkspace};
+#[cfg(feature = "encode")]
+use crate::quant::tensor::Matrix;
+
+/// The largest K of a pcm tensor: codes q + K then fit in 16 bits.
+pub const MAX_PCM_K: u32 = 32767;
+
+/// Which frame a pcm tensor's vectors are expanded in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum PcmFrame {
+    /// No frame: the vector's own entries are rounded (N = d; frame family id 0).
+    #[default]
+    Identity,
+    /// A harmonic or spectral tetris frame.
+    Frame(FrameDescriptor),
+}
+
+impl PcmFrame {
+    /// The frame family id stored in a file (0 for no frame).
+    pub fn family_id(&self) -> u8 {
+        match self {
+            PcmFrame::Identity => 0,
+            PcmFrame::Frame(f) => f.family().id(),
+        }
+    }
+
+    /// N.
+    pub fn frame_size(&self, d: usize) -> usize {
+        match self {
+            PcmFrame::Identity => d,
+            PcmFrame::Frame(f) => f.frame_size(),
+        }
+    }
+
+    /// `identity`, `harmonic` or `spectral-tetris`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            PcmFrame::Identity => "identity",
+            PcmFrame::Frame(f) => f.family().name(),
+        }
+    }
+}
+
+/// How the step of each group is set from its coefficients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum StepRule {
+    /// δ_g = α · rms of group g's coefficients: every group has about the same relative error.
+    #[default]
+    Group,
+    /// δ_g = α · rms of the whole tensor's coefficients: one step for every group, which
+    /// minimises the tensor's squared error for a given entropy.
+    Tensor,
+}
+
+/// The stored type of the steps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum StepType {
+    /// IEEE binary16 (when every step is 0 or a normal f16; otherwise f32 is used).
+    #[default]
+    F16,
+    /// IEEE binary32.
+    F32,
+}
+
+impl StepType {
+    /// Bytes per step.
+    pub fn size(self) -> usize {
+        match self {
+            StepType::F16 => 2,
+            StepType::F32 => 4,
+        }
+    }
+
+    /// The dtype id stored in the file (5 F16, 9 F32).
+    pub fn id(self) -> u8 {
+        match self {
+            StepType::F16 => 5,
+            StepType::F32 => 9,
+        }
+    }
+}
+
+/// What the rate control aims for.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum RateTarget {
+    /// At most this many stored bits per weight (codes as coded, steps, stream headers and the
+    /// tensor's record), with the smallest error that fits.
+    BitsPerWeight(f64),
+    /// The fewest bits whose estimated relative error ‖W − W̃‖/‖W‖ is at most this.
+    RelativeError(f64),
+    /// A fixed α (δ_g = α·r_g).
+    Scale(f64),
+}
+
+/// Parameters of a pcm quantization.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PcmOptions {
+    /// The frame family (`None` = no frame, N = d). The frame size is the family's smallest,
+    /// N = d + 1 (harmonic) or 2d (spectral tetris), unless `frame_size` says otherwise.
+    pub family: Option<FrameFamily>,
+    /// An explicit frame size N (for a frame family only).
+    pub frame_size: Option<usize>,
+    /// Seed of the sign flips (0 = none).
+    pub sign_seed: u64,
+    /// Coefficients per step (0 = one step per vector).
+    pub group: usize,
+    /// How steps follow the coefficients.
+    pub rule: StepRule,
+    /// How steps are stored.
+    pub step_type: StepType,
+    /// How codes are stored.
+    pub coding: Coding,
+    /// What the rate control aims for.
+    pub target: RateTarget,
+    /// Bytes the tensor costs besides its two sections (its header record), charged to the
+    /// bit budget.
+    pub record_bytes: u64,
+}
+
+impl Default for PcmOptions {
+    fn default() -> Self {
+        PcmOptions {
+            family: None,
+            frame_size: None,
+            sign_seed: 0,
+            group: 0,
+            rule: StepRule::Group,
+            step_type: StepType::F16,
+            coding: Coding::Rans,
+            target: RateTarget::BitsPerWeight(4.5),
+            record_bytes: 0,
+        }
+    }
+}
+
+/// Rebuilds pcm vectors from codes and steps: the decoder's arithmetic, shared by the quantizer
+/// (to measure its error) and [`crate::format::SdqFile`].
+#[derive(Debug, Clone)]
+pub struct PcmSynthesis {
+    frame: Option<Frame>,
+    signs: Vec<f64>,
+    n: usize,
+    d: usize,
+    group: usize,
+}
+
+/// Scratch space of a [`PcmSynthesis`].
+pub struct PcmWorkspace {
+    frame: Option<FrameWorkspace>,
+}
+
+impl PcmSynthesis {
+    /// For vectors of dimension `d` in `frame` (built here), with sign seed `seed` and `group`
+    /// coefficients per step (1 ≤ group ≤ N).
+    pub fn new(frame: PcmFrame, d: usize, seed: u64, group: usize) -> Result<Self> {
+        let (frame, n) = match frame {
+            PcmFrame::Identity => (None, d),
+            PcmFrame::Frame(f) => {
+                if f.dim() != d {
+                    return Err(Error::param(format!(
+                        "the frame is for d = {}, the vectors have d = {d}",
+                        f.dim()
+                    )));
+                }
+                (Some(f.build()?), f.frame_size())
+            }
+        };
+        if group == 0 || group > n {
+            return Err(Error::param(format!(
+                "a step group must have 1 to N = {n} coefficients, got {group}"
+            )));
+        }
+        Ok(PcmSynthesis {
+            frame,
+            signs: sign_flips(seed, d),
+            n,
+            d,
+            group,
+        })
+    }
+
+    /// N.
+    pub fn frame_size(&self) -> usize {
+        self.n
+    }
+
+    /// Steps per vector, ⌈N / G⌉.
+    pub fn groups(&self) -> usize {
+        self.n.div_ceil(self.group)
+    }
+
+    /// Scratch space for [`PcmSynthesis::vector`].
+    pub fn workspace(&self) -> PcmWorkspace {
+        PcmWorkspace {
+            frame: self.frame.as_ref().map(Frame::workspace),
+        }
+    }
+
+    /// The certified bound √(d/N)·½·(Σ_k δ_{g(k)}²)^½ of a vector with these steps.
+    pub fn bound(&self, steps: &[f64]) -> f64 {
+        let mut sum = 0.0;
+        for (g, &s) in steps.iter().enumerate() {
+            let count = self.group.min(self.n.saturating_sub(g * self.group));
+            sum += count as f64 * s * s;
+        }
+        (self.d as f64 / self.n as f64).sqrt() * 0.5 * sum.sqrt()
+    }
+
+    /// w̃ = D·(d/N)·Eᵀ·(q ⊙ δ) into `out` (length d), from N codes and ⌈N/G⌉ steps.
+    pub fn vector(
+        &self,
+        codes: &[i32],
+        steps: &[f64],
+        ws: &mut PcmWorkspace,
+        out: &mut [f32],
+    ) -> Result<()> {
+        if codes.len() != self.n || out.len() != self.d || steps.len() != self.groups() {
+            return Err(Error::param("pcm vector buffers do not match the frame"));
+        }
+        let level = |k: usize, q: i32| {
+            f64::from(q) * steps.get(k / self.group).copied().unwrap_or(0.0)
+        };
+        match (&self.frame, ws.frame.as_mut()) {
+            (None, _) => {
+                for (k, ((o, &q), &s)) in out.iter_mut().zip(codes).zip(&self.signs).enumerate() {
+                    *o = (level(k, q) * s) as f32;
+                }
+            }
+            (Some(frame), Some(fws)) => {
+                let input = frame.fft_input(fws);
+                let n = input.len();
+                for (k, &q) in codes.iter().enumerate() {
+                    // Frame position k (vector e_{k+1}) sits at FFT index (k + 1) mod N.
+                    if let Some(slot) = input.get_mut((k + 1) % n.max(1)) {
+                        *slot = level(k, q);
+                    }
+                }
+                frame.synthesise_workspace_f32(self.d as f64 / self.n as f64, out, fws)?;
+                for (o, &s) in out.iter_mut().zip(&self.signs) {
+                    if s < 0.0 {
+                        *o = -*o;
+                    }
+                }
+            }
+            (Some(_), None) => return Err(Error::param("a pcm workspace of another frame")),
+        }
+        Ok(())
+    }
+}
+
+/// The result of quantizing one matrix with pcm.
+#[cfg(feature = "encode")]
+#[derive(Debug, Clone)]
+pub struct PcmTensor {
+    /// The matrix layout of the vectors.
+    pub layout: MatrixLayout,
+    /// The frame.
+    pub frame: PcmFrame,
+    /// Seed of the sign flips (0 = none).
+    pub sign_seed: u64,
+    /// Coefficients per step.
+    pub group: usize,
+    /// How steps are stored.
+    pub step_type: StepType,
+    /// How codes are stored.
+    pub coding: Coding,
+    /// The largest |code|.
+    pub k: u32,
+    /// The steps, ⌈N/G⌉ per vector, vector after vector, as stored (rounded to `step_type`).
+    pub steps: Vec<f32>,
+    /// The codes, N per vector.
+    pub codes: Vec<i32>,
+    /// The codes section ([`crate::codes::stream`]).
+    pub codes_section: Vec<u8>,
+    /// The largest certified per-vector bound.
+    pub max_bound: f64,
+    /// ‖W − W̃‖_F over the quantized matrix (with its bias), measured.
+    pub error_norm: f64,
+    /// ‖W‖_F of the same.
+    pub weight_norm: f64,
+    /// The largest measured ‖w_j − w̃_j‖.
+    pub max_vector_error: f64,
+    /// The α the rate control chose.
+    pub alpha: f64,
+}
+
+#[cfg(feature = "encode")]
+impl PcmTensor {
+    /// ‖W − W̃‖ / ‖W‖ (0 for a zero matrix rebuilt exactly).
+    pub fn relative_error(&self) -> f64 {
+        relative(self.error_norm, self.weight_norm)
+    }
+
+    /// Bytes of the steps section.
+    pub fn steps_bytes(&self) -> Vec<u8> {
+        match self.step_type {
+            StepType::F16 => self
+                .steps
+                .iter()
+                .flat_map(|&s| half::f16::from_f32(s).to_le_bytes())
+                .collect(),
+            StepType::F32 => self.steps.iter().flat_map(|s| s.to_le_bytes()).collect(),
+        }
+    }
+
+    /// Bytes of the two sections (codes and steps), without alignment padding.
+    pub fn section_bytes(&self) -> u64 {
+        (self.codes_section.len() + self.steps.len() * self.step_type.size()) as u64
+    }
+}
+
+/// ‖e‖ / ‖w‖, 0 when both are 0 and infinite when only w is.
+pub fn relative(error: f64, norm: f64) -> f64 {
+    if error == 0.0 {
+        0.0
+    } else if norm == 0.0 {
+        f64::INFINITY
+    } else {
+        error / norm
+    }
+}
+
+/// The signal-to-noise ratio 20·log10(‖W‖/‖W − W̃‖) in dB (infinite for an exact rebuild).
+pub fn snr_db(error: f64, norm: f64) -> f64 {
+    -20.0 * relative(error, norm).log10()
+}
+
+/// A step rounded to what `F16` can hold exactly as a normal number (or 0), else to f32.
+#[cfg(feature = "encode")]
+fn round_step(x: f64, ty: StepType) -> (f32, bool) {
+    let f32v = x as f32;
+    if ty == StepType::F16 {
+        let h = half::f16::from_f64(x);
+        if x == 0.0 || (h.is_normal() && h.to_f64() > 0.0) {
+            return (h.to_f32(), true);
+        }
+        return (f32v, false);
+    }
+    (f32v, true)
+}
+
+/// The frame coefficients of every vector and the rms bases of every group.
+#[cfg(feature = "encode")]
+struct Analysed {
+    n: usize,
+    groups: usize,
+    group: usize,
+    /// m × N coefficients.
+    y: Vec<f64>,
+    /// m × groups rms values.
+    base: Vec<f64>,
+    /// ‖W‖² (with the bias).
+    norm2: f64,
+    weights: u64,
+}
+
+#[cfg(feature = "encode")]
+fn analyse(
+    matrix: &Matrix,
+    orientation: Orientation,
+    synth: &PcmSynthesis,
+    rule: StepRule,
+) -> Result<Analysed> {
+    let layout = matrix.layout(orientation);
+    let (d, m, n) = (layout.vector_len(), layout.vector_count(), synth.n);
+    let group = synth.group;
+    let groups = synth.groups();
+    let total = n
+        .checked_mul(m)
+        .ok_or_else(|| Error::param("the coefficient count overflows"))?;
+    let mut y = vec![0.0f64; total];
+    let mut norms = vec![0.0f64; m];
+    let one = |(ws, w): &mut (Option<FrameWorkspace>, Vec<f64>),
+               (j, (yj, nj)): (usize, (&mut [f64], &mut f64))|
+     -> Result<()> {
+        matrix.load_vector(orientation, j, w)?;
+        *nj = w.iter().map(|x| x * x).sum();
+        for (x, &s) in w.iter_mut().zip(&synth.signs) {
+            *x *= s;
+        }
+        match (&synth.frame, ws.as_mut()) {
+            (None, _) => yj.copy_from_slice(w),
+            (Some(f), Some(fws)) => f.analyse(w, yj, fws)?,
+            (Some(_), None) => return Err(Error::param("missing frame workspace")),
+        }
+        Ok(())
+    };
+    let init = || (synth.frame.as_ref().map(Frame::workspace), vec![0.0f64; d]);
+    #[cfg(feature = "parallel")]
+    y.par_chunks_mut(n)
+        .zip(norms.par_iter_mut())
+        .enumerate()
+        .try_for_each_init(init, one)?;
+    #[cfg(not(feature = "parallel"))]
+    {
+        let mut ws = init();
+        y.chunks_mut(n)
+            .zip(norms.iter_mut())
+            .enumerate()
+            .try_for_each(|item| one(&mut ws, item))?;
+    }
+    let mut base = vec![0.0f64; m * groups];
+    let tensor_rms = (y.iter().map(|x| x * x).sum::<f64>() / total.max(1) as f64).sqrt();
+    for (yj, bj) in y.chunks(n).zip(base.chunks_mut(groups)) {
+        for (g, b) in bj.iter_mut().enumerate() {
+            *b = match rule {
+                StepRule::Tensor => tensor_rms,
+                StepRule::Group => {
+                    let part = yj.get(g * group..((g + 1) * group).min(n)).unwrap_or(&[]);
+                    (part.iter().map(|x| x * x).sum::<f64>() / part.len().max(1) as f64).sqrt()
+                }
+            };
+        }
+    }
+    Ok(Analysed {
+        n,
+        groups,
+        group,
+        y,
+        base,
+        norm2: norms.iter().sum(),
+        weights: (layout.rows * layout.cols + if layout.has_bias { layout.rows } else { 0 })
+            as u64,
+    })
+}
+
+/// The outcome of one α: steps, K, the estimated bits and the estimated squared error.
+#[cfg(feature = "encode")]
+struct Trial {
+    steps: Vec<f32>,
+    step_type: StepType,
+    k: u64,
+    bits: f64,
+    err2: f64,
+}
+
+#[cfg(feature = "encode")]
+fn trial(a: &Analysed, alpha: f64, options: &PcmOptions, d: usize) -> Trial {
+    let mut exact_f16 = true;
+    let steps: Vec<f32> = a
+        .base
+        .iter()
+        .map(|&b| {
+            let (s, ok) = round_step(alpha * b, options.step_type);
+            exact_f16 &= ok;
+            s
+        })
+        .collect();
+    let step_type = if options.step_type == StepType::F16 && exact_f16 {
+        StepType::F16
+    } else {
+        StepType::F32
+    };
+    // Histogram of zig-zag codes (capped) and squared error: one accumulator per task.
+    let (n, groups, group) = (a.n, a.groups, a.group);
+    type Acc = (Vec<u64>, u64, f64);
+    let new_acc = || -> Acc { (vec![0u64; 1 << 16], 0, 0.0) };
+    let add_vector = |mut acc: Acc, (yj, sj): (&[f64], &[f32])| -> Acc {
+        for (g, &s) in sj.iter().enumerate().take(groups) {
+            let s = f64::from(s);
+            let inv = if s > 0.0 { 1.0 / s } else { 0.0 };
+            let part = yj.get(g * group..((g + 1) * group).min(n)).unwrap_or(&[]);
+            for &x in part {
+                let q = (x * inv).round();
+                let e = x - q * s;
+                acc.2 += e * e;
+                let z = if q >= 0.0 { 2.0 * q } else { -2.0 * q - 1.0 };
+                let z = z.min(65535.0) as usize;
+                acc.1 = acc.1.max(q.abs().min(1e9) as u64);
+                if let Some(c) = acc.0.get_mut(z) {
+                    *c += 1;
+                }
+            }
+        }
+        acc
+    };
+    let merge = |mut a: Acc, b: Acc| -> Acc {
+        for (x, y) in a.0.iter_mut().zip(&b.0) {
+            *x += y;
+        }
+        (a.0, a.1.max(b.1), a.2 + b.2)
+    };
+    #[cfg(feature = "parallel")]
+    let (hist, k, err2) = a
+        .y
+        .par_chunks(n)
+        .zip(steps.par_chunks(groups))
+        .with_min_len(256)
+        .fold(new_acc, add_vector)
+        .reduce(new_acc, merge);
+    #[cfg(not(feature = "parallel"))]
+    let (hist, k, err2) = a
+        .y
+        .chunks(n)
+        .zip(steps.chunks(groups))
+        .fold(new_acc(), add_vector);
+    let count: u64 = hist.iter().sum();
+    let code_bits = match options.coding {
+        Coding::Fixed => {
+            count as f64 * f64::from(stream::fixed_bits(k.min(u64::from(MAX_PCM_K)) as u32))
+        }
+        Coding::Rans => {
+            let zmax = hist.iter().rposition(|&c| c > 0).unwrap_or(0) as u32;
+            let s = stream::raw_bits(zmax);
+            let mut sym = vec![0u64; (zmax >> s) as usize + 1];
+            for (z, &c) in hist.iter().enumerate() {
+                if let Some(x) = sym.get_mut(z >> s) {
+                    *x += c;
+                }
+            }
+            let total = count.max(1) as f64;
+            let entropy: f64 = sym
+                .iter()
+                .filter(|&&c| c > 0)
+                .map(|&c| -(c as f64) * (c as f64 / total).log2())
+                .sum();
+            let chunks = (a.y.len() / n.max(1)).div_ceil(stream::chunk_vectors(n)) as f64;
+            // Model, chunk table and each chunk's flushed states; ≈ 0.5 % coder overhead.
+            entropy * 1.005
+                + count as f64 * f64::from(s)
+                + 8.0 * (7.0 + 2.0 * sym.len() as f64)
+                + chunks * 8.0 * (4.0 + 64.0)
+        }
+    };
+    let step_bits = 8.0 * (steps.len() * step_type.size()) as f64;
+    // Padding of two 64-byte-aligned sections, on average.
+    let bits = code_bits + step_bits + 8.0 * (options.record_bytes as f64 + 64.0);
+    Trial {
+        steps,
+        step_type,
+        k,
+        bits,
+        err2: err2 * d as f64 / n as f64,
+    }
+}
+
+#[cfg(feature = "encode")]
+fn codes_of(a: &Analysed, steps: &[f32]) -> Vec<i32> {
+    let (n, group, groups) = (a.n, a.group, a.groups);
+    let mut codes = vec![0i32; a.y.len()];
+    let one = |(cj, (yj, sj)): (&mut [i32], (&[f64], &[f32]))| {
+        for (k, (c, &x)) in cj.iter_mut().zip(yj).enumerate() {
+            let s = f64::from(sj.get((k / group).min(groups - 1)).copied().unwrap_or(0.0));
+            *c = if s > 0.0 { (x / s).round() as i32 } else { 0 };
+        }
+    };
+    #[cfg(feature = "parallel")]
+    codes
+        .par_chunks_mut(n)
+        .zip(a.y.par_chunks(n).zip(steps.par_chunks(groups)))
+        .for_each(one);
+    #[cfg(not(feature = "parallel"))]
+    codes
+        .chunks_mut(n)
+        .zip(a.y.chunks(n).zip(steps.chunks(groups)))
+        .for_each(one);
+    codes
+}
+
+/// One point of a tensor's rate–distortion curve.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RatePoint {
+    /// The step scale α.
+    pub alpha: f64,
+    /// Estimated stored bits per weight (codes as coded, steps, record, padding).
+    pub bits_per_weight: f64,
+    /// Estimated relative squared error ‖W − W̃‖² / ‖W‖².
+    pub relative_error2: f64,
+}
+
+/// The estimated rate–distortion curve of `matrix` under `options` (its target is ignored) at
+/// α = 2^e for e in `exponents`: what a bit allocation across tensors needs.
+#[cfg(feature = "encode")]
+pub fn rate_curve(
+    matrix: &Matrix,
+    orientation: Orientation,
+    options: &PcmOptions,
+    exponents: &[f64],
+) -> Result<Vec<RatePoint>> {
+    let layout = matrix.layout(orientation);
+    let d = layout.vector_len();
+    let (synth, _) = synthesis_for(d, options)?;
+    let a = analyse(matrix, orientation, &synth, options.rule)?;
+    Ok(exponents
+        .iter()
+        .map(|&e| {
+            let alpha = e.exp2();
+            let t = trial(&a, alpha, options, d);
+            RatePoint {
+                alpha,
+                bits_per_weight: if t.k <= u64::from(MAX_PCM_K) {
+                    t.bits / a.weights.max(1) as f64
+                } else {
+                    f64::INFINITY
+                },
+                relative_error2: if a.norm2 > 0.0 { t.err2 / a.norm2 } else { 0.0 },
+            }
+        })
+        .collect())
+}
+
+/// The frame and synthesis of `options` for vectors of dimension d.
+#[cfg(feature = "encode")]
+fn synthesis_for(d: usize, options: &PcmOptions) -> Result<(PcmSynthesis, PcmFrame)> {
+    let frame = match options.family {
+        None => {
+            if options.frame_size.is_some_and(|n| n != d) {
+                return Err(Error::param("without a frame, N is d"));
+            }
+            PcmFrame::Identity
+        }
+        Some(f) => {
+            let n = options
+                .frame_size
+                .unwrap_or(f.min_frame_size(d as u64) as usize);
+            PcmFrame::Frame(f.descriptor(n, d)?)
+        }
+    };
+    let n = frame.frame_size(d);
+    let group = if options.group == 0 {
+        n
+    } else {
+        options.group.min(n)
+    };
+    Ok((PcmSynthesis::new(frame, d, options.sign_seed, group)?, frame))
+}
+
+/// Quantizes every vector of `matrix` (in `orientation`) with pcm under `options`.
+#[cfg(feature = "encode")]
+pub fn quantize(
+    matrix: &Matrix,
+    orientation: Orientation,
+    options: &PcmOptions,
+) -> Result<PcmTensor> {
+    let layout = matrix.layout(orientation);
+    let d = layout.vector_len();
+    let (synth, frame) = synthesis_for(d, options)?;
+    let n = synth.n;
+    let a = analyse(matrix, orientation, &synth, options.rule)?;
+    let zero = a.norm2 == 0.0;
+
+    // Bisection on log2 α: larger α, fewer bits and more error.
+    let feasible_k = |t: &Trial| t.k <= u64::from(MAX_PCM_K);
+    let alpha = match options.target {
+        RateTarget::Scale(alpha) => {
+            if !(alpha.is_finite() && alpha > 0.0) {
+                return Err(Error::param(format!("the step scale must be > 0, got {alpha}")));
+            }
+            alpha
+        }
+        _ if zero => 1.0,
+        target => {
+            let ok = |t: &Trial| {
+                feasible_k(t)
+                    && match target {
+                        RateTarget::BitsPerWeight(b) => t.bits <= b * a.weights as f64,
+                        RateTarget::RelativeError(e) => t.err2 <= e * e * a.norm2,
+                        RateTarget::Scale(_) => true,
+                    }
+            };
+            match target {
+                RateTarget::BitsPerWeight(b) if !(b.is_finite() && b > 0.0) => {
+                    return Err(Error::param(format!("bits per weight must be > 0, got {b}")))
+                }
+                RateTarget::RelativeError(e) if !(e.is_finite() && e > 0.0) => {
+                    return Err(Error::param(format!("the relative error must be > 0, got {e}")))
+                }
+                _ => {}
+            }
+            let (mut lo, mut hi) = (-24.0f64, 6.0f64); // log2 α: lo too fine, hi coarse
+            if !ok(&trial(&a, hi.exp2(), options, d)) {
+                hi.exp2()
+            } else {
+                for _ in 0..26 {
+                    let mid = 0.5 * (lo + hi);
+                    if ok(&trial(&a, mid.exp2(), options, d)) {
+                        hi = mid;
+                    } else {
+                        lo = mid;
+                    }
+                }
+                hi.exp2()
+            }
+        }
+    };
+    // Settle: the exact coded size may exceed the estimate; coarsen until it fits.
+    let mut alpha = alpha;
+    for attempt in 0..40 {
+        let t = trial(&a, alpha, options, d);
+        if !feasible_k(&t) {
+            alpha *= 1.25;
+            continue;
+        }
+        let codes = codes_of(&a, &t.steps);
+        let k = codes
+            .iter()
+            .map(|q| q.unsigned_abs())
+            .max()
+            .unwrap_or(0)
+            .max(1);
+        let section = stream::encode(&codes, n, k, options.coding)?;
+        let bits = 8.0
+            * (section.len() as f64
+                + (t.steps.len() * t.step_type.size()) as f64
+                + options.record_bytes as f64
+                + 64.0);
+        let over = matches!(options.target, RateTarget::BitsPerWeight(b) if bits > b * a.weights as f64);
+        if over && attempt < 39 && !zero {
+            alpha *= 1.01;
+            continue;
+        }
+        return finish(matrix, orientation, &synth, frame, options, alpha, t, codes, k, section);
+    }
+    Err(Error::param("the rate control did not settle"))
+}
+
+#[cfg(feature = "encode")]
+#[allow(clippy::too_many_arguments)]
+fn finish(
+    matrix: &Matrix,
+    orientation: Orientation,
+    synth: &PcmSynthesis,
+    frame: PcmFrame,
+    options: &PcmOptions,
+    alpha: f64,
+    t: Trial,
+    codes: Vec<i32>,
+    k: u32,
+    section: Vec<u8>,
+) -> Result<PcmTensor> {
+    let layout = matrix.layout(orientation);
+    let (d, n, groups) = (layout.vector_len(), synth.n, synth.groups());
+    // Rebuild every vector exactly as a decoder will, and measure.
+    let one = |(ws, w, out): &mut (PcmWorkspace, Vec<f64>, Vec<f32>),
+               (j, (cj, sj)): (usize, (&[i32], &[f32]))|
+     -> Result<(f64, f64, f64, f64)> {
+        matrix.load_vector(orientation, j, w)?;
+        let steps: Vec<f64> = sj.iter().map(|&s| f64::from(s)).collect();
+        synth.vector(cj, &steps, ws, out)?;
+        let e2: f64 = w
+            .iter()
+            .zip(out.iter())
+            .map(|(&a, &b)| (a - f64::from(b)).powi(2))
+            .sum();
+        let bound = synth.bound(&steps);
+        // The f32 output adds at most 2^-24 of each entry.
+        let slack = 1e-9 * bound + 6e-8 * w.iter().map(|x| x * x).sum::<f64>().sqrt();
+        if e2.sqrt() > bound + slack {
+            return Err(Error::param(format!(
+                "internal error: pcm vector {j} has error {} above its bound {bound}",
+                e2.sqrt()
+            )));
+        }
+        Ok((e2, w.iter().map(|x| x * x).sum(), bound, e2.sqrt()))
+    };
+    let init = || (synth.workspace(), vec![0.0f64; d], vec![0.0f32; d]);
+    type Acc = (f64, f64, f64, f64);
+    let sum = |a: Acc, b: Acc| (a.0 + b.0, a.1 + b.1, a.2.max(b.2), a.3.max(b.3));
+    #[cfg(feature = "parallel")]
+    let (e2, w2, max_bound, max_err) = codes
+        .par_chunks(n)
+        .zip(t.steps.par_chunks(groups))
+        .enumerate()
+        .map_init(init, one)
+        .try_reduce(|| (0.0, 0.0, 0.0, 0.0), |a, b| Ok(sum(a, b)))?;
+    #[cfg(not(feature = "parallel"))]
+    let (e2, w2, max_bound, max_err) = {
+        let mut ws = init();
+        codes
+            .chunks(n)
+            .zip(t.steps.chunks(groups))
+            .enumerate()
+            .map(|item| one(&mut ws, item))
+            .try_fold((0.0, 0.0, 0.0, 0.0), |a, b| b.map(|b| sum(a, b)))?
+    };
+    Ok(PcmTensor {
+        layout,
+        frame,
+        sign_seed: options.sign_seed,
+        group: synth.group,
+        step_type: t.step_type,
+        coding: options.coding,
+        k,
+        steps: t.steps,
+        codes,
+        codes_section: section,
+        max_bound,
+        error_norm: e2.sqrt(),
+        weight_norm: w2.sqrt(),
+        max_vector_error: max_err,
+        alpha,
+    })
+}
