@@ -41,21 +41,33 @@ from ggml_c import GgmlQuants  # noqa: E402
 # sdq configurations: (name, CLI args, B) -- one line each. B is the bits per weight the
 # configuration is judged at in the verdict table (None: not judged). Every configuration
 # also gets --include NAME for each tensor of the selection rule (schemes.select).
-R1 = ["--axis", "rows", "--redundancy", "1.0001"]  # rows, N = ceil(1.0001 d) = d + 1
+SD1 = ["--scheme", "first-order"]
+R1 = SD1 + ["--axis", "rows", "--redundancy", "1.0001"]  # sigma-delta, rows, N = d + 1
+PCM = ["--scheme", "pcm"]  # rounding, rANS-coded, --bits-per-weight = stored bits (rate control)
+H1 = ["--frame-family", "harmonic", "--sign-seed", "1"]
 SDQ_CONFIGS = [
-    ("sdq-default", [], None),
-    ("sdq-default-zstd", ["--zstd"], None),
-    ("sdq-rows-default", ["--axis", "rows"], None),
-    ("sdq-rows-N=d+1-K2", R1 + ["-K", "2"], None),
-    ("sdq-rows-N=d+1-K8", R1 + ["-K", "8"], 4.0),
-    ("sdq-rows-N=d+1-K8-zstd", R1 + ["-K", "8", "--zstd"], 4.0),
-    ("sdq-rows-N=d+1-K16", R1 + ["-K", "16"], 5.5),
-    ("sdq-rows-N=d+1-K32", R1 + ["-K", "32"], None),
-    ("sdq-rows-N=d+1-K32-zstd", R1 + ["-K", "32", "--zstd"], 5.5),
-    ("sdq-rows-N=d+1-K128", R1 + ["-K", "128"], 8.0),
-    ("sdq-rows-N=d+1-K128-zstd", R1 + ["-K", "128", "--zstd"], 8.0),
+    # pcm (main since the pcm merge): --bits-per-weight B is the stored size
+    ("sdq-pcm-B3", PCM + ["--bits-per-weight", "3"], None),
+    ("sdq-pcm-B4", PCM + ["--bits-per-weight", "4"], 4.0),
+    ("sdq-pcm-B5.5", PCM + ["--bits-per-weight", "5.5"], 5.5),
+    ("sdq-pcm-B6", PCM + ["--bits-per-weight", "6"], None),
+    ("sdq-pcm-B8", PCM + ["--bits-per-weight", "8"], 8.0),
+    ("sdq-pcm-same-bits-B4", PCM + ["--bits-per-weight", "4", "--same-bits"], 4.0),
+    ("sdq-pcm-fixed-B4", PCM + ["--bits-per-weight", "4", "--coding", "fixed"], 4.0),
+    ("sdq-pcm-g32-B4", PCM + ["--bits-per-weight", "4", "--group", "32"], 4.0),
+    ("sdq-pcm-harmonic-signs-B4", PCM + H1 + ["--bits-per-weight", "4"], 4.0),
+    ("sdq-pcm-harmonic-signs-B5.5", PCM + H1 + ["--bits-per-weight", "5.5"], 5.5),
+    ("sdq-pcm-harmonic-signs-B8", PCM + H1 + ["--bits-per-weight", "8"], 8.0),
+    # sigma-delta (first/second order): --bits-per-weight is CODE bits, -K sets the code width
+    ("sdq-sd1-columns-B4code", SD1 + ["--axis", "columns"], None),  # the pre-pcm default
+    ("sdq-sd1-rows-N=d+1-K2", R1 + ["-K", "2"], None),
+    ("sdq-sd1-rows-N=d+1-K8", R1 + ["-K", "8"], None),
+    ("sdq-sd1-rows-N=d+1-K16", R1 + ["-K", "16"], None),
+    ("sdq-sd1-rows-N=d+1-K32", R1 + ["-K", "32"], None),
+    ("sdq-sd1-rows-N=d+1-K32-zstd", R1 + ["-K", "32", "--zstd"], None),
+    ("sdq-sd1-rows-N=d+1-K128", R1 + ["-K", "128"], None),
     # second order with a harmonic frame makes N even (rounding down): a little more room
-    ("sdq-rows-2nd-K8", ["--axis", "rows", "--scheme", "second-order", "-K", "8",
+    ("sdq-sd2-rows-K8", ["--scheme", "second-order", "--axis", "rows", "-K", "8",
                          "--redundancy", "1.01"], None),
 ]
 VERDICT_B = [4.0, 5.5, 8.0]
@@ -228,6 +240,7 @@ def plot(rows, ykey, ylabel, path, title, logy=False):
                             textcoords="offset points", color=c)
         else:
             ax.plot(xs, ys, color=c, marker=m, label=fam, lw=1, ms=4, alpha=0.8)
+    ax.set_xlim(1.8, 9.8)
     ax.set_xlabel("bits per quantized weight (charged)")
     ax.set_ylabel(ylabel)
     if logy:
@@ -343,6 +356,9 @@ def main():
     ap.add_argument("--report-only", action="store_true", help="rewrite README/plots from the CSVs")
     a = ap.parse_args()
     T0 = time.time()
+    global GIT_AT_START
+    GIT_AT_START = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
+                                  capture_output=True, text=True).stdout.strip()
     os.makedirs(a.out, exist_ok=True)
     dirs = dict(x.split("=", 1) for x in a.model_dir)
     todo = a.models.split(",")
@@ -440,14 +456,15 @@ def main():
             plot(rows, "accuracy", "test accuracy", os.path.join(a.out, f"{name}_quality.svg"),
                  titles[name])
         else:
-            plot(rows, "cos_mean", "mean cosine (original vs decoded embedding)",
-                 os.path.join(a.out, f"{name}_quality.svg"), titles[name])
+            for r in rows:
+                r["one_minus_cos"] = 1.0 - float(r["cos_mean"])
+            plot(rows, "one_minus_cos", "1 − mean cosine (original vs decoded embedding)",
+                 os.path.join(a.out, f"{name}_quality.svg"), titles[name], logy=True)
         plot(rows, "err_linear", "mean relative Frobenius error (linear layers)",
              os.path.join(a.out, f"{name}_error.svg"), titles[name], logy=True)
     import gguf
     ver = subprocess.run([a.sdq, "--version"], capture_output=True, text=True).stdout.strip()
-    git = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True,
-                         text=True).stdout.strip()
+    git = GIT_AT_START
     cmd = "python3 bench/quality/run.py"
     if a.models != "mpnet,minilm,mnist":
         cmd += f" --models {a.models}"
@@ -460,6 +477,15 @@ def main():
         "llama_cpp_python": "0.3.36", "total_s": time.time() - T0,
         "models": todo, "titles": titles, "model_notes": model_notes,
     }
+    import json
+    mp = os.path.join(a.out, "run_meta.json")
+    keep = ("command", "date", "machine", "sdq_version", "git", "total_s")
+    if a.report_only and os.path.exists(mp):
+        with open(mp) as f:
+            meta.update({k: v for k, v in json.load(f).items() if k in keep})
+    else:
+        with open(mp, "w") as f:
+            json.dump({k: meta[k] for k in keep}, f, indent=1)
     report(a.out, meta)
     print(f"wrote {a.out}/README.md in {time.time() - T0:.0f} s")
 

@@ -105,12 +105,12 @@ def _f16(x):
 class Rtn(Scheme):
     """Symmetric round-to-nearest, levels -(2^(b-1)-1)..2^(b-1)-1, one f16 scale per group
     of g weights along a row (g=None: one scale per row). scale="absmax": s = max|w|/qmax;
-    scale="mse": s = a*max|w|/qmax with a from a grid 0.50..1.00 (step 0.025) chosen per
+    scale="mse": s = a*max|w|/qmax with a from a grid 0.50..1.00 (step 0.05) chosen per
     group for the smallest squared error. Charged: b bits per weight + 16 bits per group
     (zero padding of a partial last group is charged too)."""
 
     family = "rtn"
-    ALPHAS = np.arange(0.5, 1.0001, 0.025)
+    ALPHAS = np.arange(0.5, 1.0001, 0.05)
 
     def __init__(self, bits, group=None, scale="absmax"):
         self.bits = bits
