@@ -37,11 +37,17 @@ import mnist_mlp  # noqa: E402
 import schemes  # noqa: E402
 
 T = schemes.T
-R1 = ["--axis", "rows", "--redundancy", "1.0001"]  # rows, N = d + 1
+R1 = ["--scheme", "first-order", "--axis", "rows", "--redundancy", "1.0001"]  # rows, N = d + 1
+PCM = ["--scheme", "pcm"]
 
 # sdq configurations of the check: name -> CLI args (one line each)
 SDQ = {
     "sdq-default": [],
+    "sdq-pcm-B4": PCM + ["--bits-per-weight", "4"],
+    "sdq-pcm-B5.5": PCM + ["--bits-per-weight", "5.5"],
+    "sdq-pcm-B8": PCM + ["--bits-per-weight", "8"],
+    "sdq-pcm-harmonic-signs-B4": PCM + ["--bits-per-weight", "4", "--frame-family", "harmonic",
+                                        "--sign-seed", "1"],
     "sdq-rows-K2": R1 + ["-K", "2"],
     "sdq-rows-K8": R1 + ["-K", "8"],
     "sdq-rows-K8-zstd": R1 + ["-K", "8", "--zstd"],
@@ -154,6 +160,21 @@ CLAIMS = [
      lambda R: ge_acc(R, "mnist", "sdq-rows-K16", 0.015)),
     ("mnist: sdq rows K=128 loses at most 0.5 points of test accuracy",
      lambda R: ge_acc(R, "mnist", "sdq-rows-K128", 0.005)),
+    # pcm (main since the pcm merge): --bits-per-weight B is the stored size
+    *[(f"{d}: sdq pcm at --bits-per-weight B is charged at most B bits per weight (B = 4, 5.5, 8)",
+       lambda R, d=d: chain(le_val(R, d, "sdq-pcm-B4", "bpw", 4.0),
+                            le_val(R, d, "sdq-pcm-B5.5", "bpw", 5.5),
+                            le_val(R, d, "sdq-pcm-B8", "bpw", 8.0))) for d in DATA],
+    *[(f"{d}: sdq pcm B=4 has lower error than Q4_0 (4.5 bits), B=5.5 than Q5_0 (5.5 bits), "
+       f"B=8 than Q8_0 (8.5 bits)",
+       lambda R, d=d: chain(lt(R, d, "sdq-pcm-B4", "Q4_0"), lt(R, d, "sdq-pcm-B5.5", "Q5_0"),
+                            lt(R, d, "sdq-pcm-B8", "Q8_0"))) for d in DATA],
+    *[(f"{d}: sdq's default (pcm, 4.5 stored bits) has lower error than Q4_0 (4.5 bits)",
+       lambda R, d=d: lt(R, d, "sdq-default", "Q4_0")) for d in DATA],
+    *[(f"{d}: sdq pcm with a harmonic frame and random signs at B=4 has lower error than Q4_0",
+       lambda R, d=d: lt(R, d, "sdq-pcm-harmonic-signs-B4", "Q4_0")) for d in DATA],
+    ("mnist: sdq pcm B=4 loses at most 1 point of test accuracy",
+     lambda R: ge_acc(R, "mnist", "sdq-pcm-B4", 0.01)),
     ("peers sanity: Q8_0 error < Q5_0 error < Q4_0 error on the MNIST MLP",
      lambda R: chain(lt(R, "mnist", "Q8_0", "Q5_0"), lt(R, "mnist", "Q5_0", "Q4_0"))),
 ]
