@@ -292,6 +292,27 @@ def report(out_dir, meta):
                  f"(git `{meta['git']}`); gguf {meta['gguf']}, llama.cpp quantizers from "
                  f"llama-cpp-python {meta['llama_cpp_python']} (ggml-quants.c compiled by the "
                  f"script); total run time {meta['total_s']:.0f} s.\n\n")
+    parts.append("## Summary of the verdicts (computed from the CSV files)\n\n"
+                 "Each judged sdq configuration against every GGUF type spending at most "
+                 f"B + {VERDICT_SLACK} bits (cosine or MNIST accuracy, and mean linear-layer error); "
+                 "details in each model's section.\n\n")
+    lines = []
+    for model in meta["models"]:
+        path = os.path.join(out_dir, f"{model}.csv")
+        if not os.path.exists(path):
+            continue
+        rows = read_csv(path)
+        key_hi = "accuracy" if model == "mnist" else "cos_mean"
+        v = verdicts(rows, key_hi, "err_linear")
+        for cfg in dict.fromkeys(x["sdq"] for x in v):
+            xs = [x for x in v if x["sdq"] == cfg]
+            fails = [x["target"] + ("" if x["hi_ok"] else " (quality)") + ("" if x["lo_ok"] else " (error)")
+                     for x in xs if not x["ok"]]
+            lines.append((model, cfg, xs[0]["B"], f4(xs[0]["sdq_bpw"], 3)
+                          + (" (over B!)" if xs[0]["over_budget"] else ""),
+                          f"{len(xs) - len(fails)}/{len(xs)}", ", ".join(fails) or "—"))
+    parts.append(md_table(["model", "sdq config", "B", "sdq bpw", "passed", "failed against"], lines))
+    parts.append("\n")
     parts.append(open(os.path.join(HERE, "README_method.md")).read())
     for model in meta["models"]:
         path = os.path.join(out_dir, f"{model}.csv")
