@@ -1,0 +1,515 @@
+#!/usr/bin/env python3
+"""Real-model quality benchmark (issue 13): sdq against llama.cpp's types and RTN.
+
+Regenerate docs/quality/ (from the repository root, after `cargo build --release`):
+
+    python3 bench/quality/run.py
+
+Options: --models mpnet,minilm,mnist   --model-dir mpnet=PATH (reuse a downloaded copy)
+         --sdq PATH (default target/release/sdq)   --cache DIR   --out DIR   --quick
+
+See docs/quality/README.md (written by this script) for what is measured and charged.
+"""
+
+import os
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # the machine is shared: no BLAS threads
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import argparse
+import csv
+import datetime
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
+sys.path.insert(0, HERE)
+
+import models  # noqa: E402
+import mnist_mlp  # noqa: E402
+import schemes  # noqa: E402
+import sentences  # noqa: E402
+from ggml_c import GgmlQuants  # noqa: E402
+
+# ---------------------------------------------------------------------------------------
+# sdq configurations: (name, CLI args, B) -- one line each. B is the bits per weight the
+# configuration is judged at in the verdict table (None: not judged). Every configuration
+# also gets --include NAME for each tensor of the selection rule (schemes.select).
+SD1 = ["--scheme", "first-order"]
+R1 = SD1 + ["--axis", "rows", "--redundancy", "1.0001"]  # sigma-delta, rows, N = d + 1
+PCM = ["--scheme", "pcm"]  # rounding, rANS-coded, --bits-per-weight = stored bits (rate control)
+H1 = ["--frame-family", "harmonic", "--sign-seed", "1"]
+SDQ_CONFIGS = [
+    # pcm (main since the pcm merge): --bits-per-weight B is the stored size
+    ("sdq-pcm-B3", PCM + ["--bits-per-weight", "3"], None),
+    ("sdq-pcm-B4", PCM + ["--bits-per-weight", "4"], 4.0),
+    ("sdq-pcm-B5.5", PCM + ["--bits-per-weight", "5.5"], 5.5),
+    ("sdq-pcm-B6", PCM + ["--bits-per-weight", "6"], None),
+    ("sdq-pcm-B8", PCM + ["--bits-per-weight", "8"], 8.0),
+    ("sdq-pcm-same-bits-B4", PCM + ["--bits-per-weight", "4", "--same-bits"], 4.0),
+    ("sdq-pcm-fixed-B4", PCM + ["--bits-per-weight", "4", "--coding", "fixed"], 4.0),
+    ("sdq-pcm-g32-B4", PCM + ["--bits-per-weight", "4", "--group", "32"], 4.0),
+    ("sdq-pcm-harmonic-signs-B4", PCM + H1 + ["--bits-per-weight", "4"], 4.0),
+    ("sdq-pcm-harmonic-signs-B5.5", PCM + H1 + ["--bits-per-weight", "5.5"], 5.5),
+    ("sdq-pcm-harmonic-signs-B8", PCM + H1 + ["--bits-per-weight", "8"], 8.0),
+    # sigma-delta (first/second order): --bits-per-weight is CODE bits, -K sets the code width
+    ("sdq-sd1-columns-B4code", SD1 + ["--axis", "columns"], None),  # the pre-pcm default
+    ("sdq-sd1-rows-N=d+1-K2", R1 + ["-K", "2"], None),
+    ("sdq-sd1-rows-N=d+1-K8", R1 + ["-K", "8"], None),
+    ("sdq-sd1-rows-N=d+1-K16", R1 + ["-K", "16"], None),
+    ("sdq-sd1-rows-N=d+1-K32", R1 + ["-K", "32"], None),
+    ("sdq-sd1-rows-N=d+1-K32-zstd", R1 + ["-K", "32", "--zstd"], None),
+    ("sdq-sd1-rows-N=d+1-K128", R1 + ["-K", "128"], None),
+    # second order with a harmonic frame makes N even (rounding down): a little more room
+    ("sdq-sd2-rows-K8", ["--scheme", "second-order", "--axis", "rows", "-K", "8",
+                         "--redundancy", "1.01"], None),
+]
+VERDICT_B = [4.0, 5.5, 8.0]
+VERDICT_SLACK = 0.55  # a GGUF type is a target at B if it spends <= B + 0.55 bits
+
+KIND_ORDER = ["q", "k", "v", "o", "intermediate", "output", "word_emb", "pos_emb", "pooler",
+              "other"]
+
+
+def spearman(a, b):
+    ra = np.argsort(np.argsort(a)).astype(np.float64)
+    rb = np.argsort(np.argsort(b)).astype(np.float64)
+    ra -= ra.mean()
+    rb -= rb.mean()
+    return float((ra @ rb) / np.sqrt((ra @ ra) * (rb @ rb)))
+
+
+def tensor_errors(weights, decoded, names):
+    return {k: float(np.linalg.norm((weights[k].astype(np.float64) - decoded[k]).ravel())
+                     / np.linalg.norm(weights[k].astype(np.float64).ravel())) for k in names}
+
+
+def kind_means(errs, kind_of):
+    per = {}
+    for k, e in errs.items():
+        per.setdefault(kind_of(k), []).append(e)
+    return {kd: float(np.mean(v)) for kd, v in per.items()}
+
+
+def evaluate_transformer(model, sch, names, E0, iu, S0, workdir):
+    n_q = sum(model.weights[k].size for k in names)
+    t0 = time.time()
+    if sch.sdq:
+        dec, bits, info = sch.run(model.weights, names, workdir, src=model.path)
+    else:
+        dec, bits, info = sch.run(model.weights, names, workdir)
+    tq = time.time() - t0
+    W = dict(model.weights)
+    W.update(dec)
+    E1 = model.embed(sentences.EVAL, W)
+    cos = np.sum(E0 * E1, 1)
+    S1 = E1 @ E1.T
+    errs = tensor_errors(model.weights, dec, names)
+    lin = [e for k, e in errs.items() if models.tensor_kind(k) in models.LINEAR_KINDS]
+    row = {
+        "model": model.name, "scheme": sch.name, "family": sch.family, "label": sch.label,
+        "B": sch.B if sch.B is not None else "",
+        "bpw": bits / n_q,
+        "whole_file_bpw": info.get("whole_file_bpw", ""),
+        "cos_mean": float(cos.mean()), "cos_min": float(cos.min()),
+        "spearman": spearman(S0[iu], S1[iu]),
+        "err_linear": float(np.mean(lin)),
+        "time_s": tq,
+        "pack_s": info.get("pack_s", ""), "unpack_s": info.get("unpack_s", ""),
+        "notes": "; ".join(f"{a}: {b}" for a, b in info.items()
+                           if a in ("fallback", "padded")),
+    }
+    for kd, e in kind_means(errs, models.tensor_kind).items():
+        row["err_" + kd] = e
+    return row
+
+
+def evaluate_mnist(W0, test, sch, names, workdir):
+    n_q = sum(W0[k].size for k in names)
+    t0 = time.time()
+    if sch.sdq:
+        dec, bits, info = sch.run(W0, names, workdir)
+    else:
+        dec, bits, info = sch.run(W0, names, workdir)
+    tq = time.time() - t0
+    W = dict(W0)
+    W.update(dec)
+    errs = tensor_errors(W0, dec, names)
+    row = {
+        "model": "mnist-mlp", "scheme": sch.name, "family": sch.family, "label": sch.label,
+        "B": sch.B if sch.B is not None else "", "bpw": bits / n_q,
+        "whole_file_bpw": info.get("whole_file_bpw", ""),
+        "accuracy": mnist_mlp.accuracy(W, *test),
+        "err_linear": float(np.mean(list(errs.values()))), "time_s": tq,
+        "notes": "; ".join(f"{a}: {b}" for a, b in info.items() if a in ("fallback", "padded")),
+    }
+    for k, e in errs.items():
+        row["err_" + k.split(".")[0]] = e
+    return row
+
+
+def write_csv(path, rows):
+    keys = []
+    for r in rows:
+        for k in r:
+            if k not in keys:
+                keys.append(k)
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=keys)
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
+
+
+def read_csv(path):
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+# ---------------------------------------------------------------------------------------
+# verdicts and report (computed from the CSV files only)
+
+def fnum(x):
+    try:
+        return float(x)
+    except (TypeError, ValueError):
+        return None
+
+
+def verdicts(rows, metric_hi="cos_mean", metric_lo="err_linear"):
+    """For every sdq row with a B: every GGUF row spending <= B + 0.55 bits is a target;
+    sdq must have metric_hi >= and metric_lo <= each target's."""
+    out = []
+    gg = [r for r in rows if r["family"] == "gguf"]
+    for r in rows:
+        B = fnum(r.get("B"))
+        if r["family"] != "sdq" or B is None:
+            continue
+        for g in sorted(gg, key=lambda g: float(g["bpw"])):
+            if float(g["bpw"]) > B + VERDICT_SLACK + 1e-9:
+                continue
+            hi_ok = float(r[metric_hi]) >= float(g[metric_hi])
+            lo_ok = float(r[metric_lo]) <= float(g[metric_lo])
+            out.append({
+                "model": r["model"], "sdq": r["scheme"], "B": B, "sdq_bpw": float(r["bpw"]),
+                "over_budget": float(r["bpw"]) > B + 1e-9,
+                "target": g["scheme"], "target_bpw": float(g["bpw"]),
+                "sdq_hi": float(r[metric_hi]), "target_hi": float(g[metric_hi]),
+                "sdq_lo": float(r[metric_lo]), "target_lo": float(g[metric_lo]),
+                "ok": hi_ok and lo_ok, "hi_ok": hi_ok, "lo_ok": lo_ok,
+            })
+    return out
+
+
+FAMILY_STYLE = {
+    "gguf": ("tab:red", "s"), "sdq": ("tab:blue", "o"), "rtn-row": ("tab:gray", "v"),
+    "rtn-g32-absmax": ("tab:green", "^"), "rtn-g32-mse": ("tab:olive", "^"),
+    "rtn-g64-absmax": ("tab:cyan", ">"), "rtn-g64-mse": ("tab:purple", ">"),
+    "rtn-g128-absmax": ("tab:orange", "<"), "rtn-g128-mse": ("tab:brown", "<"),
+    "ideal-ec-rtn": ("black", "x"),
+}
+
+
+def plot(rows, ykey, ylabel, path, title, logy=False):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8.5, 5.5))
+    fams = []
+    for r in rows:
+        if r["family"] not in fams:
+            fams.append(r["family"])
+    for fam in fams:
+        pts = sorted((float(r["bpw"]), float(r[ykey]), r["scheme"]) for r in rows
+                     if r["family"] == fam and fnum(r.get(ykey)) is not None)
+        if not pts:
+            continue
+        c, m = FAMILY_STYLE.get(fam, ("tab:pink", "d"))
+        xs, ys = [p[0] for p in pts], [p[1] for p in pts]
+        if fam in ("gguf", "sdq"):
+            ax.scatter(xs, ys, color=c, marker=m, label=fam, zorder=3, s=36)
+            for x, y, n in pts:
+                ax.annotate(n.replace("sdq-", ""), (x, y), fontsize=6, xytext=(3, 3),
+                            textcoords="offset points", color=c)
+        else:
+            ax.plot(xs, ys, color=c, marker=m, label=fam, lw=1, ms=4, alpha=0.8)
+    ax.set_xlim(1.8, 9.8)
+    ax.set_xlabel("bits per quantized weight (charged)")
+    ax.set_ylabel(ylabel)
+    if logy:
+        ax.set_yscale("log")
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def md_table(header, lines):
+    s = "| " + " | ".join(header) + " |\n|" + "|".join("---" for _ in header) + "|\n"
+    for l in lines:
+        s += "| " + " | ".join(str(x) for x in l) + " |\n"
+    return s
+
+
+def f4(x, n=4):
+    v = fnum(x)
+    return "" if v is None else f"{v:.{n}f}"
+
+
+def fe(x):
+    v = fnum(x)
+    return "" if v is None else f"{v:.3e}"
+
+
+def headline(rows, key_hi, key_lo):
+    """The rows nearest ~4, ~5.5 and ~8 bits, for every scheme family (sdq: every config)."""
+    out = []
+    for target in (4.0, 5.5, 8.0):
+        out.append(f"\n**≈ {target} bits** (every row within ±0.75 bits)\n\n")
+        sel = [r for r in rows if abs(float(r["bpw"]) - target) <= 0.75]
+        sel.sort(key=lambda r: float(r["bpw"]))
+        out.append(md_table(["scheme", "family", "bpw", key_hi, key_lo],
+                            [(r["scheme"], r["family"], f4(r["bpw"], 3), f4(r[key_hi]),
+                              fe(r[key_lo])) for r in sel]))
+    return "".join(out)
+
+
+def report(out_dir, meta):
+    parts = []
+    parts.append("# Real-model quality benchmark (issue 13)\n\n")
+    parts.append("Regenerate (from the repository root, after `cargo build --release`):\n\n"
+                 f"```\n{meta['command']}\n```\n\n")
+    parts.append(f"Generated {meta['date']} on {meta['machine']}; sdq `{meta['sdq_version']}` "
+                 f"(git `{meta['git']}`); gguf {meta['gguf']}, llama.cpp quantizers from "
+                 f"llama-cpp-python {meta['llama_cpp_python']} (ggml-quants.c compiled by the "
+                 f"script); total run time {meta['total_s']:.0f} s.\n\n")
+    parts.append("## Summary of the verdicts (computed from the CSV files)\n\n"
+                 "Each judged sdq configuration against every GGUF type spending at most "
+                 f"B + {VERDICT_SLACK} bits (cosine or MNIST accuracy, and mean linear-layer error); "
+                 "details in each model's section.\n\n")
+    lines = []
+    for model in meta["models"]:
+        path = os.path.join(out_dir, f"{model}.csv")
+        if not os.path.exists(path):
+            continue
+        rows = read_csv(path)
+        key_hi = "accuracy" if model == "mnist" else "cos_mean"
+        v = verdicts(rows, key_hi, "err_linear")
+        for cfg in dict.fromkeys(x["sdq"] for x in v):
+            xs = [x for x in v if x["sdq"] == cfg]
+            fails = [x["target"] + ("" if x["hi_ok"] else " (quality)") + ("" if x["lo_ok"] else " (error)")
+                     for x in xs if not x["ok"]]
+            lines.append((model, cfg, xs[0]["B"], f4(xs[0]["sdq_bpw"], 3)
+                          + (" (over B!)" if xs[0]["over_budget"] else ""),
+                          f"{len(xs) - len(fails)}/{len(xs)}", ", ".join(fails) or "—"))
+    parts.append(md_table(["model", "sdq config", "B", "sdq bpw", "passed", "failed against"], lines))
+    parts.append("\n")
+    parts.append(open(os.path.join(HERE, "README_method.md")).read())
+    for model in meta["models"]:
+        path = os.path.join(out_dir, f"{model}.csv")
+        if not os.path.exists(path):
+            continue
+        rows = read_csv(path)
+        if model == "mnist":
+            key_hi, lab_hi = "accuracy", "test accuracy"
+        else:
+            key_hi, lab_hi = "cos_mean", "mean cosine"
+        parts.append(f"\n## {meta['titles'][model]}\n\n")
+        parts.append(meta["model_notes"].get(model, ""))
+        parts.append(f"CSV: [`{model}.csv`]({model}.csv). Plots: "
+                     f"![{lab_hi}]({model}_quality.svg) ![error]({model}_error.svg)\n\n")
+        parts.append("### Verdicts (computed from the CSV)\n\n")
+        v = verdicts(rows, key_hi, "err_linear")
+        if v:
+            lines = [(x["sdq"], x["B"], f4(x["sdq_bpw"], 3) + (" (over B!)" if x["over_budget"] else ""),
+                      x["target"], f4(x["target_bpw"], 3),
+                      f"{f4(x['sdq_hi'])} vs {f4(x['target_hi'])}" + ("" if x["hi_ok"] else " ✗"),
+                      f"{fe(x['sdq_lo'])} vs {fe(x['target_lo'])}" + ("" if x["lo_ok"] else " ✗"),
+                      "**pass**" if x["ok"] else "**FAIL**") for x in v]
+            parts.append(md_table(["sdq config", "B", "sdq bpw", "target GGUF", "target bpw",
+                                   f"{lab_hi} (sdq vs target)", "mean linear error (sdq vs target)",
+                                   "verdict"], lines))
+            npass = sum(x["ok"] for x in v)
+            parts.append(f"\n{npass} of {len(v)} comparisons pass.\n")
+        parts.append("\n### Headline: rows near 4, 5.5 and 8 bits\n")
+        parts.append(headline(rows, key_hi, "err_linear"))
+        parts.append("\n### All schemes\n\n")
+        if model == "mnist":
+            hdr = ["scheme", "family", "bpw", "whole-file bpw", "test acc", "mean err",
+                   "err fc1", "err fc2", "time s", "notes"]
+            lines = [(r["scheme"], r["family"], f4(r["bpw"], 3), f4(r["whole_file_bpw"], 3),
+                      f4(r["accuracy"]), fe(r["err_linear"]), fe(r.get("err_fc1")),
+                      fe(r.get("err_fc2")), f4(r["time_s"], 2), r["notes"]) for r in rows]
+        else:
+            kinds = [k for k in KIND_ORDER if ("err_" + k) in rows[0]]
+            hdr = (["scheme", "family", "bpw", "whole-file bpw", "cos mean", "cos min",
+                    "Spearman", "mean linear err"] + ["err " + k for k in kinds]
+                   + ["time s", "notes"])
+            lines = [[r["scheme"], r["family"], f4(r["bpw"], 3), f4(r["whole_file_bpw"], 3),
+                      f4(r["cos_mean"]), f4(r["cos_min"]), f4(r["spearman"]),
+                      fe(r["err_linear"])] + [fe(r.get("err_" + k)) for k in kinds]
+                     + [f4(r["time_s"], 1), r["notes"]] for r in rows]
+        parts.append(md_table(hdr, lines))
+    with open(os.path.join(out_dir, "README.md"), "w") as f:
+        f.write("".join(parts))
+
+
+# ---------------------------------------------------------------------------------------
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", default="mpnet,minilm,mnist")
+    ap.add_argument("--model-dir", action="append", default=[], help="NAME=DIR")
+    ap.add_argument("--sdq", default=os.path.join(ROOT, "target", "release", "sdq"))
+    ap.add_argument("--cache", default=os.path.join(HERE, "cache"))
+    ap.add_argument("--out", default=os.path.join(ROOT, "docs", "quality"))
+    ap.add_argument("--quick", action="store_true", help="fewer RTN variants (not for the docs)")
+    ap.add_argument("--only", default=None, help="comma list of scheme names (debugging)")
+    ap.add_argument("--report-only", action="store_true", help="rewrite README/plots from the CSVs")
+    a = ap.parse_args()
+    T0 = time.time()
+    global GIT_AT_START
+    GIT_AT_START = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
+                                  capture_output=True, text=True).stdout.strip()
+    os.makedirs(a.out, exist_ok=True)
+    dirs = dict(x.split("=", 1) for x in a.model_dir)
+    todo = a.models.split(",")
+    titles = {"mpnet": "all-mpnet-base-v2 (MPNet, 12 layers, 109.5 M weights)",
+              "minilm": "all-MiniLM-L6-v2 (BERT, 6 layers, 22.7 M weights)",
+              "mnist": "MNIST MLP 784-200-200-10 (ReLU, bias-free, trained by the script)"}
+    model_notes = {}
+    if not a.report_only:
+        ggml = GgmlQuants(a.cache)
+        sdqs = [schemes.Sdq(n, args, B, a.sdq) for n, args, B in SDQ_CONFIGS]
+        all_schemes = schemes.peers(ggml, a.quick) + sdqs
+        if a.only:
+            keep = a.only.split(",")
+            all_schemes = [s for s in all_schemes if s.name in keep]
+        for name in todo:
+            rows = []
+            with tempfile.TemporaryDirectory(dir=a.cache) as wd:
+                if name == "mnist":
+                    t0 = time.time()
+                    tr, te = mnist_mlp.load()
+                    W0 = mnist_mlp.train(tr)
+                    names = schemes.select(W0)
+                    acc0 = mnist_mlp.accuracy(W0, *te)
+                    print(f"mnist: trained in {time.time() - t0:.1f} s, test accuracy {acc0:.4f}; "
+                          f"quantized {names}", flush=True)
+                    rows.append({"model": "mnist-mlp", "scheme": "float32", "family": "float32",
+                                 "label": "unquantized", "B": "", "bpw": 32.0, "whole_file_bpw": "",
+                                 "accuracy": acc0, "err_linear": 0.0, "time_s": 0.0, "notes": ""})
+                    failed = []
+                    for sch in all_schemes:
+                        try:
+                            r = evaluate_mnist(W0, te, sch, names, wd)
+                        except subprocess.CalledProcessError as e:
+                            print(f"  {sch.name}: FAILED ({e})", flush=True)
+                            failed.append(sch.name)
+                            continue
+                        print(f"  {sch.name:32s} {r['bpw']:7.3f} bpw  acc {r['accuracy']:.4f}  "
+                              f"err {r['err_linear']:.3e}", flush=True)
+                        rows.append(r)
+                    model_notes["mnist"] = (f"Float32 test accuracy {acc0:.4f} (1000 test digits). "
+                                            f"Quantized: {', '.join(names)}.\n\n")
+                    if failed:
+                        model_notes["mnist"] += f"Configurations that failed to run: {', '.join(failed)}.\n\n"
+                else:
+                    m = models.load(name, dirs.get(name), a.cache)
+                    names = schemes.select(m.weights)
+                    n_q = sum(m.weights[k].size for k in names)
+                    t0 = time.time()
+                    E0, lines = models.sanity(m, sentences.EVAL, sentences.PARAPHRASE_PAIRS,
+                                              sentences.UNRELATED_PAIRS)
+                    te = time.time() - t0
+                    S0 = E0 @ E0.T
+                    iu = np.triu_indices(len(sentences.EVAL), 1)
+                    print(f"{name}: {len(names)} tensors, {n_q} weights quantized; forward pass "
+                          f"of {len(sentences.EVAL)} sentences {te:.1f} s", flush=True)
+                    for l in lines:
+                        print("  %-10s %.3f | %s | %s" % l, flush=True)
+                    para = [l[1] for l in lines if l[0] == "paraphrase"]
+                    unrel = [l[1] for l in lines if l[0] == "unrelated"]
+                    model_notes[name] = (
+                        f"{len(names)} tensors quantized ({n_q:,} weights): "
+                        + ", ".join(sorted({models.tensor_kind(k) for k in names})) + " kinds. "
+                        f"Forward-pass check (float32 weights): paraphrase pairs cosine "
+                        f"{min(para):.3f}–{max(para):.3f} (mean {np.mean(para):.3f}), unrelated pairs "
+                        f"{min(unrel):.3f}–{max(unrel):.3f} (mean {np.mean(unrel):.3f}); e.g. "
+                        f"\"{lines[0][2]}\" / \"{lines[0][3]}\" {lines[0][1]:.3f}. One forward pass "
+                        f"of the {len(sentences.EVAL)} sentences: {te:.1f} s.\n\n")
+                    failed = []
+                    for sch in all_schemes:
+                        try:
+                            r = evaluate_transformer(m, sch, names, E0, iu, S0, wd)
+                        except subprocess.CalledProcessError as e:
+                            print(f"  {sch.name}: FAILED ({e})", flush=True)
+                            failed.append(sch.name)
+                            continue
+                        print(f"  {sch.name:32s} {r['bpw']:7.3f} bpw  cos {r['cos_mean']:.5f} "
+                              f"(min {r['cos_min']:.5f})  rho {r['spearman']:.4f}  "
+                              f"err {r['err_linear']:.3e}  {r['time_s']:.1f}s", flush=True)
+                        rows.append(r)
+                    if failed:
+                        model_notes[name] += f"Configurations that failed to run: {', '.join(failed)}.\n\n"
+                    del m
+            write_csv(os.path.join(a.out, f"{name}.csv"), rows)
+            with open(os.path.join(a.out, f"{name}_notes.md"), "w") as f:
+                f.write(model_notes[name])
+    for name in todo:
+        p = os.path.join(a.out, f"{name}.csv")
+        if not os.path.exists(p):
+            continue
+        rows = [r for r in read_csv(p) if r["family"] != "float32"]
+        np_ = os.path.join(a.out, f"{name}_notes.md")
+        if name not in model_notes and os.path.exists(np_):
+            model_notes[name] = open(np_).read()
+        if name == "mnist":
+            plot(rows, "accuracy", "test accuracy", os.path.join(a.out, f"{name}_quality.svg"),
+                 titles[name])
+        else:
+            for r in rows:
+                r["one_minus_cos"] = 1.0 - float(r["cos_mean"])
+            plot(rows, "one_minus_cos", "1 − mean cosine (original vs decoded embedding)",
+                 os.path.join(a.out, f"{name}_quality.svg"), titles[name], logy=True)
+        plot(rows, "err_linear", "mean relative Frobenius error (linear layers)",
+             os.path.join(a.out, f"{name}_error.svg"), titles[name], logy=True)
+    import gguf
+    ver = subprocess.run([a.sdq, "--version"], capture_output=True, text=True).stdout.strip()
+    git = GIT_AT_START
+    cmd = "python3 bench/quality/run.py"
+    if a.models != "mpnet,minilm,mnist":
+        cmd += f" --models {a.models}"
+    meta = {
+        "command": cmd + "   # add --model-dir mpnet=DIR --model-dir minilm=DIR to reuse downloads",
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores (shared), {platform.system()}, "
+                   f"Python {platform.python_version()}, numpy {np.__version__}",
+        "sdq_version": ver, "git": git, "gguf": getattr(gguf, "__version__", "0.19.0"),
+        "llama_cpp_python": "0.3.36", "total_s": time.time() - T0,
+        "models": todo, "titles": titles, "model_notes": model_notes,
+    }
+    import json
+    mp = os.path.join(a.out, "run_meta.json")
+    keep = ("command", "date", "machine", "sdq_version", "git", "total_s")
+    if a.report_only and os.path.exists(mp):
+        with open(mp) as f:
+            meta.update({k: v for k, v in json.load(f).items() if k in keep})
+    else:
+        with open(mp, "w") as f:
+            json.dump({k: meta[k] for k in keep}, f, indent=1)
+    report(a.out, meta)
+    print(f"wrote {a.out}/README.md in {time.time() - T0:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
