@@ -544,16 +544,19 @@ fn trial(a: &Analysed, alpha: f64, options: &PcmOptions, d: usize) -> Trial {
                     *x += c;
                 }
             }
-            let total = count.max(1) as f64;
-            let entropy: f64 = sym
-                .iter()
-                .filter(|&&c| c > 0)
-                .map(|&c| -(c as f64) * (c as f64 / total).log2())
-                .sum();
+            // The coded size of these symbols under the model the encoder would build, and
+            // that model's own bytes; then the chunk table and each chunk's eight initial states.
+            let (message, model_bytes) = match crate::codes::rans::Model::from_counts(&sym) {
+                Ok(model) => {
+                    let mut bytes = Vec::new();
+                    model.write(&mut bytes);
+                    (model.cost_bits(&sym), bytes.len() as f64)
+                }
+                Err(_) => (f64::INFINITY, 0.0),
+            };
             let chunks = a.m_full.div_ceil(stream::chunk_vectors(n)) as f64;
-            // Model, chunk table and each chunk's eight initial states; ≈ 0.5 % coder overhead.
-            (entropy * 1.005 + count as f64 * f64::from(s)) * a.scale
-                + 8.0 * (7.0 + 2.0 * sym.len() as f64)
+            (message + count as f64 * f64::from(s)) * a.scale
+                + 8.0 * (1.0 + model_bytes + 4.0)
                 + chunks * 8.0 * (4.0 + 4.0 * 8.0)
         }
     };
@@ -708,19 +711,37 @@ pub fn quantize(
                 }
                 _ => {}
             }
-            let (mut lo, mut hi) = (-24.0f64, 6.0f64); // log2 α: lo too fine, hi coarse
-            if !ok(&trial(&a, hi.exp2(), options, d)) {
-                hi.exp2()
+            // log2 α from −24 (fine) to 6 (coarse). A bit budget holds for coarse steps, an
+            // error target for fine ones: find the boundary, keeping the side that holds.
+            let coarse_holds = matches!(target, RateTarget::BitsPerWeight(_));
+            let (mut good, mut bad) = if coarse_holds {
+                (6.0f64, -24.0f64)
             } else {
+                // The finest step whose codes still fit in ±MAX_PCM_K (a coarse one always does).
+                let (mut fits, mut too_fine) = (6.0f64, -24.0f64);
                 for _ in 0..26 {
-                    let mid = 0.5 * (lo + hi);
-                    if ok(&trial(&a, mid.exp2(), options, d)) {
-                        hi = mid;
+                    let mid = 0.5 * (fits + too_fine);
+                    if feasible_k(&trial(&a, mid.exp2(), options, d)) {
+                        fits = mid;
                     } else {
-                        lo = mid;
+                        too_fine = mid;
                     }
                 }
-                hi.exp2()
+                (fits, 6.0f64)
+            };
+            if !ok(&trial(&a, good.exp2(), options, d)) {
+                // Nothing meets the target: the closest is the extreme itself.
+                good.exp2()
+            } else {
+                for _ in 0..26 {
+                    let mid = 0.5 * (good + bad);
+                    if ok(&trial(&a, mid.exp2(), options, d)) {
+                        good = mid;
+                    } else {
+                        bad = mid;
+                    }
+                }
+                good.exp2()
             }
         }
     };
