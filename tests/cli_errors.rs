@@ -180,6 +180,10 @@ fn conflicting_and_invalid_options_are_bad_usage() {
             s,
             "-o",
             o,
+            "--scheme",
+            "first-order",
+            "--axis",
+            "columns",
             "--frame-size",
             "100",
             "--redundancy",
@@ -190,6 +194,10 @@ fn conflicting_and_invalid_options_are_bad_usage() {
             s,
             "-o",
             o,
+            "--scheme",
+            "first-order",
+            "--axis",
+            "columns",
             "--bits-per-weight",
             "2",
             "--redundancy",
@@ -200,37 +208,111 @@ fn conflicting_and_invalid_options_are_bad_usage() {
             s,
             "-o",
             o,
+            "--scheme",
+            "first-order",
+            "--axis",
+            "columns",
             "--frame-size",
             "100",
             "--bits-per-weight",
             "2",
         ],
     ] {
-        assert_fails(&run(&args), 2, &["cannot be used with"]);
+        assert_fails(
+            &run(&args),
+            2,
+            &["give one of --frame-size, --redundancy and --bits-per-weight"],
+        );
     }
     assert_fails(
-        &run(&["pack", s, "-o", o, "--delta", "sometimes"]),
+        &run(&[
+            "pack",
+            s,
+            "-o",
+            o,
+            "--scheme",
+            "first-order",
+            "--axis",
+            "columns",
+            "--delta",
+            "sometimes",
+        ]),
         2,
         &["sometimes"],
     );
     assert_fails(
-        &run(&["pack", s, "-o", o, "--delta", "-1"]),
+        &run(&[
+            "pack",
+            s,
+            "-o",
+            o,
+            "--scheme",
+            "first-order",
+            "--axis",
+            "columns",
+            "--delta",
+            "-1",
+        ]),
         2,
         &["positive"],
     );
     assert_fails(
-        &run(&["pack", s, "-o", o, "--axis", "diagonal"]),
+        &run(&[
+            "pack",
+            s,
+            "-o",
+            o,
+            "--scheme",
+            "first-order",
+            "--axis",
+            "diagonal",
+        ]),
         2,
         &["diagonal"],
     );
     assert_fails(
-        &run(&["pack", s, "-o", o, "--redundancy", "0.5"]),
+        &run(&[
+            "pack",
+            s,
+            "-o",
+            o,
+            "--scheme",
+            "first-order",
+            "--axis",
+            "columns",
+            "--redundancy",
+            "0.5",
+        ]),
         2,
         &["redundancy"],
     );
-    assert_fails(&run(&["pack", s, "-o", o, "--levels", "0"]), 2, &["levels"]);
     assert_fails(
-        &run(&["pack", s, "-o", o, "--scheme", "second-order"]),
+        &run(&[
+            "pack",
+            s,
+            "-o",
+            o,
+            "--scheme",
+            "first-order",
+            "--axis",
+            "columns",
+            "--levels",
+            "0",
+        ]),
+        2,
+        &["levels"],
+    );
+    assert_fails(
+        &run(&[
+            "pack",
+            s,
+            "-o",
+            o,
+            "--axis",
+            "columns",
+            "--scheme",
+            "second-order",
+        ]),
         2,
         &["second-order", "K ≥ 2"],
     );
@@ -240,6 +322,8 @@ fn conflicting_and_invalid_options_are_bad_usage() {
             s,
             "-o",
             o,
+            "--axis",
+            "columns",
             "--scheme",
             "second-order",
             "-K",
@@ -251,7 +335,16 @@ fn conflicting_and_invalid_options_are_bad_usage() {
         &["--frame-size 65 is odd", "64 or 66"],
     );
     assert_fails(
-        &run(&["pack", s, "-o", o, "--scheme", "third-order"]),
+        &run(&[
+            "pack",
+            s,
+            "-o",
+            o,
+            "--axis",
+            "columns",
+            "--scheme",
+            "third-order",
+        ]),
         2,
         &["third-order"],
     );
@@ -269,18 +362,51 @@ fn frame_size_not_above_d_names_the_tensor() {
     let q = dir.path().join("m.sdq");
     // fc1.weight has d = 32 (its rows): N = 30 is too small.
     assert_fails(
-        &run_p(&[&"pack", &st, &"-o", &q, &"--frame-size", &"30"]),
+        &run_p(&[
+            &"pack",
+            &st,
+            &"-o",
+            &q,
+            &"--scheme",
+            &"first-order",
+            &"--axis",
+            &"columns",
+            &"--frame-size",
+            &"30",
+        ]),
         2,
         &["\"fc1.weight\"", "N = 30", "d = 32", "N >= d + 1"],
     );
     // K = 8 (4 bits per code) at the default 4 bits per weight gives N = d.
     assert_fails(
-        &run_p(&[&"pack", &st, &"-o", &q, &"--levels", &"8"]),
+        &run_p(&[
+            &"pack",
+            &st,
+            &"-o",
+            &q,
+            &"--scheme",
+            &"first-order",
+            &"--axis",
+            &"columns",
+            &"--levels",
+            &"8",
+        ]),
         2,
         &["\"fc1.weight\"", "N = 32", "--levels 8"],
     );
     assert_fails(
-        &run_p(&[&"pack", &st, &"-o", &q, &"--bits-per-weight", &"0.5"]),
+        &run_p(&[
+            &"pack",
+            &st,
+            &"-o",
+            &q,
+            &"--scheme",
+            &"first-order",
+            &"--axis",
+            &"columns",
+            &"--bits-per-weight",
+            &"0.5",
+        ]),
         2,
         &["\"fc1.weight\"", "N = 16"],
     );
@@ -354,13 +480,33 @@ fn non_finite_weight_is_invalid_input_naming_the_tensor() {
     write(&p, &[t], &[]);
     let q = dir.path().join("nan.sdq");
     assert_fails(
-        &run_p(&[&"pack", &p, &"-o", &q]),
+        &run_p(&[
+            &"pack",
+            &p,
+            &"-o",
+            &q,
+            &"--scheme",
+            &"first-order",
+            &"--axis",
+            &"columns",
+        ]),
         3,
         &["\"w\"", "non-finite"],
     );
     assert!(!q.exists());
     // Excluding it stores it raw, bit-exact.
-    assert_ok(&run_p(&[&"pack", &p, &"-o", &q, &"--exclude", &"w"]));
+    assert_ok(&run_p(&[
+        &"pack",
+        &p,
+        &"-o",
+        &q,
+        &"--scheme",
+        &"first-order",
+        &"--axis",
+        &"columns",
+        &"--exclude",
+        &"w",
+    ]));
     assert_ok(&run_p(&[&"verify", &q, &"--against", &p]));
 }
 
@@ -376,12 +522,32 @@ fn nonfinite_raw_stores_such_tensors_unquantized_and_says_so() {
     let q = dir.path().join("nan.sdq");
     // The default refuses the model, and says how to keep going.
     assert_fails(
-        &run_p(&[&"pack", &p, &"-o", &q]),
+        &run_p(&[
+            &"pack",
+            &p,
+            &"-o",
+            &q,
+            &"--scheme",
+            &"first-order",
+            &"--axis",
+            &"columns",
+        ]),
         3,
         &["\"bad.weight\"", "non-finite", "--nonfinite raw"],
     );
     assert!(!q.exists());
-    let o = run_p(&[&"pack", &p, &"-o", &q, &"--nonfinite", &"raw"]);
+    let o = run_p(&[
+        &"pack",
+        &p,
+        &"-o",
+        &q,
+        &"--scheme",
+        &"first-order",
+        &"--axis",
+        &"columns",
+        &"--nonfinite",
+        &"raw",
+    ]);
     assert_ok(&o);
     let err = stderr(&o);
     let lines: Vec<&str> = err.lines().collect();
@@ -419,7 +585,18 @@ fn nonfinite_raw_stores_such_tensors_unquantized_and_says_so() {
     // Raw means bit-exact, NaN included.
     assert_ok(&run_p(&[&"verify", &q, &"--against", &p]));
     assert_fails(
-        &run_p(&[&"pack", &p, &"-o", &q, &"--nonfinite", &"zero"]),
+        &run_p(&[
+            &"pack",
+            &p,
+            &"-o",
+            &q,
+            &"--scheme",
+            &"first-order",
+            &"--axis",
+            &"columns",
+            &"--nonfinite",
+            &"zero",
+        ]),
         2,
         &["zero"],
     );
@@ -585,6 +762,36 @@ fn every_documented_exit_code() {
         vec!["--redundancy", "5000"],
         vec!["--bits-per-weight", "1e6"],
         vec!["--levels", "100000"],
+    ] {
+        let o = dir.path().join("x.sdq");
+        let mut all: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![
+            &"pack",
+            &st,
+            &"-o",
+            &o,
+            &"--scheme",
+            &"first-order",
+            &"--axis",
+            &"columns",
+        ];
+        for a in &args {
+            all.push(a);
+        }
+        assert_fails(&run_p(&all), 2, &[]);
+        assert!(!o.exists(), "{args:?}");
+    }
+    // The same for pcm (the default): bits beyond fp32, sigma-delta-only options.
+    for args in [
+        vec!["--bits-per-weight", "1e6"],
+        vec!["--bits-per-weight", "0"],
+        vec!["--max-error", "-1"],
+        vec!["--levels", "4"],
+        vec!["--reorder"],
+        vec!["--delta", "tensor"],
+        vec!["--redundancy", "2"],
+        vec!["--frame-size", "100"],
+        vec!["--frame-family", "harmonic", "--frame-size", "10"],
+        vec!["--group", "0"],
     ] {
         let o = dir.path().join("x.sdq");
         let mut all: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![&"pack", &st, &"-o", &o];

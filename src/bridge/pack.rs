@@ -13,8 +13,8 @@ use crate::error::{Error, Result};
 use crate::format::{DeltaPolicy, SdqWriter, TensorPlan};
 use crate::frame::{FrameDescriptor, FrameFamily, OrderingOptions, OrderingReport};
 use crate::quant::alphabet::bits_for_levels;
-use crate::quant::step::smallest_step;
 use crate::quant::pcm::{self, PcmOptions};
+use crate::quant::step::smallest_step;
 use crate::quant::{Alphabet, FrameQuantizer, Matrix, Orientation, Scheme, StepPolicy};
 
 /// How the frame size N of each tensor is chosen from its vector dimension d.
@@ -410,8 +410,15 @@ fn plan_pcm(ck: &Checkpoint, opts: &PackOptions, p: &PcmOptions) -> Result<Plan>
         // Fixed costs: a record (≈ 200 bytes), two sections' padding and model, one f16 step
         // per vector. Where they would take more than a tenth of a 4-bit budget, the few codes
         // left would be too coarse: such a small tensor is stored raw.
+        // A tensor named by --include is quantized unless its fixed costs alone reach its raw
+        // size.
         let fixed_bits = 8 * (200 + 128 + 64 + 2 * m as u64);
-        if 10 * fixed_bits > 4 * t.elements {
+        let too_small = if opts.include.is_empty() {
+            10 * fixed_bits > 4 * t.elements
+        } else {
+            fixed_bits >= 8 * t.elements * t.dtype.size()
+        };
+        if too_small {
             continue;
         }
         if let Some(b) = bias {
@@ -754,7 +761,9 @@ pub fn pack_nonfinite(
                 bias,
             } if plan.pcm => {
                 let Method::Pcm(popts) = &opts.method else {
-                    return Err(Error::param("internal error: a pcm plan without pcm options"));
+                    return Err(Error::param(
+                        "internal error: a pcm plan without pcm options",
+                    ));
                 };
                 let (w, b) = load(ck, &p.entry, bias.as_deref())?;
                 let m = matrix(&w, b.as_deref(), *rows, *cols).map_err(in_tensor(name))?;
@@ -762,7 +771,10 @@ pub fn pack_nonfinite(
                     .record_len();
                 let popts = PcmOptions {
                     record_bytes: record,
-                    frame_size: popts.frame_size.or(Some(*n)).filter(|_| popts.family.is_some()),
+                    frame_size: popts
+                        .frame_size
+                        .or(Some(*n))
+                        .filter(|_| popts.family.is_some()),
                     target: budgets
                         .get(name)
                         .map_or(popts.target, |&b| pcm::RateTarget::BitsPerWeight(b)),
@@ -899,15 +911,15 @@ fn allocate(
         progress.tensor(name);
         let (w, b) = load(ck, &t.entry, bias.as_deref())?;
         let m = matrix(&w, b.as_deref(), *rows, *cols).map_err(in_tensor(name))?;
-        let record = TensorPlan::pcm(name, t.entry.dtype, &t.entry.shape, bias.is_some())
-            .record_len();
+        let record =
+            TensorPlan::pcm(name, t.entry.dtype, &t.entry.shape, bias.is_some()).record_len();
         let popts = PcmOptions {
             record_bytes: record,
             frame_size: p.frame_size.or(Some(*n)).filter(|_| p.family.is_some()),
             ..*p
         };
-        let curve = pcm::rate_curve(&m, opts.orientation, &popts, &exponents)
-            .map_err(in_tensor(name))?;
+        let curve =
+            pcm::rate_curve(&m, opts.orientation, &popts, &exponents).map_err(in_tensor(name))?;
         let weights = (rows * cols + if bias.is_some() { *rows } else { 0 }) as f64;
         let mut pts: Vec<(f64, f64)> = curve
             .iter()

@@ -242,9 +242,8 @@ impl PcmSynthesis {
         if codes.len() != self.n || out.len() != self.d || steps.len() != self.groups() {
             return Err(Error::param("pcm vector buffers do not match the frame"));
         }
-        let level = |k: usize, q: i32| {
-            f64::from(q) * steps.get(k / self.group).copied().unwrap_or(0.0)
-        };
+        let level =
+            |k: usize, q: i32| f64::from(q) * steps.get(k / self.group).copied().unwrap_or(0.0);
         match (&self.frame, ws.frame.as_mut()) {
             (None, _) => {
                 for (k, ((o, &q), &s)) in out.iter_mut().zip(codes).zip(&self.signs).enumerate() {
@@ -453,8 +452,7 @@ fn analyse(
         y,
         base,
         norm2: norms.iter().sum(),
-        weights: (layout.rows * layout.cols + if layout.has_bias { layout.rows } else { 0 })
-            as u64,
+        weights: (layout.rows * layout.cols + if layout.has_bias { layout.rows } else { 0 }) as u64,
         m_full,
         scale: m_full as f64 / m as f64,
     })
@@ -489,9 +487,13 @@ fn trial(a: &Analysed, alpha: f64, options: &PcmOptions, d: usize) -> Trial {
     };
     // Histogram of zig-zag codes (capped) and squared error: one accumulator per task.
     let (n, groups, group) = (a.n, a.groups, a.group);
-    type Acc = (Vec<u64>, u64, f64);
-    let new_acc = || -> Acc { (vec![0u64; 1 << 16], 0, 0.0) };
-    let add_vector = |mut acc: Acc, (yj, sj): (&[f64], &[f32])| -> Acc {
+    // Integer counts and the largest |q| merge in any order; each vector's squared error is
+    // kept in its own slot and summed in vector order, so the result (and every choice made
+    // from it) does not depend on how the work was split between threads.
+    type Acc = (Vec<u64>, u64);
+    let new_acc = || -> Acc { (vec![0u64; 1 << 16], 0) };
+    let add_vector = |mut acc: Acc, ((yj, sj), ej): ((&[f64], &[f32]), &mut f64)| -> Acc {
+        let mut err2 = 0.0;
         for (g, &s) in sj.iter().enumerate().take(groups) {
             let s = f64::from(s);
             let inv = if s > 0.0 { 1.0 / s } else { 0.0 };
@@ -499,7 +501,7 @@ fn trial(a: &Analysed, alpha: f64, options: &PcmOptions, d: usize) -> Trial {
             for &x in part {
                 let q = (x * inv).round();
                 let e = x - q * s;
-                acc.2 += e * e;
+                err2 += e * e;
                 let z = if q >= 0.0 { 2.0 * q } else { -2.0 * q - 1.0 };
                 let z = z.min(65535.0) as usize;
                 acc.1 = acc.1.max(q.abs().min(1e9) as u64);
@@ -508,28 +510,31 @@ fn trial(a: &Analysed, alpha: f64, options: &PcmOptions, d: usize) -> Trial {
                 }
             }
         }
+        *ej = err2;
         acc
     };
     let merge = |mut a: Acc, b: Acc| -> Acc {
         for (x, y) in a.0.iter_mut().zip(&b.0) {
             *x += y;
         }
-        (a.0, a.1.max(b.1), a.2 + b.2)
+        (a.0, a.1.max(b.1))
     };
+    let mut errs = vec![0.0f64; a.y.len() / n.max(1)];
     #[cfg(feature = "parallel")]
-    let (hist, k, err2) = a
-        .y
-        .par_chunks(n)
-        .zip(steps.par_chunks(groups))
-        .with_min_len(256)
-        .fold(new_acc, add_vector)
-        .reduce(new_acc, merge);
+    let (hist, k) =
+        a.y.par_chunks(n)
+            .zip(steps.par_chunks(groups))
+            .zip(errs.par_iter_mut())
+            .with_min_len(256)
+            .fold(new_acc, add_vector)
+            .reduce(new_acc, merge);
     #[cfg(not(feature = "parallel"))]
-    let (hist, k, err2) = a
-        .y
-        .chunks(n)
-        .zip(steps.chunks(groups))
-        .fold(new_acc(), add_vector);
+    let (hist, k) =
+        a.y.chunks(n)
+            .zip(steps.chunks(groups))
+            .zip(errs.iter_mut())
+            .fold(new_acc(), add_vector);
+    let err2: f64 = errs.iter().sum();
     let count: u64 = hist.iter().sum();
     let code_bits = match options.coding {
         Coding::Fixed => {
@@ -666,7 +671,10 @@ fn synthesis_for(d: usize, options: &PcmOptions) -> Result<(PcmSynthesis, PcmFra
     } else {
         options.group.min(n)
     };
-    Ok((PcmSynthesis::new(frame, d, options.sign_seed, group)?, frame))
+    Ok((
+        PcmSynthesis::new(frame, d, options.sign_seed, group)?,
+        frame,
+    ))
 }
 
 /// Quantizes every vector of `matrix` (in `orientation`) with pcm under `options`.
@@ -688,7 +696,9 @@ pub fn quantize(
     let alpha = match options.target {
         RateTarget::Scale(alpha) => {
             if !(alpha.is_finite() && alpha > 0.0) {
-                return Err(Error::param(format!("the step scale must be > 0, got {alpha}")));
+                return Err(Error::param(format!(
+                    "the step scale must be > 0, got {alpha}"
+                )));
             }
             alpha
         }
@@ -704,10 +714,14 @@ pub fn quantize(
             };
             match target {
                 RateTarget::BitsPerWeight(b) if !(b.is_finite() && b > 0.0) => {
-                    return Err(Error::param(format!("bits per weight must be > 0, got {b}")))
+                    return Err(Error::param(format!(
+                        "bits per weight must be > 0, got {b}"
+                    )))
                 }
                 RateTarget::RelativeError(e) if !(e.is_finite() && e > 0.0) => {
-                    return Err(Error::param(format!("the relative error must be > 0, got {e}")))
+                    return Err(Error::param(format!(
+                        "the relative error must be > 0, got {e}"
+                    )))
                 }
                 _ => {}
             }
@@ -766,12 +780,24 @@ pub fn quantize(
                 + (t.steps.len() * t.step_type.size()) as f64
                 + options.record_bytes as f64
                 + 64.0);
-        let over = matches!(options.target, RateTarget::BitsPerWeight(b) if bits > b * a.weights as f64);
+        let over =
+            matches!(options.target, RateTarget::BitsPerWeight(b) if bits > b * a.weights as f64);
         if over && attempt < 39 && !zero {
             alpha *= 1.01;
             continue;
         }
-        return finish(matrix, orientation, &synth, frame, options, alpha, t, codes, k, section);
+        return finish(
+            matrix,
+            orientation,
+            &synth,
+            frame,
+            options,
+            alpha,
+            t,
+            codes,
+            k,
+            section,
+        );
     }
     Err(Error::param("the rate control did not settle"))
 }
@@ -821,25 +847,27 @@ fn finish(
         Ok((e2, w.iter().map(|x| x * x).sum(), bound, e2.sqrt()))
     };
     let init = || (synth.workspace(), vec![0.0f64; d], vec![0.0f32; d]);
-    type Acc = (f64, f64, f64, f64);
-    let sum = |a: Acc, b: Acc| (a.0 + b.0, a.1 + b.1, a.2.max(b.2), a.3.max(b.3));
+    // Per-vector results in vector order, summed in that order: the same on any thread count.
     #[cfg(feature = "parallel")]
-    let (e2, w2, max_bound, max_err) = codes
+    let per: Vec<(f64, f64, f64, f64)> = codes
         .par_chunks(n)
         .zip(t.steps.par_chunks(groups))
         .enumerate()
         .map_init(init, one)
-        .try_reduce(|| (0.0, 0.0, 0.0, 0.0), |a, b| Ok(sum(a, b)))?;
+        .collect::<Result<_>>()?;
     #[cfg(not(feature = "parallel"))]
-    let (e2, w2, max_bound, max_err) = {
+    let per: Vec<(f64, f64, f64, f64)> = {
         let mut ws = init();
         codes
             .chunks(n)
             .zip(t.steps.chunks(groups))
             .enumerate()
             .map(|item| one(&mut ws, item))
-            .try_fold((0.0, 0.0, 0.0, 0.0), |a, b| b.map(|b| sum(a, b)))?
+            .collect::<Result<_>>()?
     };
+    let (e2, w2, max_bound, max_err) = per.iter().fold((0.0, 0.0, 0.0f64, 0.0f64), |a, b| {
+        (a.0 + b.0, a.1 + b.1, a.2.max(b.2), a.3.max(b.3))
+    });
     Ok(PcmTensor {
         layout,
         frame,
