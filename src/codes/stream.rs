@@ -21,6 +21,7 @@
 
 use super::bitpack;
 use super::rans::{self, Model};
+#[cfg(feature = "encode")]
 use crate::error::{Error, Result};
 
 /// How the codes are stored.

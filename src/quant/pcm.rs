@@ -20,8 +20,11 @@
 #[cfg(feature = "parallel")]
 use rayon::prelude::*;
 
+#[cfg(feature = "encode")]
 use super::tensor::{MatrixLayout, Orientation};
-use crate::codes::stream::{self, Coding};
+#[cfg(feature = "encode")]
+use crate::codes::stream;
+use crate::codes::stream::Coding;
 use crate::error::{Error, Result};
 use crate::frame::{signs::sign_flips, Frame, FrameDescriptor, FrameFamily, FrameWorkspace};
 #[cfg(feature = "encode")]
