@@ -630,8 +630,9 @@ pub fn rate_curve(
     let layout = matrix.layout(orientation);
     let d = layout.vector_len();
     let (synth, _) = synthesis_for(d, options)?;
-    // A sample of about 2^20 coefficients estimates the curve as well as all of them would.
-    let stride = (layout.vector_count() * synth.n).div_ceil(1 << 20).max(1);
+    // A sample of about 2^18 coefficients (whole vectors, evenly spread) estimates the curve's
+    // bits to about a hundredth of a bit per weight.
+    let stride = (layout.vector_count() * synth.n).div_ceil(1 << 18).max(1);
     let a = analyse(matrix, orientation, &synth, options.rule, stride)?;
     Ok(exponents
         .iter()
@@ -680,6 +681,70 @@ fn synthesis_for(d: usize, options: &PcmOptions) -> Result<(PcmSynthesis, PcmFra
     ))
 }
 
+/// The step scale α meeting `target` (a bit budget or an error target) on the analysed
+/// coefficients: bisection on log2 α over [−24, 6], or, given a `guess`, within ±0.125 of it
+/// when that brackets the answer.
+#[cfg(feature = "encode")]
+fn search(
+    a: &Analysed,
+    target: RateTarget,
+    options: &PcmOptions,
+    d: usize,
+    guess: Option<f64>,
+) -> f64 {
+    let feasible_k = |t: &Trial| t.k <= u64::from(MAX_PCM_K);
+    let ok = |e: f64| {
+        let t = trial(a, e.exp2(), options, d);
+        feasible_k(&t)
+            && match target {
+                RateTarget::BitsPerWeight(b) => t.bits <= b * a.weights as f64,
+                RateTarget::RelativeError(e) => t.err2 <= e * e * a.norm2,
+                RateTarget::Scale(_) => true,
+            }
+    };
+    // A bit budget holds for coarse steps, an error target for fine ones: `good` is on the side
+    // that holds, `bad` on the other.
+    let coarse_holds = matches!(target, RateTarget::BitsPerWeight(_));
+    let (mut good, mut bad, steps) = match guess.map(f64::log2) {
+        Some(g) if g.is_finite() => {
+            let (lo, hi) = (g - 0.125, g + 0.125);
+            let (gd, bd) = if coarse_holds { (hi, lo) } else { (lo, hi) };
+            if ok(gd) && !ok(bd) {
+                (gd, bd, 8)
+            } else {
+                return search(a, target, options, d, None);
+            }
+        }
+        _ if coarse_holds => (6.0f64, -24.0f64, 26),
+        _ => {
+            // The finest step whose codes still fit in ±MAX_PCM_K (a coarse one always does).
+            let (mut fits, mut too_fine) = (6.0f64, -24.0f64);
+            for _ in 0..26 {
+                let mid = 0.5 * (fits + too_fine);
+                if feasible_k(&trial(a, mid.exp2(), options, d)) {
+                    fits = mid;
+                } else {
+                    too_fine = mid;
+                }
+            }
+            (fits, 6.0f64, 26)
+        }
+    };
+    if steps == 26 && !ok(good) {
+        // Nothing meets the target: the closest is the extreme itself.
+        return good.exp2();
+    }
+    for _ in 0..steps {
+        let mid = 0.5 * (good + bad);
+        if ok(mid) {
+            good = mid;
+        } else {
+            bad = mid;
+        }
+    }
+    good.exp2()
+}
+
 /// Quantizes every vector of `matrix` (in `orientation`) with pcm under `options`.
 #[cfg(feature = "encode")]
 pub fn quantize(
@@ -693,8 +758,6 @@ pub fn quantize(
     let n = synth.n;
     let a = analyse(matrix, orientation, &synth, options.rule, 1)?;
     let zero = a.norm2 == 0.0;
-
-    // Bisection on log2 α: larger α, fewer bits and more error.
     let feasible_k = |t: &Trial| t.k <= u64::from(MAX_PCM_K);
     let alpha = match options.target {
         RateTarget::Scale(alpha) => {
@@ -705,61 +768,29 @@ pub fn quantize(
             }
             alpha
         }
+        RateTarget::BitsPerWeight(b) if !(b.is_finite() && b > 0.0) => {
+            return Err(Error::param(format!(
+                "bits per weight must be > 0, got {b}"
+            )))
+        }
+        RateTarget::RelativeError(e) if !(e.is_finite() && e > 0.0) => {
+            return Err(Error::param(format!(
+                "the relative error must be > 0, got {e}"
+            )))
+        }
         _ if zero => 1.0,
         target => {
-            let ok = |t: &Trial| {
-                feasible_k(t)
-                    && match target {
-                        RateTarget::BitsPerWeight(b) => t.bits <= b * a.weights as f64,
-                        RateTarget::RelativeError(e) => t.err2 <= e * e * a.norm2,
-                        RateTarget::Scale(_) => true,
-                    }
-            };
-            match target {
-                RateTarget::BitsPerWeight(b) if !(b.is_finite() && b > 0.0) => {
-                    return Err(Error::param(format!(
-                        "bits per weight must be > 0, got {b}"
-                    )))
-                }
-                RateTarget::RelativeError(e) if !(e.is_finite() && e > 0.0) => {
-                    return Err(Error::param(format!(
-                        "the relative error must be > 0, got {e}"
-                    )))
-                }
-                _ => {}
-            }
-            // log2 α from −24 (fine) to 6 (coarse). A bit budget holds for coarse steps, an
-            // error target for fine ones: find the boundary, keeping the side that holds.
-            let coarse_holds = matches!(target, RateTarget::BitsPerWeight(_));
-            let (mut good, mut bad) = if coarse_holds {
-                (6.0f64, -24.0f64)
+            // First on a sample of about 2^20 coefficients over the whole range of α, then on
+            // every coefficient in a narrow bracket around the sample's answer (the whole range
+            // again if the bracket does not hold).
+            let stride = (layout.vector_count() * n).div_ceil(1 << 20).max(1);
+            let guess = if stride > 1 {
+                let sample = analyse(matrix, orientation, &synth, options.rule, stride)?;
+                Some(search(&sample, target, options, d, None))
             } else {
-                // The finest step whose codes still fit in ±MAX_PCM_K (a coarse one always does).
-                let (mut fits, mut too_fine) = (6.0f64, -24.0f64);
-                for _ in 0..26 {
-                    let mid = 0.5 * (fits + too_fine);
-                    if feasible_k(&trial(&a, mid.exp2(), options, d)) {
-                        fits = mid;
-                    } else {
-                        too_fine = mid;
-                    }
-                }
-                (fits, 6.0f64)
+                None
             };
-            if !ok(&trial(&a, good.exp2(), options, d)) {
-                // Nothing meets the target: the closest is the extreme itself.
-                good.exp2()
-            } else {
-                for _ in 0..26 {
-                    let mid = 0.5 * (good + bad);
-                    if ok(&trial(&a, mid.exp2(), options, d)) {
-                        good = mid;
-                    } else {
-                        bad = mid;
-                    }
-                }
-                good.exp2()
-            }
+            search(&a, target, options, d, guess)
         }
     };
     // Settle: the exact coded size may exceed the estimate; coarsen until it fits.
