@@ -104,7 +104,12 @@ fn pcm_rows(one_thread: &rayon::ThreadPool, rows: &mut Vec<Row>) -> sdq::Result<
                 ..PcmOptions::default()
             },
         )?;
-        let plan = [TensorPlan::pcm("w", Dtype::F32, &[m as u64, d as u64], false)];
+        let plan = [TensorPlan::pcm(
+            "w",
+            Dtype::F32,
+            &[m as u64, d as u64],
+            false,
+        )];
         let mut writer = SdqStreamWriter::in_memory(&plan, &[])?;
         writer.write_pcm("w", &q)?;
         let file = SdqFile::from_bytes(writer.finish()?.into_inner())?;
@@ -116,7 +121,9 @@ fn pcm_rows(one_thread: &rayon::ThreadPool, rows: &mut Vec<Row>) -> sdq::Result<
             ifft.make_scratch_vec(),
         );
         let mut bare = || {
-            spectrum.iter_mut().for_each(|c| *c = realfft::num_complex::Complex::new(0.25, 0.0));
+            spectrum
+                .iter_mut()
+                .for_each(|c| *c = realfft::num_complex::Complex::new(0.25, 0.0));
             spectrum[0].im = 0.0;
             if let Some(last) = spectrum.last_mut() {
                 last.im = 0.0;

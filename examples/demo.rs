@@ -221,15 +221,12 @@ fn sweep_settings(ck: &Checkpoint, model: &Model, test: &mnist::Dataset, dir: &P
     use DeltaChoice::*;
     use FrameRule::*;
     let rows: Vec<(&str, PackOptions)> = vec![
-        ("default (pcm, 4.5 stored bits per weight)", PackOptions::default()),
         (
-            "--bits-per-weight 3",
-            pcm_at(3.0),
+            "default (pcm, 4.5 stored bits per weight)",
+            PackOptions::default(),
         ),
-        (
-            "--bits-per-weight 6",
-            pcm_at(6.0),
-        ),
+        ("--bits-per-weight 3", pcm_at(3.0)),
+        ("--bits-per-weight 6", pcm_at(6.0)),
         (
             "--scheme first-order --axis columns --bits-per-weight 4 (code bits)",
             base.clone(),

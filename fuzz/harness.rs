@@ -443,7 +443,11 @@ fn roundtrip_pcm(
         } else {
             StepType::F32
         },
-        coding: if u.bool() { Coding::Rans } else { Coding::Fixed },
+        coding: if u.bool() {
+            Coding::Rans
+        } else {
+            Coding::Fixed
+        },
         target: match u.u8() % 3 {
             0 => RateTarget::BitsPerWeight(f64::from(u.range(1, 160)) / 10.0),
             1 => RateTarget::RelativeError(f64::from(u.range(1, 1000)) / 1000.0),
@@ -458,7 +462,10 @@ fn roundtrip_pcm(
                 .iter()
                 .chain(bias.iter().copied().flatten())
                 .fold(0.0f32, |a, x| a.max(x.abs()));
-            assert!(big > 1e30, "refused ordinary weights (largest |w| = {big}): {msg}");
+            assert!(
+                big > 1e30,
+                "refused ordinary weights (largest |w| = {big}): {msg}"
+            );
             return;
         }
         Err(e) => panic!("finite weights quantize with pcm: {e:?} ({opts:?})"),
@@ -489,7 +496,8 @@ fn roundtrip_pcm(
     let mut e2 = 0.0;
     for j in 0..count {
         m.load_vector(orientation, j, &mut wv).expect("load");
-        mt.load_vector(orientation, j, &mut tv).expect("decoded values are finite");
+        mt.load_vector(orientation, j, &mut tv)
+            .expect("decoded values are finite");
         let err2: f64 = wv.iter().zip(&tv).map(|(a, b)| (a - b) * (a - b)).sum();
         let dn: f64 = tv.iter().map(|x| x * x).sum::<f64>().sqrt();
         let sj: Vec<f64> = steps[j * groups..(j + 1) * groups]
@@ -497,7 +505,8 @@ fn roundtrip_pcm(
             .map(|&s| f64::from(s))
             .collect();
         let bound = synth.bound(&sj);
-        let allowance = dn * f64::from(f32::EPSILON) + (d as f64).sqrt() * f64::from(f32::from_bits(1));
+        let allowance =
+            dn * f64::from(f32::EPSILON) + (d as f64).sqrt() * f64::from(f32::from_bits(1));
         assert!(
             err2.sqrt() <= bound * (1.0 + 1e-9) + allowance,
             "pcm vector {j}: error {} > bound {bound} + {allowance}",
@@ -610,8 +619,7 @@ pub fn pack_input(data: &[u8], dir: &Path) {
     // violations, differing raw bytes and missing tensors are.
     let bug = report.tensors.iter().any(|t| {
         t.violations > 0
-            || t
-                .problem
+            || t.problem
                 .as_deref()
                 .is_some_and(|p| !p.contains("not certified"))
     });

@@ -1009,7 +1009,9 @@ fn pcm_cases(v: &mut Vec<(&'static str, Vec<u8>, Check)>) {
     ));
     v.push((
         "pcm_error_norm_nan",
-        patched(&p, |b, r, _| put_u64(b, body(r, 0) + 38, f64::NAN.to_bits())),
+        patched(&p, |b, r, _| {
+            put_u64(b, body(r, 0) + 38, f64::NAN.to_bits())
+        }),
         fmt_err!(F::InvalidCertificate {
             field: "error_norm",
             ..

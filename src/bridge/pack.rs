@@ -13,8 +13,8 @@ use crate::error::{Error, Result};
 use crate::format::{DeltaPolicy, SdqWriter, TensorPlan};
 use crate::frame::{FrameDescriptor, FrameFamily, OrderingOptions, OrderingReport};
 use crate::quant::alphabet::bits_for_levels;
-use crate::quant::step::smallest_step;
 use crate::quant::pcm::{self, PcmOptions};
+use crate::quant::step::smallest_step;
 use crate::quant::{Alphabet, FrameQuantizer, Matrix, Orientation, Scheme, StepPolicy};
 
 /// How the frame size N of each tensor is chosen from its vector dimension d.
@@ -754,7 +754,9 @@ pub fn pack_nonfinite(
                 bias,
             } if plan.pcm => {
                 let Method::Pcm(popts) = &opts.method else {
-                    return Err(Error::param("internal error: a pcm plan without pcm options"));
+                    return Err(Error::param(
+                        "internal error: a pcm plan without pcm options",
+                    ));
                 };
                 let (w, b) = load(ck, &p.entry, bias.as_deref())?;
                 let m = matrix(&w, b.as_deref(), *rows, *cols).map_err(in_tensor(name))?;
@@ -762,7 +764,10 @@ pub fn pack_nonfinite(
                     .record_len();
                 let popts = PcmOptions {
                     record_bytes: record,
-                    frame_size: popts.frame_size.or(Some(*n)).filter(|_| popts.family.is_some()),
+                    frame_size: popts
+                        .frame_size
+                        .or(Some(*n))
+                        .filter(|_| popts.family.is_some()),
                     target: budgets
                         .get(name)
                         .map_or(popts.target, |&b| pcm::RateTarget::BitsPerWeight(b)),
@@ -899,15 +904,15 @@ fn allocate(
         progress.tensor(name);
         let (w, b) = load(ck, &t.entry, bias.as_deref())?;
         let m = matrix(&w, b.as_deref(), *rows, *cols).map_err(in_tensor(name))?;
-        let record = TensorPlan::pcm(name, t.entry.dtype, &t.entry.shape, bias.is_some())
-            .record_len();
+        let record =
+            TensorPlan::pcm(name, t.entry.dtype, &t.entry.shape, bias.is_some()).record_len();
         let popts = PcmOptions {
             record_bytes: record,
             frame_size: p.frame_size.or(Some(*n)).filter(|_| p.family.is_some()),
             ..*p
         };
-        let curve = pcm::rate_curve(&m, opts.orientation, &popts, &exponents)
-            .map_err(in_tensor(name))?;
+        let curve =
+            pcm::rate_curve(&m, opts.orientation, &popts, &exponents).map_err(in_tensor(name))?;
         let weights = (rows * cols + if bias.is_some() { *rows } else { 0 }) as f64;
         let mut pts: Vec<(f64, f64)> = curve
             .iter()

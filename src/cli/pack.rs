@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use clap::{Args, ValueEnum};
 use sdq::bridge::pack::{self, Allocation, DeltaChoice, FrameRule, Method, PackOptions};
 use sdq::codes::stream::Coding;
-use sdq::quant::pcm::{PcmOptions, RateTarget, StepRule, StepType};
 use sdq::frame::FrameFamily;
+use sdq::quant::pcm::{PcmOptions, RateTarget, StepRule, StepType};
 use sdq::quant::Scheme;
 use sdq::{Orientation, SdqFile};
 
@@ -247,18 +247,17 @@ pub fn run(a: PackArgs, quiet: bool) -> CliResult {
         ));
     }
     let pcm = a.scheme == SchemeArg::Pcm;
-    let family = match a.frame_family {
-        Some(FamilyArg::Identity) if !pcm => {
-            return Err(Failure::usage(
+    let family =
+        match a.frame_family {
+            Some(FamilyArg::Identity) if !pcm => return Err(Failure::usage(
                 "--frame-family identity is for --scheme pcm: sigma-delta needs a frame with N > d",
-            ))
-        }
-        Some(FamilyArg::Identity) => None,
-        Some(FamilyArg::Harmonic) => Some(FrameFamily::Harmonic),
-        Some(FamilyArg::SpectralTetris) => Some(FrameFamily::SpectralTetris),
-        None if pcm => None,
-        None => Some(FrameFamily::Harmonic),
-    };
+            )),
+            Some(FamilyArg::Identity) => None,
+            Some(FamilyArg::Harmonic) => Some(FrameFamily::Harmonic),
+            Some(FamilyArg::SpectralTetris) => Some(FrameFamily::SpectralTetris),
+            None if pcm => None,
+            None => Some(FrameFamily::Harmonic),
+        };
     let method = if pcm {
         if a.redundancy.is_some() {
             return Err(Failure::usage(
@@ -314,7 +313,11 @@ pub fn run(a: PackArgs, quiet: bool) -> CliResult {
         }
         Method::SigmaDelta
     };
-    let frame_options = [a.frame_size.is_some(), a.redundancy.is_some(), a.bits_per_weight.is_some()];
+    let frame_options = [
+        a.frame_size.is_some(),
+        a.redundancy.is_some(),
+        a.bits_per_weight.is_some(),
+    ];
     if !pcm && frame_options.iter().filter(|&&x| x).count() > 1 {
         return Err(Failure::usage(
             "give one of --frame-size, --redundancy and --bits-per-weight with sigma-delta",
@@ -444,7 +447,12 @@ pub fn run(a: PackArgs, quiet: bool) -> CliResult {
             .iter()
             .max_by(|x, y| x.relative_error.total_cmp(&y.relative_error));
         if let Some(w) = worst_rel {
-            let mean = summary.quantized.iter().map(|t| t.relative_error).sum::<f64>() / q as f64;
+            let mean = summary
+                .quantized
+                .iter()
+                .map(|t| t.relative_error)
+                .sum::<f64>()
+                / q as f64;
             crate::outln!(
                 "relative error ||W - W~||/||W||: mean {:.4} over {q} tensors, largest {:.4} ({}, {:.1} dB SNR)",
                 mean,

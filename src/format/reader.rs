@@ -13,16 +13,16 @@ use std::sync::{Arc, Mutex};
 #[cfg(feature = "parallel")]
 use rayon::prelude::*;
 
-use crate::codes::bitpack;
 use super::convert;
 use super::header::{
     self, Compression, DeltaMode, Encoding, Header, PcmInfo, Section, SigmaDeltaInfo, TensorInfo,
 };
 use super::layout::{Dtype, PREAMBLE_LEN};
 use super::report::StorageReport;
+use crate::codes::bitpack;
+use crate::codes::stream::CodeStream;
 use crate::error::{Error, FormatError, Result};
 use crate::frame::{Frame, FrameDescriptor, FrameWorkspace, Permutation};
-use crate::codes::stream::CodeStream;
 use crate::quant::pcm::{PcmSynthesis, PcmWorkspace, StepType};
 use crate::quant::tensor::MatrixLayout;
 use crate::quant::{Alphabet, Orientation};
@@ -357,9 +357,7 @@ impl SdqFile {
         match &t.encoding {
             Encoding::Raw { data } => self.section(&t.name, "data", data, true).map(drop),
             Encoding::SigmaDelta(q) => self.verify_sigma_delta(&t.name, q),
-            Encoding::Pcm(q) => self
-                .decode_pcm_with(&t.name, q, true, None, None)
-                .map(drop),
+            Encoding::Pcm(q) => self.decode_pcm_with(&t.name, q, true, None, None).map(drop),
             Encoding::BiasOf { weight } => match self.header.tensors.get(*weight) {
                 Some(w) => self.verify(&w.name),
                 None => Err(Error::NoSuchTensor(format!("#{weight}"))),
@@ -693,7 +691,13 @@ impl SdqFile {
                         .enumerate()
                         .try_for_each(|(i, out)| chunk(&mut st, c0 + i, out))?;
                 }
-                place(&layout, first, buf, weight.as_deref_mut(), bias.as_deref_mut());
+                place(
+                    &layout,
+                    first,
+                    buf,
+                    weight.as_deref_mut(),
+                    bias.as_deref_mut(),
+                );
             }
             c0 = c1;
         }

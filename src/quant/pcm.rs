@@ -242,9 +242,8 @@ impl PcmSynthesis {
         if codes.len() != self.n || out.len() != self.d || steps.len() != self.groups() {
             return Err(Error::param("pcm vector buffers do not match the frame"));
         }
-        let level = |k: usize, q: i32| {
-            f64::from(q) * steps.get(k / self.group).copied().unwrap_or(0.0)
-        };
+        let level =
+            |k: usize, q: i32| f64::from(q) * steps.get(k / self.group).copied().unwrap_or(0.0);
         match (&self.frame, ws.frame.as_mut()) {
             (None, _) => {
                 for (k, ((o, &q), &s)) in out.iter_mut().zip(codes).zip(&self.signs).enumerate() {
@@ -453,8 +452,7 @@ fn analyse(
         y,
         base,
         norm2: norms.iter().sum(),
-        weights: (layout.rows * layout.cols + if layout.has_bias { layout.rows } else { 0 })
-            as u64,
+        weights: (layout.rows * layout.cols + if layout.has_bias { layout.rows } else { 0 }) as u64,
         m_full,
         scale: m_full as f64 / m as f64,
     })
@@ -517,19 +515,17 @@ fn trial(a: &Analysed, alpha: f64, options: &PcmOptions, d: usize) -> Trial {
         (a.0, a.1.max(b.1), a.2 + b.2)
     };
     #[cfg(feature = "parallel")]
-    let (hist, k, err2) = a
-        .y
-        .par_chunks(n)
-        .zip(steps.par_chunks(groups))
-        .with_min_len(256)
-        .fold(new_acc, add_vector)
-        .reduce(new_acc, merge);
+    let (hist, k, err2) =
+        a.y.par_chunks(n)
+            .zip(steps.par_chunks(groups))
+            .with_min_len(256)
+            .fold(new_acc, add_vector)
+            .reduce(new_acc, merge);
     #[cfg(not(feature = "parallel"))]
-    let (hist, k, err2) = a
-        .y
-        .chunks(n)
-        .zip(steps.chunks(groups))
-        .fold(new_acc(), add_vector);
+    let (hist, k, err2) =
+        a.y.chunks(n)
+            .zip(steps.chunks(groups))
+            .fold(new_acc(), add_vector);
     let count: u64 = hist.iter().sum();
     let code_bits = match options.coding {
         Coding::Fixed => {
@@ -663,7 +659,10 @@ fn synthesis_for(d: usize, options: &PcmOptions) -> Result<(PcmSynthesis, PcmFra
     } else {
         options.group.min(n)
     };
-    Ok((PcmSynthesis::new(frame, d, options.sign_seed, group)?, frame))
+    Ok((
+        PcmSynthesis::new(frame, d, options.sign_seed, group)?,
+        frame,
+    ))
 }
 
 /// Quantizes every vector of `matrix` (in `orientation`) with pcm under `options`.
@@ -685,7 +684,9 @@ pub fn quantize(
     let alpha = match options.target {
         RateTarget::Scale(alpha) => {
             if !(alpha.is_finite() && alpha > 0.0) {
-                return Err(Error::param(format!("the step scale must be > 0, got {alpha}")));
+                return Err(Error::param(format!(
+                    "the step scale must be > 0, got {alpha}"
+                )));
             }
             alpha
         }
@@ -701,10 +702,14 @@ pub fn quantize(
             };
             match target {
                 RateTarget::BitsPerWeight(b) if !(b.is_finite() && b > 0.0) => {
-                    return Err(Error::param(format!("bits per weight must be > 0, got {b}")))
+                    return Err(Error::param(format!(
+                        "bits per weight must be > 0, got {b}"
+                    )))
                 }
                 RateTarget::RelativeError(e) if !(e.is_finite() && e > 0.0) => {
-                    return Err(Error::param(format!("the relative error must be > 0, got {e}")))
+                    return Err(Error::param(format!(
+                        "the relative error must be > 0, got {e}"
+                    )))
                 }
                 _ => {}
             }
@@ -745,12 +750,24 @@ pub fn quantize(
                 + (t.steps.len() * t.step_type.size()) as f64
                 + options.record_bytes as f64
                 + 64.0);
-        let over = matches!(options.target, RateTarget::BitsPerWeight(b) if bits > b * a.weights as f64);
+        let over =
+            matches!(options.target, RateTarget::BitsPerWeight(b) if bits > b * a.weights as f64);
         if over && attempt < 39 && !zero {
             alpha *= 1.01;
             continue;
         }
-        return finish(matrix, orientation, &synth, frame, options, alpha, t, codes, k, section);
+        return finish(
+            matrix,
+            orientation,
+            &synth,
+            frame,
+            options,
+            alpha,
+            t,
+            codes,
+            k,
+            section,
+        );
     }
     Err(Error::param("the rate control did not settle"))
 }
