@@ -850,3 +850,88 @@ fn sharded_unpack_writes_hugging_face_shards_that_pack_reads_back() {
         &["lots"],
     );
 }
+
+/// (name, encoding, stored bits per weight) of every tensor of an .sdq file, from
+/// `SdqFile::report()`.
+fn tensor_bits(q: &Path) -> Vec<(String, String, f64)> {
+    sdq::SdqFile::open(q)
+        .unwrap()
+        .report()
+        .tensors
+        .iter()
+        .map(|t| (t.name.clone(), t.encoding.to_string(), t.bits_per_weight()))
+        .collect()
+}
+
+#[test]
+fn tensor_type_stores_raw_or_sets_the_bits_of_matching_tensors() {
+    let dir = tempfile::tempdir().unwrap();
+    let st = dir.path().join("m.safetensors");
+    write(
+        &st,
+        &[
+            f32_tensor("embeddings.word_embeddings.weight", &[512, 128], 1),
+            f32_tensor("encoder.layer.0.weight", &[128, 128], 2),
+            f32_tensor("encoder.layer.1.weight", &[128, 128], 3),
+        ],
+        &[],
+    );
+    let q = dir.path().join("m.sdq");
+    let o = run_p(&[
+        &"pack",
+        &st,
+        &"-o",
+        &q,
+        &"--tensor-type",
+        &"*embeddings*=raw",
+    ]);
+    assert_ok(&o);
+    assert!(stderr(&o).is_empty(), "{}", stderr(&o));
+    let enc: Vec<String> = tensor_bits(&q).into_iter().map(|t| t.1).collect();
+    assert_eq!(enc, ["raw", "pcm", "pcm"]);
+    assert_ok(&run_p(&[&"verify", &q, &"--against", &st]));
+    // 8 bits for the embedding; the others share the 4.5 of the budget.
+    assert_ok(&run_p(&[
+        &"pack",
+        &st,
+        &"-o",
+        &q,
+        &"--tensor-type",
+        &"*embed*=8",
+    ]));
+    let bits = tensor_bits(&q);
+    assert!((bits[0].2 - 8.0).abs() < 0.3, "{bits:?}");
+    let rest = (bits[1].2 + bits[2].2) / 2.0;
+    assert!(rest <= 4.5 && rest > 4.0, "{bits:?}");
+    // The first matching pattern wins; a preset; a pattern that matched nothing is reported.
+    let o = run_p(&[
+        &"pack",
+        &st,
+        &"-o",
+        &q,
+        &"--tensor-type",
+        &"*layer.0*=q8",
+        &"--tensor-type",
+        &"*layer*=raw",
+        &"--tensor-type",
+        &"*nothing*=6",
+    ]);
+    assert_ok(&o);
+    let bits = tensor_bits(&q);
+    assert_eq!(bits[1].1, "pcm");
+    assert!((bits[1].2 - 8.0).abs() < 0.3, "{bits:?}");
+    assert_eq!(bits[2].1, "raw");
+    assert!(
+        stderr(&o).starts_with("sdq: warning: --tensor-type \"*nothing*=6\" matched no tensor")
+            && stderr(&o).lines().count() == 1,
+        "{}",
+        stderr(&o)
+    );
+    for bad in ["*=q5", "*embed*", "=raw", "*=-1"] {
+        assert_fails(
+            &run_p(&[&"pack", &st, &"-o", &q, &"--tensor-type", &bad]),
+            2,
+            &["--tensor-type"],
+        );
+    }
+}

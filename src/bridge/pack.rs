@@ -212,6 +212,113 @@ pub struct Plan {
     pub unmatched_includes: Vec<String>,
     /// Whether the quantized tensors are pcm (else sigma-delta).
     pub pcm: bool,
+    /// Options that had no effect and tensors stored raw against the options, for the caller
+    /// to show (the library prints nothing).
+    pub warnings: Vec<PlanWarning>,
+}
+
+/// Something in a pack that the caller should hear about: an option that does nothing, or a
+/// tensor stored raw although the options asked for it to be quantized. `Display` gives one
+/// line without a prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PlanWarning {
+    /// An `--include` pattern matched `matched` tensors, none of which can be quantized (rank
+    /// below 2, a zero dimension, or not a float type).
+    IncludeUnquantizable {
+        /// The pattern.
+        pattern: String,
+        /// How many tensors it matched.
+        matched: usize,
+    },
+    /// Every quantizable tensor an `--include` pattern matched (`matched` of them) is also
+    /// excluded (`--exclude`, or `--tensor-type …=raw`), so the include quantizes nothing.
+    IncludeExcluded {
+        /// The pattern.
+        pattern: String,
+        /// How many quantizable tensors it matched.
+        matched: usize,
+    },
+    /// `--bias` was given but no `X.bias` pairs with a quantized `X.weight`.
+    BiasUnpaired,
+    /// A sigma-delta tensor whose quantized form (codes, steps, record) would take at least its
+    /// raw bytes: stored raw.
+    NotSmaller {
+        /// The tensor.
+        tensor: String,
+        /// Estimated bytes of its quantized form.
+        quantized_bytes: u64,
+        /// Its raw bytes (with its bias, if it was to be quantized with it).
+        raw_bytes: u64,
+    },
+    /// A pcm tensor matched by `--include` that is too small for the per-tensor costs (record,
+    /// steps, padding) to stay under a tenth of a 4-bit budget: stored raw.
+    TooSmall {
+        /// The tensor.
+        tensor: String,
+        /// Estimated fixed bytes of its quantized form.
+        fixed_bytes: u64,
+        /// Its raw bytes.
+        raw_bytes: u64,
+    },
+    /// No tensor is quantized: every one of the `tensors` is stored raw.
+    NothingQuantized {
+        /// Tensors in the checkpoint.
+        tensors: usize,
+    },
+}
+
+impl std::fmt::Display for PlanWarning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PlanWarning::IncludeUnquantizable { pattern, matched } => write!(
+                f,
+                "--include {pattern:?} matched {matched} tensor{} and none can be quantized (rank < 2 or not a float type)",
+                plural(*matched)
+            ),
+            PlanWarning::IncludeExcluded { pattern, matched } => write!(
+                f,
+                "--include {pattern:?} quantizes nothing: every quantizable tensor it matched ({matched}) is excluded"
+            ),
+            PlanWarning::BiasUnpaired => write!(
+                f,
+                "--bias: no X.bias pairs with a quantized X.weight (a float vector with one entry per row): no bias is quantized"
+            ),
+            PlanWarning::NotSmaller {
+                tensor,
+                quantized_bytes,
+                raw_bytes,
+            } => write!(
+                f,
+                "tensor {tensor:?} would take about {quantized_bytes} bytes quantized, not less than its {raw_bytes} raw bytes: stored raw"
+            ),
+            PlanWarning::TooSmall {
+                tensor,
+                fixed_bytes,
+                raw_bytes,
+            } => write!(
+                f,
+                "tensor {tensor:?} is too small to quantize (about {fixed_bytes} bytes of record and steps against {raw_bytes} raw bytes): stored raw"
+            ),
+            PlanWarning::NothingQuantized { tensors } => write!(
+                f,
+                "nothing is quantized: {} stored raw (see --min-dim, --include, --exclude)",
+                if *tensors == 1 {
+                    "the 1 tensor is".to_owned()
+                } else {
+                    format!("all {tensors} tensors are")
+                }
+            ),
+        }
+    }
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
+    }
 }
 
 /// Whether a tensor can be a sigma-delta tensor at all: float dtype, rank ≥ 2, no zero
@@ -265,10 +372,11 @@ pub fn plan(ck: &Checkpoint, opts: &PackOptions) -> Result<Plan> {
             opts.scheme, opts.levels
         )));
     }
-    let excluded = |n: &str| opts.exclude.iter().any(|p| glob::matches(p, n));
+    let excluded = |n: &str| forced_raw(opts, n);
     let included = |n: &str| opts.include.iter().any(|p| glob::matches(p, n));
     let mut choices: Vec<Choice> = vec![Choice::Raw; ck.tensors().len()];
-    let mut bias_taken: std::collections::HashMap<String, String> = Default::default();
+    let mut bias_taken: HashMap<String, String> = HashMap::new();
+    let mut warnings = Vec::new();
     for (i, t) in ck.tensors().iter().enumerate() {
         if !quantizable(t) || excluded(&t.name) {
             continue;
@@ -326,6 +434,31 @@ pub fn plan(ck: &Checkpoint, opts: &PackOptions) -> Result<Plan> {
                 }
             )));
         }
+        // Sizes past the limits are refused here, before a tensor is set aside as too small.
+        crate::frame::check_sizes(n, d).map_err(in_tensor(&t.name))?;
+        // Codes, steps (8 bytes per vector, or one for the tensor) and a record of about 200
+        // bytes: a tensor for which that is not less than its raw bytes is stored raw.
+        let m = match opts.orientation {
+            Orientation::Columns => cols + usize::from(bias.is_some()),
+            Orientation::Rows => rows,
+        } as u64;
+        let steps = match opts.delta {
+            DeltaChoice::Coefficient | DeltaChoice::Vector => 8 * m,
+            _ => 8,
+        };
+        let quantized_bytes = crate::codes::bitpack::packed_len(n as u64 * m, bits)
+            .unwrap_or(u64::MAX)
+            .saturating_add(steps + 200);
+        let raw_bytes =
+            t.elements * t.dtype.size() + bias.map_or(0, |b| b.elements * b.dtype.size());
+        if quantized_bytes >= raw_bytes {
+            warnings.push(PlanWarning::NotSmaller {
+                tensor: t.name.clone(),
+                quantized_bytes,
+                raw_bytes,
+            });
+            continue;
+        }
         if let Some(b) = bias {
             bias_taken.insert(b.name.clone(), t.name.clone());
         }
@@ -337,19 +470,63 @@ pub fn plan(ck: &Checkpoint, opts: &PackOptions) -> Result<Plan> {
             bias: bias.map(|b| b.name.clone()),
         };
     }
+    Ok(finish_plan(ck, opts, choices, &bias_taken, false, warnings))
+}
+
+/// Whether `opts` store the tensor `name` raw whatever it is (`--exclude`).
+fn forced_raw(opts: &PackOptions, name: &str) -> bool {
+    opts.exclude.iter().any(|g| glob::matches(g, name))
+}
+
+/// The plan from the per-tensor choices: biases quantized with their weights marked, and the
+/// warnings about options that did nothing appended to `warnings`.
+fn finish_plan(
+    ck: &Checkpoint,
+    opts: &PackOptions,
+    mut choices: Vec<Choice>,
+    bias_taken: &HashMap<String, String>,
+    pcm: bool,
+    mut warnings: Vec<PlanWarning>,
+) -> Plan {
     for (i, t) in ck.tensors().iter().enumerate() {
         if let Some(w) = bias_taken.get(&t.name) {
             // A bias that is itself quantized as a weight cannot be (it has rank 1), so no clash.
             choices[i] = Choice::BiasOf { weight: w.clone() };
         }
     }
-    let unmatched_includes = opts
-        .include
-        .iter()
-        .filter(|p| !ck.tensors().iter().any(|t| glob::matches(p, &t.name)))
-        .cloned()
-        .collect();
-    Ok(Plan {
+    let mut unmatched_includes = Vec::new();
+    let mut include_warnings = Vec::new();
+    for p in &opts.include {
+        let matched: Vec<usize> = (0..choices.len())
+            .filter(|&i| glob::matches(p, &ck.tensors()[i].name))
+            .collect();
+        let quantizable: Vec<usize> = matched
+            .iter()
+            .copied()
+            .filter(|&i| quantizable(&ck.tensors()[i]))
+            .collect();
+        if matched.is_empty() {
+            unmatched_includes.push(p.clone());
+        } else if quantizable.is_empty() {
+            include_warnings.push(PlanWarning::IncludeUnquantizable {
+                pattern: p.clone(),
+                matched: matched.len(),
+            });
+        } else if quantizable
+            .iter()
+            .all(|&i| forced_raw(opts, &ck.tensors()[i].name))
+        {
+            include_warnings.push(PlanWarning::IncludeExcluded {
+                pattern: p.clone(),
+                matched: quantizable.len(),
+            });
+        }
+    }
+    warnings.splice(0..0, include_warnings);
+    if opts.bias && bias_taken.is_empty() {
+        warnings.push(PlanWarning::BiasUnpaired);
+    }
+    let plan = Plan {
         tensors: ck
             .tensors()
             .iter()
@@ -358,18 +535,23 @@ pub fn plan(ck: &Checkpoint, opts: &PackOptions) -> Result<Plan> {
             .map(|(entry, choice)| Planned { entry, choice })
             .collect(),
         unmatched_includes,
-        pcm: false,
-    })
+        pcm,
+        warnings,
+    };
+    let mut plan = plan;
+    plan.warn_if_nothing_quantized();
+    plan
 }
 
 /// The plan of a pcm pack: every quantizable tensor with d ≥ `min_dim` (or matched by an
 /// include) is quantized with N = d (no frame) or the family's smallest N, unless even its
 /// fixed costs (record, steps, section padding) would be a quarter of its raw bytes.
 fn plan_pcm(ck: &Checkpoint, opts: &PackOptions, p: &PcmOptions) -> Result<Plan> {
-    let excluded = |n: &str| opts.exclude.iter().any(|g| glob::matches(g, n));
+    let excluded = |n: &str| forced_raw(opts, n);
     let included = |n: &str| opts.include.iter().any(|g| glob::matches(g, n));
     let mut choices: Vec<Choice> = vec![Choice::Raw; ck.tensors().len()];
     let mut bias_taken: HashMap<String, String> = HashMap::new();
+    let mut warnings = Vec::new();
     for (i, t) in ck.tensors().iter().enumerate() {
         if !quantizable(t) || excluded(&t.name) {
             continue;
@@ -412,6 +594,13 @@ fn plan_pcm(ck: &Checkpoint, opts: &PackOptions, p: &PcmOptions) -> Result<Plan>
         // left would be too coarse: such a small tensor is stored raw.
         let fixed_bits = 8 * (200 + 128 + 64 + 2 * m as u64);
         if 10 * fixed_bits > 4 * t.elements {
+            if !opts.include.is_empty() {
+                warnings.push(PlanWarning::TooSmall {
+                    tensor: t.name.clone(),
+                    fixed_bytes: fixed_bits / 8,
+                    raw_bytes: t.elements * t.dtype.size(),
+                });
+            }
             continue;
         }
         if let Some(b) = bias {
@@ -425,28 +614,7 @@ fn plan_pcm(ck: &Checkpoint, opts: &PackOptions, p: &PcmOptions) -> Result<Plan>
             bias: bias.map(|b| b.name.clone()),
         };
     }
-    for (i, t) in ck.tensors().iter().enumerate() {
-        if let Some(w) = bias_taken.get(&t.name) {
-            choices[i] = Choice::BiasOf { weight: w.clone() };
-        }
-    }
-    let unmatched_includes = opts
-        .include
-        .iter()
-        .filter(|g| !ck.tensors().iter().any(|t| glob::matches(g, &t.name)))
-        .cloned()
-        .collect();
-    Ok(Plan {
-        tensors: ck
-            .tensors()
-            .iter()
-            .cloned()
-            .zip(choices)
-            .map(|(entry, choice)| Planned { entry, choice })
-            .collect(),
-        unmatched_includes,
-        pcm: true,
-    })
+    Ok(finish_plan(ck, opts, choices, &bias_taken, true, warnings))
 }
 
 impl Plan {
@@ -481,6 +649,21 @@ impl Plan {
             .iter()
             .filter(|p| matches!(p.choice, Choice::Quantize { .. }))
             .count()
+    }
+
+    /// Adds [`PlanWarning::NothingQuantized`] if no tensor is quantized and it is not there yet.
+    fn warn_if_nothing_quantized(&mut self) {
+        if self.quantized_count() == 0
+            && !self.tensors.is_empty()
+            && !self
+                .warnings
+                .iter()
+                .any(|w| matches!(w, PlanWarning::NothingQuantized { .. }))
+        {
+            self.warnings.push(PlanWarning::NothingQuantized {
+                tensors: self.tensors.len(),
+            });
+        }
     }
 }
 
@@ -688,6 +871,7 @@ pub fn pack_nonfinite(
         NonFinite::Refuse => Vec::new(),
         NonFinite::Raw => raw_nonfinite(ck, &mut plan, progress)?,
     };
+    plan.warn_if_nothing_quantized();
     check_output_dir(out)?;
     let (policy, tag, uniform) = match opts.delta {
         DeltaChoice::Tensor => (StepPolicy::Tensor, DeltaPolicy::Tensor, None),

@@ -401,6 +401,9 @@ pub fn run(a: PackArgs, quiet: bool) -> CliResult {
             escape(&format!("sdq: warning: --include {p:?} matched no tensor"))
         );
     }
+    for w in &summary.plan.warnings {
+        eprintln!("{}", escape(&format!("sdq: warning: {w}")));
+    }
     let file = SdqFile::open(&a.output).map_err(|e| Failure::lib(&a.output, e))?;
     let report = file.report();
     for line in report.to_string().lines() {
