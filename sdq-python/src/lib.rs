@@ -680,6 +680,7 @@ fn pack<'py>(
         exclude: globs("exclude", exclude)?,
         min_dim,
         zstd: zstd_level(zstd)?,
+        tensor_types: Vec::new(),
     };
     let (_temp, input, label) = if let Ok(dict) = tensors.cast::<PyDict>() {
         let temp = dict_to_safetensors(py, dict, &metadata.unwrap_or_default())?;

@@ -132,6 +132,60 @@ pub struct PackOptions {
     /// pcm with a bits-per-weight target: spread the budget over the whole model (default) or
     /// give every tensor the same bits.
     pub allocation: Allocation,
+    /// Per-tensor settings, `(glob, setting)`: a tensor takes the setting of the FIRST pattern
+    /// it matches ([`PackOptions::tensor_setting`]).
+    pub tensor_types: Vec<(String, TensorSetting)>,
+}
+
+/// What `--tensor-type PATTERN=SETTING` does to the tensors it matches.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum TensorSetting {
+    /// Stored raw, bit for bit (like `--exclude`).
+    Raw,
+    /// pcm: exactly this many stored bits per weight, whatever the target of the other tensors
+    /// (they are not part of the model-wide allocation, which spreads the global bits per
+    /// weight over the others). Sigma-delta: this many code bits per weight
+    /// ([`FrameRule::BitsPerWeight`]). A tensor is still quantized only if it would be
+    /// without the setting.
+    Bits(f64),
+}
+
+impl TensorSetting {
+    /// `raw`, a positive number of bits per weight, or a preset: `q4` (4.5 bits), `q6` (6),
+    /// `q8` (8).
+    pub fn parse(s: &str) -> std::result::Result<TensorSetting, String> {
+        match s {
+            "raw" => Ok(TensorSetting::Raw),
+            "q4" => Ok(TensorSetting::Bits(4.5)),
+            "q6" => Ok(TensorSetting::Bits(6.0)),
+            "q8" => Ok(TensorSetting::Bits(8.0)),
+            v => match v.parse::<f64>() {
+                Ok(b) if b.is_finite() && b > 0.0 => Ok(TensorSetting::Bits(b)),
+                _ => Err(format!(
+                    "{v:?} is not raw, q4, q6, q8 or a positive number of bits per weight"
+                )),
+            },
+        }
+    }
+}
+
+impl std::fmt::Display for TensorSetting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TensorSetting::Raw => write!(f, "raw"),
+            TensorSetting::Bits(b) => write!(f, "{b}"),
+        }
+    }
+}
+
+impl PackOptions {
+    /// The setting of the first [`PackOptions::tensor_types`] pattern `name` matches.
+    pub fn tensor_setting(&self, name: &str) -> Option<TensorSetting> {
+        self.tensor_types
+            .iter()
+            .find(|(g, _)| glob::matches(g, name))
+            .map(|(_, s)| *s)
+    }
 }
 
 /// How a pcm bit budget is spread over the quantized tensors.
@@ -165,6 +219,7 @@ impl Default for PackOptions {
             min_dim: 16,
             zstd: None,
             allocation: Allocation::Model,
+            tensor_types: Vec::new(),
         }
     }
 }
@@ -204,7 +259,7 @@ pub struct Planned {
 }
 
 /// The decisions for a whole checkpoint, in file order.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Plan {
     /// One per tensor.
     pub tensors: Vec<Planned>,
@@ -220,7 +275,7 @@ pub struct Plan {
 /// Something in a pack that the caller should hear about: an option that does nothing, or a
 /// tensor stored raw although the options asked for it to be quantized. `Display` gives one
 /// line without a prefix.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub enum PlanWarning {
     /// An `--include` pattern matched `matched` tensors, none of which can be quantized (rank
@@ -241,6 +296,16 @@ pub enum PlanWarning {
     },
     /// `--bias` was given but no `X.bias` pairs with a quantized `X.weight`.
     BiasUnpaired,
+    /// A `--tensor-type` pattern that is the first match of no tensor (`matched` = 0), or, with
+    /// a number of bits, of no quantized tensor.
+    TensorTypeUnused {
+        /// The pattern.
+        pattern: String,
+        /// Its setting.
+        setting: TensorSetting,
+        /// Tensors whose first matching pattern it is.
+        matched: usize,
+    },
     /// A sigma-delta tensor whose quantized form (codes, steps, record) would take at least its
     /// raw bytes: stored raw.
     NotSmaller {
@@ -279,6 +344,25 @@ impl std::fmt::Display for PlanWarning {
             PlanWarning::IncludeExcluded { pattern, matched } => write!(
                 f,
                 "--include {pattern:?} quantizes nothing: every quantizable tensor it matched ({matched}) is excluded"
+            ),
+            PlanWarning::TensorTypeUnused {
+                pattern,
+                setting,
+                matched: 0,
+            } => write!(
+                f,
+                "--tensor-type {:?} matched no tensor (or only tensors an earlier --tensor-type matched)",
+                format!("{pattern}={setting}")
+            ),
+            PlanWarning::TensorTypeUnused {
+                pattern,
+                setting,
+                matched,
+            } => write!(
+                f,
+                "--tensor-type {:?} matched {matched} tensor{} and none of them is quantized",
+                format!("{pattern}={setting}"),
+                plural(*matched)
             ),
             PlanWarning::BiasUnpaired => write!(
                 f,
@@ -399,18 +483,22 @@ pub fn plan(ck: &Checkpoint, opts: &PackOptions) -> Result<Plan> {
         if !wanted {
             continue;
         }
-        let mut n = opts.frame.frame_size(d, bits).ok_or_else(|| {
+        let frame = match opts.tensor_setting(&t.name) {
+            Some(TensorSetting::Bits(b)) => FrameRule::BitsPerWeight(b),
+            _ => opts.frame,
+        };
+        let mut n = frame.frame_size(d, bits).ok_or_else(|| {
             Error::param(format!(
                 "tensor {:?}: {} does not give a valid frame size for d = {d}",
                 t.name,
-                opts.frame.describe()
+                frame.describe()
             ))
         })?;
         if opts.scheme.prefers_even_n() && opts.family == FrameFamily::Harmonic && n % 2 == 1 {
             // Second-order ΣΔ with a harmonic frame converges much faster for even N (see
             // Scheme::prefers_even_n). A size derived from a budget is lowered to stay within
             // it; a size the user gave is theirs to change.
-            if let FrameRule::FrameSize(_) = opts.frame {
+            if let FrameRule::FrameSize(_) = frame {
                 return Err(Error::param(format!(
                     "--frame-size {n} is odd: {} sigma-delta with a harmonic frame needs an even N (its error falls like N^-2.46 for even N, N^-1.33 for odd); use {} or {}",
                     opts.scheme,
@@ -425,7 +513,7 @@ pub fn plan(ck: &Checkpoint, opts: &PackOptions) -> Result<Plan> {
             return Err(Error::param(format!(
                 "tensor {:?}: {} with --levels {} gives frame size N = {n} for vectors of d = {d}, but a {} frame needs N >= {} = {min} (raise the bits per weight or redundancy, lower --levels, or --exclude the tensor)",
                 t.name,
-                opts.frame.describe(),
+                frame.describe(),
                 opts.levels,
                 opts.family,
                 match opts.family {
@@ -473,9 +561,11 @@ pub fn plan(ck: &Checkpoint, opts: &PackOptions) -> Result<Plan> {
     Ok(finish_plan(ck, opts, choices, &bias_taken, false, warnings))
 }
 
-/// Whether `opts` store the tensor `name` raw whatever it is (`--exclude`).
+/// Whether `opts` store the tensor `name` raw whatever it is (`--exclude`, or a raw
+/// `--tensor-type`).
 fn forced_raw(opts: &PackOptions, name: &str) -> bool {
     opts.exclude.iter().any(|g| glob::matches(g, name))
+        || opts.tensor_setting(name) == Some(TensorSetting::Raw)
 }
 
 /// The plan from the per-tensor choices: biases quantized with their weights marked, and the
@@ -525,6 +615,31 @@ fn finish_plan(
     warnings.splice(0..0, include_warnings);
     if opts.bias && bias_taken.is_empty() {
         warnings.push(PlanWarning::BiasUnpaired);
+    }
+    for (k, (g, setting)) in opts.tensor_types.iter().enumerate() {
+        // The tensors for which this pattern is the first that matches.
+        let mine: Vec<usize> = (0..choices.len())
+            .filter(|&i| {
+                let name = &ck.tensors()[i].name;
+                glob::matches(g, name)
+                    && !opts.tensor_types[..k]
+                        .iter()
+                        .any(|(h, _)| glob::matches(h, name))
+            })
+            .collect();
+        let unused = match setting {
+            TensorSetting::Raw => mine.is_empty(),
+            TensorSetting::Bits(_) => !mine
+                .iter()
+                .any(|&i| matches!(choices[i], Choice::Quantize { .. })),
+        };
+        if unused {
+            warnings.push(PlanWarning::TensorTypeUnused {
+                pattern: g.clone(),
+                setting: *setting,
+                matched: mine.len(),
+            });
+        }
     }
     let plan = Plan {
         tensors: ck
@@ -952,9 +1067,12 @@ pub fn pack_nonfinite(
                         .frame_size
                         .or(Some(*n))
                         .filter(|_| popts.family.is_some()),
-                    target: budgets
-                        .get(name)
-                        .map_or(popts.target, |&b| pcm::RateTarget::BitsPerWeight(b)),
+                    target: match opts.tensor_setting(name) {
+                        Some(TensorSetting::Bits(b)) => pcm::RateTarget::BitsPerWeight(b),
+                        _ => budgets
+                            .get(name)
+                            .map_or(popts.target, |&b| pcm::RateTarget::BitsPerWeight(b)),
+                    },
                     ..*popts
                 };
                 let q = pcm::quantize(&m, opts.orientation, &popts).map_err(in_tensor(name))?;
@@ -1056,7 +1174,8 @@ pub fn pack_nonfinite(
     })
 }
 
-/// The per-tensor bit budgets of [`Allocation::Model`]: measures every quantized tensor's
+/// The per-tensor bit budgets of [`Allocation::Model`] (tensors with a [`TensorSetting::Bits`]
+/// are left out: they get their own bits): measures every other quantized tensor's
 /// rate–distortion curve, then finds the multiplier μ whose choices (each tensor minimising
 /// D_t(b) + μ·n_t·b on its curve, D = relative squared error, n = weights) spend `bits` per
 /// weight over all of them (less a 0.3 % margin for the coder's overhead, which the curves
@@ -1085,6 +1204,11 @@ fn allocate(
             continue;
         };
         let name = t.entry.name.as_str();
+        if let Some(TensorSetting::Bits(_)) = opts.tensor_setting(name) {
+            // Its own bits, outside the allocation.
+            progress.advance();
+            continue;
+        }
         progress.tensor(name);
         let (w, b) = load(ck, &t.entry, bias.as_deref())?;
         let m = matrix(&w, b.as_deref(), *rows, *cols).map_err(in_tensor(name))?;

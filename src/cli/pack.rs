@@ -3,7 +3,9 @@
 use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
-use sdq::bridge::pack::{self, Allocation, DeltaChoice, FrameRule, Method, PackOptions};
+use sdq::bridge::pack::{
+    self, Allocation, DeltaChoice, FrameRule, Method, PackOptions, TensorSetting,
+};
 use sdq::codes::stream::Coding;
 use sdq::frame::FrameFamily;
 use sdq::quant::pcm::{PcmOptions, RateTarget, StepRule, StepType};
@@ -196,6 +198,12 @@ pub struct PackArgs {
     #[arg(long, value_name = "GLOB")]
     exclude: Vec<String>,
 
+    /// Per-tensor setting for tensors matching GLOB (repeatable; the FIRST matching pattern
+    /// wins): raw, a number B of bits per weight (pcm: exactly B stored bits, outside the
+    /// model-wide allocation; sigma-delta: B code bits), or q4, q6, q8 (4.5, 6, 8 bits).
+    #[arg(long, value_name = "GLOB=SETTING", value_parser = parse_tensor_type)]
+    tensor_type: Vec<(String, TensorSetting)>,
+
     /// Smallest vector dimension d quantized when no --include is given.
     #[arg(long, value_name = "D", default_value_t = 16)]
     min_dim: usize,
@@ -221,6 +229,16 @@ pub enum NonFiniteArg {
     Refuse,
     /// Store such tensors raw.
     Raw,
+}
+
+fn parse_tensor_type(s: &str) -> Result<(String, TensorSetting), String> {
+    let (glob, setting) = s
+        .rsplit_once('=')
+        .ok_or_else(|| format!("{s:?} is not GLOB=SETTING (e.g. '*embed*=8')"))?;
+    if glob.is_empty() {
+        return Err(format!("{s:?} has an empty GLOB"));
+    }
+    Ok((glob.to_owned(), TensorSetting::parse(setting)?))
 }
 
 fn parse_delta(s: &str) -> Result<DeltaChoice, String> {
@@ -367,6 +385,7 @@ pub fn run(a: PackArgs, quiet: bool) -> CliResult {
         } else {
             Allocation::Model
         },
+        tensor_types: a.tensor_type,
     };
     let input = &a.input;
     let ck = super::open_checkpoint(input, &a.output)?;
