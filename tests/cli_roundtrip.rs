@@ -935,3 +935,44 @@ fn tensor_type_stores_raw_or_sets_the_bits_of_matching_tensors() {
         );
     }
 }
+
+#[test]
+fn code_bits_is_levels_by_another_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let st = small_model(dir.path());
+    let (a, b) = (dir.path().join("a.sdq"), dir.path().join("b.sdq"));
+    let sd = ["--scheme", "first-order", "--bits-per-weight", "8"];
+    let pack = |q: &Path, extra: &[&str]| {
+        let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![&"pack", &st, &"-o", &q];
+        for x in sd.iter().chain(extra) {
+            args.push(x);
+        }
+        run_p(&args)
+    };
+    // 2 bits per code: K = 2, four levels.
+    assert_ok(&pack(&a, &["--code-bits", "2"]));
+    assert_ok(&pack(&b, &["-K", "2"]));
+    assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+    let j = info_json(&a);
+    let fc1 = j["tensors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "fc1.weight")
+        .unwrap();
+    assert_eq!(fc1["quantization"]["k"], 2, "{j}");
+    assert_eq!(fc1["quantization"]["bits_per_code"], 2, "{j}");
+    // With -K it conflicts; out of range, or with pcm, it is refused.
+    assert_fails(
+        &pack(&a, &["--code-bits", "4", "-K", "8"]),
+        2,
+        &["--code-bits", "cannot be used with"],
+    );
+    assert_fails(&pack(&a, &["--code-bits", "0"]), 2, &["--code-bits"]);
+    assert_fails(&pack(&a, &["--code-bits", "17"]), 2, &["--code-bits"]);
+    assert_fails(
+        &run_p(&[&"pack", &st, &"-o", &a, &"--code-bits", &"4"]),
+        2,
+        &["--code-bits is for sigma-delta"],
+    );
+}

@@ -158,6 +158,10 @@ pub struct PackArgs {
     #[arg(short = 'K', long, value_name = "K", default_value_t = 1)]
     levels: u32,
 
+    /// Sigma-delta: b bits per code, the same as -K 2^(b-1) (--code-bits 4 is -K 8: 16 levels).
+    #[arg(long, value_name = "b", conflicts_with = "levels", value_parser = clap::value_parser!(u32).range(1..=16))]
+    code_bits: Option<u32>,
+
     /// Scheme: pcm (rounding, entropy-coded, rate-controlled; the default), first-order
     /// sigma-delta (the paper's) or second-order (needs -K 2 or more; with a harmonic frame N is
     /// made even).
@@ -277,6 +281,11 @@ pub fn run(a: PackArgs, quiet: bool) -> CliResult {
             None => Some(FrameFamily::Harmonic),
         };
     let method = if pcm {
+        if a.code_bits.is_some() {
+            return Err(Failure::usage(
+                "--code-bits is for sigma-delta (pcm codes are entropy-coded: give --bits-per-weight)",
+            ));
+        }
         if a.redundancy.is_some() {
             return Err(Failure::usage(
                 "--redundancy is for sigma-delta; with pcm give --frame-size N with a frame family",
@@ -363,7 +372,7 @@ pub fn run(a: PackArgs, quiet: bool) -> CliResult {
     let opts = PackOptions {
         method,
         frame,
-        levels: a.levels,
+        levels: a.code_bits.map_or(a.levels, |b| 1 << (b - 1)),
         scheme: match a.scheme {
             SchemeArg::SecondOrder => Scheme::SecondOrder,
             _ => Scheme::FirstOrder,
