@@ -976,3 +976,73 @@ fn code_bits_is_levels_by_another_name() {
         &["--code-bits is for sigma-delta"],
     );
 }
+
+#[test]
+fn pack_prints_a_summary_and_the_aligned_table_only_with_verbose() {
+    let dir = tempfile::tempdir().unwrap();
+    let st = dir.path().join("m.safetensors");
+    let long = "model.decoder.layers.0.self_attention.a_rather_long_projection_name.weight";
+    write(
+        &st,
+        &[
+            f32_tensor(long, &[256, 256], 1),
+            f32_tensor("short.weight", &[256, 256], 2),
+            i64_tensor("step", &[7]),
+        ],
+        &[],
+    );
+    let q = dir.path().join("m.sdq");
+    // Not a terminal, no -v: the summary alone.
+    let out = assert_ok(&run_p(&[&"pack", &st, &"-o", &q]));
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(
+        lines[0].starts_with("packed 3 tensors (2 quantized, 1 raw) into "),
+        "{out}"
+    );
+    assert!(lines[0].contains(" s: vs fp32 "), "{out}");
+    assert!(out.contains("relative error"), "{out}");
+    assert!(
+        !out.contains("encoding") && !lines.iter().any(|l| l.starts_with("tensor")),
+        "{out}"
+    );
+    assert!(lines.len() <= 3, "{out}");
+    // -v: the table first, long names shortened in the middle, columns aligned.
+    let out = assert_ok(&run_p(&[&"pack", &st, &"-o", &q, &"-v"]));
+    let table: Vec<&str> = out.lines().take_while(|l| !l.is_empty()).collect();
+    assert_eq!(table.len(), 6, "{out}"); // header, 3 tensors, overhead, total
+    assert!(table[0].starts_with("tensor "), "{out}");
+    assert!(
+        table.iter().all(|l| !l.contains(long) && !l.contains('"')),
+        "{out}"
+    );
+    assert!(
+        table
+            .iter()
+            .any(|l| l.starts_with("model.decoder.lay") && l.contains('…')),
+        "{out}"
+    );
+    let col = |l: &str, word: &str| {
+        l.chars()
+            .collect::<Vec<_>>()
+            .windows(word.len())
+            .position(|w| w.iter().collect::<String>() == word)
+    };
+    let enc = col(table[0], "encoding").unwrap();
+    for l in &table[1..4] {
+        let c: Vec<char> = l.chars().collect();
+        assert!(c[enc - 1] == ' ' && c[enc] != ' ', "{out}");
+    }
+    let bits = col(table[0], "bits/w").unwrap() + "bits/w".len();
+    assert!(
+        table
+            .iter()
+            .skip(1)
+            .filter(|l| !l.starts_with("overhead"))
+            .all(|l| l.chars().count() == bits),
+        "{out}"
+    );
+    assert!(
+        out.lines().any(|l| l.starts_with("packed 3 tensors")),
+        "{out}"
+    );
+}

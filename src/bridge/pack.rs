@@ -766,6 +766,16 @@ impl Plan {
             .count()
     }
 
+    /// Number of weights (elements) of the quantized tensors, without their biases: the units
+    /// of the progress of the phases over quantized tensors.
+    pub fn quantized_weights(&self) -> u64 {
+        self.tensors
+            .iter()
+            .filter(|p| matches!(p.choice, Choice::Quantize { .. }))
+            .map(|p| p.entry.elements)
+            .sum()
+    }
+
     /// Adds [`PlanWarning::NothingQuantized`] if no tensor is quantized and it is not there yet.
     fn warn_if_nothing_quantized(&mut self) {
         if self.quantized_count() == 0
@@ -927,7 +937,7 @@ fn raw_nonfinite(
     plan: &mut Plan,
     progress: &mut dyn Progress,
 ) -> Result<Vec<(String, String)>> {
-    progress.start("checking", plan.quantized_count() as u64);
+    progress.start("checking", plan.quantized_weights());
     let mut found = Vec::new();
     for p in plan.tensors.iter_mut() {
         let Choice::Quantize { bias, .. } = &p.choice else {
@@ -947,7 +957,7 @@ fn raw_nonfinite(
             found.push((p.entry.name.clone(), why));
             p.choice = Choice::Raw;
         }
-        progress.advance();
+        progress.advance_by(p.entry.elements);
     }
     progress.finish();
     for p in plan.tensors.iter_mut() {
@@ -994,7 +1004,7 @@ pub fn pack_nonfinite(
         DeltaChoice::Coefficient => (StepPolicy::Coefficient, DeltaPolicy::Coefficient, None),
         DeltaChoice::Value(v) => (StepPolicy::Explicit(v), DeltaPolicy::Explicit, None),
         DeltaChoice::Uniform => {
-            progress.start("measuring norms", plan.quantized_count() as u64);
+            progress.start("measuring norms", plan.quantized_weights());
             let mut norms = Vec::new();
             for p in &plan.tensors {
                 if let Choice::Quantize {
@@ -1007,7 +1017,7 @@ pub fn pack_nonfinite(
                         .and_then(|m| m.max_vector_norm(opts.orientation))
                         .map_err(in_tensor(&p.entry.name))?;
                     norms.push(m);
-                    progress.advance();
+                    progress.advance_by(p.entry.elements);
                 }
             }
             progress.finish();
@@ -1036,7 +1046,10 @@ pub fn pack_nonfinite(
     };
     let mut writer = SdqWriter::create(out, &plan.tensor_plans(), ck.metadata())?;
     writer.set_zstd(opts.zstd)?;
-    progress.start("packing", plan.tensors.len() as u64);
+    progress.start(
+        "packing",
+        plan.tensors.iter().map(|p| p.entry.elements).sum(),
+    );
     let mut quantized = Vec::new();
     let mut orderings: HashMap<FrameDescriptor, OrderingReport> = HashMap::new();
     for p in &plan.tensors {
@@ -1162,7 +1175,7 @@ pub fn pack_nonfinite(
                 });
             }
         }
-        progress.advance();
+        progress.advance_by(p.entry.elements);
     }
     progress.finish();
     writer.finish()?;
@@ -1191,7 +1204,7 @@ fn allocate(
     // α = 2^e, e from −14 to 4 by halves: from about 16 down to under 1 bit per weight.
     let exponents: Vec<f64> = (0..=36).map(|i| -14.0 + 0.5 * f64::from(i)).collect();
     let mut curves: Vec<(String, f64, Vec<(f64, f64)>)> = Vec::new();
-    progress.start("measuring rate curves", plan.quantized_count() as u64);
+    progress.start("measuring rate curves", plan.quantized_weights());
     for t in &plan.tensors {
         let Choice::Quantize {
             rows,
@@ -1206,7 +1219,7 @@ fn allocate(
         let name = t.entry.name.as_str();
         if let Some(TensorSetting::Bits(_)) = opts.tensor_setting(name) {
             // Its own bits, outside the allocation.
-            progress.advance();
+            progress.advance_by(t.entry.elements);
             continue;
         }
         progress.tensor(name);
@@ -1229,7 +1242,7 @@ fn allocate(
             .collect();
         pts.sort_by(|a, b| a.0.total_cmp(&b.0));
         curves.push((name.to_owned(), weights, pts));
-        progress.advance();
+        progress.advance_by(t.entry.elements);
     }
     progress.finish();
     let total: f64 = curves.iter().map(|c| c.1).sum();

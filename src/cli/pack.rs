@@ -1,5 +1,6 @@
 //! `sdq pack`.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
@@ -12,7 +13,7 @@ use sdq::quant::pcm::{PcmOptions, RateTarget, StepRule, StepType};
 use sdq::quant::Scheme;
 use sdq::{Orientation, SdqFile};
 
-use super::table::{bytes, savings, sci};
+use super::table::{bytes, savings, sci, shorten, Table};
 use super::{escape, is_stdout, Bar, CliResult, Failure};
 
 const EXAMPLES: &str = "\
@@ -221,6 +222,10 @@ pub struct PackArgs {
     #[arg(long, value_enum, value_name = "WHAT", default_value_t = NonFiniteArg::Refuse)]
     nonfinite: NonFiniteArg,
 
+    /// Print the per-tensor table too (it is printed anyway when stdout is a terminal).
+    #[arg(short, long)]
+    verbose: bool,
+
     /// zstd level (1-22); implies --zstd.
     #[arg(long, value_name = "LEVEL", value_parser = clap::value_parser!(i32).range(1..=22))]
     zstd_level: Option<i32>,
@@ -397,6 +402,7 @@ pub fn run(a: PackArgs, quiet: bool) -> CliResult {
         tensor_types: a.tensor_type,
     };
     let input = &a.input;
+    let started = std::time::Instant::now();
     let ck = super::open_checkpoint(input, &a.output)?;
     let mut bar = Bar::new(quiet);
     let nonfinite = match a.nonfinite {
@@ -433,11 +439,11 @@ pub fn run(a: PackArgs, quiet: bool) -> CliResult {
         eprintln!("{}", escape(&format!("sdq: warning: {w}")));
     }
     let file = SdqFile::open(&a.output).map_err(|e| Failure::lib(&a.output, e))?;
+    let elapsed = started.elapsed().as_secs_f64();
     let report = file.report();
-    for line in report.to_string().lines() {
-        crate::outln!("{}", escape(line));
+    if a.verbose || std::io::stdout().is_terminal() {
+        crate::outln!("{}", table(&report));
     }
-    crate::outln!();
     let q = summary.quantized.len();
     let biases = summary
         .quantized
@@ -451,7 +457,7 @@ pub fn run(a: PackArgs, quiet: bool) -> CliResult {
         String::new()
     };
     crate::outln!(
-        "packed {} tensors ({q} quantized{with_bias}, {raw} raw) into {} ({}): vs fp32 {}, vs fp16 {}, {:.3} bits per weight",
+        "packed {} tensors ({q} quantized{with_bias}, {raw} raw) into {} ({}) in {elapsed:.1} s: vs fp32 {}, vs fp16 {}, {:.3} bits per weight",
         summary.plan.tensors.len(),
         escape(&a.output.display().to_string()),
         bytes(report.total_bytes),
@@ -525,4 +531,58 @@ pub fn run(a: PackArgs, quiet: bool) -> CliResult {
         );
     }
     Ok(())
+}
+
+/// Longest tensor name shown in full in the table (longer ones lose their middle).
+const NAME_WIDTH: usize = 48;
+
+/// The per-tensor table of the packed file (`-v`), aligned like `sdq info`'s.
+fn table(report: &sdq::StorageReport) -> String {
+    let mut t = Table::new(&[
+        ("tensor", false),
+        ("encoding", false),
+        ("dtype", false),
+        ("elements", true),
+        ("stored bytes", true),
+        ("vs fp32", true),
+        ("vs fp16", true),
+        ("bits/w", true),
+    ]);
+    let ratio = |x: f64| {
+        if x.is_finite() {
+            format!("{x:.2}x")
+        } else {
+            "n/a".into()
+        }
+    };
+    for r in &report.tensors {
+        t.row(vec![
+            shorten(&escape(&r.name), NAME_WIDTH),
+            r.encoding.into(),
+            r.dtype.into(),
+            r.elements.to_string(),
+            r.stored_bytes.to_string(),
+            ratio(r.ratio_fp32()),
+            ratio(r.ratio_fp16()),
+            format!("{:.3}", r.bits_per_weight()),
+        ]);
+    }
+    t.row(vec![
+        "overhead (preamble, metadata, padding)".into(),
+        String::new(),
+        String::new(),
+        String::new(),
+        report.overhead_bytes.to_string(),
+    ]);
+    t.row(vec![
+        "total".into(),
+        String::new(),
+        String::new(),
+        report.total_elements.to_string(),
+        report.total_bytes.to_string(),
+        ratio(report.ratio_fp32()),
+        ratio(report.ratio_fp16()),
+        format!("{:.3}", report.bits_per_weight()),
+    ]);
+    t.render()
 }
