@@ -23,6 +23,8 @@ Examples:
   sdq pack model.safetensors -o model.sdq --max-error 0.01       # fewest bits for 1% error per tensor
   sdq pack model.safetensors -o model.sdq --frame-family harmonic --sign-seed 1
   sdq pack model.safetensors.index.json -o model.sdq --exclude '*embed*' --bias
+  sdq pack model.safetensors -o model.sdq --tensor-type '*embed*=q8' --tensor-type '*norm*=raw' -v
+  sdq pack model.safetensors -o model.sdq --scheme first-order --code-bits 2 --bits-per-weight 4
   sdq pack model.safetensors -o model.sdq --scheme first-order --axis columns --frame-size 4000 --delta uniform   # the paper's setting
   sdq pack model.safetensors -o model.sdq --scheme first-order -K 2 --redundancy 3
   sdq pack model.safetensors -o model.sdq --scheme second-order -K 2 --bits-per-weight 4
