@@ -1203,7 +1203,9 @@ fn allocate(
 ) -> Result<HashMap<String, f64>> {
     // α = 2^e, e from −14 to 4 by halves: from about 16 down to under 1 bit per weight.
     let exponents: Vec<f64> = (0..=36).map(|i| -14.0 + 0.5 * f64::from(i)).collect();
-    let mut curves: Vec<(String, f64, Vec<(f64, f64)>)> = Vec::new();
+    // (tensor, weights, its (bits per weight, relative squared error) points by bits)
+    type Curve = (String, f64, Vec<(f64, f64)>);
+    let mut curves: Vec<Curve> = Vec::new();
     progress.start("measuring rate curves", plan.quantized_weights());
     for t in &plan.tensors {
         let Choice::Quantize {

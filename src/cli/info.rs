@@ -188,7 +188,7 @@ fn table(file: &SdqFile, selected: &[(&TensorInfo, Option<&TensorReport>)]) -> S
             Encoding::Pcm(q) => {
                 let mut enc = format!("pcm/{}", q.frame.name());
                 if q.sign_seed != 0 {
-                    enc.push_str("±");
+                    enc.push('±');
                 }
                 enc.push('+');
                 enc.push_str(q.coding.name());
