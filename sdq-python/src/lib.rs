@@ -721,6 +721,7 @@ fn pack<'py>(
         "uncertified": summary.uncertified(),
         "uniform_delta": summary.uniform_delta,
         "unmatched_includes": summary.plan.unmatched_includes,
+        "warnings": summary.plan.warnings.iter().map(|w| w.to_string()).collect::<Vec<_>>(),
     });
     json_to_py(py, &doc)
 }

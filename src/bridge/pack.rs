@@ -531,14 +531,18 @@ pub fn plan(ck: &Checkpoint, opts: &PackOptions) -> Result<Plan> {
             Orientation::Rows => rows,
         } as u64;
         let steps = match opts.delta {
-            DeltaChoice::Coefficient | DeltaChoice::Vector => 8 * m,
+            DeltaChoice::Coefficient | DeltaChoice::Vector => m.saturating_mul(8),
             _ => 8,
         };
-        let quantized_bytes = crate::codes::bitpack::packed_len(n as u64 * m, bits)
+        let quantized_bytes = (n as u64)
+            .checked_mul(m)
+            .and_then(|codes| crate::codes::bitpack::packed_len(codes, bits))
             .unwrap_or(u64::MAX)
-            .saturating_add(steps + 200);
-        let raw_bytes =
-            t.elements * t.dtype.size() + bias.map_or(0, |b| b.elements * b.dtype.size());
+            .saturating_add(steps.saturating_add(200));
+        let raw_bytes = t
+            .elements
+            .saturating_mul(t.dtype.size())
+            .saturating_add(bias.map_or(0, |b| b.elements.saturating_mul(b.dtype.size())));
         if quantized_bytes >= raw_bytes {
             warnings.push(PlanWarning::NotSmaller {
                 tensor: t.name.clone(),
@@ -713,7 +717,7 @@ fn plan_pcm(ck: &Checkpoint, opts: &PackOptions, p: &PcmOptions) -> Result<Plan>
                 warnings.push(PlanWarning::TooSmall {
                     tensor: t.name.clone(),
                     fixed_bytes: fixed_bits / 8,
-                    raw_bytes: t.elements * t.dtype.size(),
+                    raw_bytes: t.elements.saturating_mul(t.dtype.size()),
                 });
             }
             continue;
