@@ -188,3 +188,55 @@ fn input_truncated_after_open_is_an_error_not_a_crash() {
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
+
+/// The phases a pack reports: (what, total, units advanced).
+#[derive(Default)]
+struct Recorder(Vec<(String, u64, u64)>);
+
+impl sdq::bridge::Progress for Recorder {
+    fn start(&mut self, what: &str, total: u64) {
+        self.0.push((what.to_owned(), total, 0));
+    }
+    fn advance_by(&mut self, n: u64) {
+        if let Some(p) = self.0.last_mut() {
+            p.2 += n;
+        }
+    }
+}
+
+#[test]
+fn pack_progress_counts_weights_not_tensors() {
+    let dir = tempfile::tempdir().unwrap();
+    let st = dir.path().join("m.safetensors");
+    let big: Vec<u8> = (0..256 * 256)
+        .flat_map(|i| (((i * 7919) % 1000) as f32 / 1000.0 - 0.5).to_le_bytes())
+        .collect();
+    let small: Vec<u8> = [0.5f32; 4].iter().flat_map(|x| x.to_le_bytes()).collect();
+    let views = vec![
+        (
+            "big".to_string(),
+            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![256, 256], &big)
+                .unwrap(),
+        ),
+        (
+            "small".to_string(),
+            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![4], &small).unwrap(),
+        ),
+    ];
+    safetensors::tensor::serialize_to_file(views, None, &st).unwrap();
+    let ck = Checkpoint::open(&st).unwrap();
+    let mut rec = Recorder::default();
+    sdq::bridge::pack::pack(
+        &ck,
+        &dir.path().join("m.sdq"),
+        &sdq::bridge::pack::PackOptions::default(),
+        &mut rec,
+    )
+    .unwrap();
+    let phase = |w: &str| rec.0.iter().find(|p| p.0 == w).cloned().unwrap();
+    assert_eq!(
+        phase("measuring rate curves"),
+        ("measuring rate curves".into(), 65536, 65536)
+    );
+    assert_eq!(phase("packing"), ("packing".into(), 65540, 65540));
+}

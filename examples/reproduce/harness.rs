@@ -195,6 +195,7 @@ fn pack_file(st_path: &Path, sdq_path: &Path, spec: &PackSpec) -> Result<(), Str
         exclude: Vec::new(),
         min_dim: 1,
         zstd: None,
+        tensor_types: Vec::new(),
     };
     let plan = pack::plan(&ck, &opts).map_err(err("planning"))?;
     if let Some(missing) = plan.unmatched_includes.first() {

@@ -680,6 +680,7 @@ fn pack<'py>(
         exclude: globs("exclude", exclude)?,
         min_dim,
         zstd: zstd_level(zstd)?,
+        tensor_types: Vec::new(),
     };
     let (_temp, input, label) = if let Ok(dict) = tensors.cast::<PyDict>() {
         let temp = dict_to_safetensors(py, dict, &metadata.unwrap_or_default())?;
@@ -720,6 +721,7 @@ fn pack<'py>(
         "uncertified": summary.uncertified(),
         "uniform_delta": summary.uniform_delta,
         "unmatched_includes": summary.plan.unmatched_includes,
+        "warnings": summary.plan.warnings.iter().map(|w| w.to_string()).collect::<Vec<_>>(),
     });
     json_to_py(py, &doc)
 }

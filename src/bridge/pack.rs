@@ -132,6 +132,60 @@ pub struct PackOptions {
     /// pcm with a bits-per-weight target: spread the budget over the whole model (default) or
     /// give every tensor the same bits.
     pub allocation: Allocation,
+    /// Per-tensor settings, `(glob, setting)`: a tensor takes the setting of the FIRST pattern
+    /// it matches ([`PackOptions::tensor_setting`]).
+    pub tensor_types: Vec<(String, TensorSetting)>,
+}
+
+/// What `--tensor-type PATTERN=SETTING` does to the tensors it matches.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum TensorSetting {
+    /// Stored raw, bit for bit (like `--exclude`).
+    Raw,
+    /// pcm: exactly this many stored bits per weight, whatever the target of the other tensors
+    /// (they are not part of the model-wide allocation, which spreads the global bits per
+    /// weight over the others). Sigma-delta: this many code bits per weight
+    /// ([`FrameRule::BitsPerWeight`]). A tensor is still quantized only if it would be
+    /// without the setting.
+    Bits(f64),
+}
+
+impl TensorSetting {
+    /// `raw`, a positive number of bits per weight, or a preset: `q4` (4.5 bits), `q6` (6),
+    /// `q8` (8).
+    pub fn parse(s: &str) -> std::result::Result<TensorSetting, String> {
+        match s {
+            "raw" => Ok(TensorSetting::Raw),
+            "q4" => Ok(TensorSetting::Bits(4.5)),
+            "q6" => Ok(TensorSetting::Bits(6.0)),
+            "q8" => Ok(TensorSetting::Bits(8.0)),
+            v => match v.parse::<f64>() {
+                Ok(b) if b.is_finite() && b > 0.0 => Ok(TensorSetting::Bits(b)),
+                _ => Err(format!(
+                    "{v:?} is not raw, q4, q6, q8 or a positive number of bits per weight"
+                )),
+            },
+        }
+    }
+}
+
+impl std::fmt::Display for TensorSetting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TensorSetting::Raw => write!(f, "raw"),
+            TensorSetting::Bits(b) => write!(f, "{b}"),
+        }
+    }
+}
+
+impl PackOptions {
+    /// The setting of the first [`PackOptions::tensor_types`] pattern `name` matches.
+    pub fn tensor_setting(&self, name: &str) -> Option<TensorSetting> {
+        self.tensor_types
+            .iter()
+            .find(|(g, _)| glob::matches(g, name))
+            .map(|(_, s)| *s)
+    }
 }
 
 /// How a pcm bit budget is spread over the quantized tensors.
@@ -165,6 +219,7 @@ impl Default for PackOptions {
             min_dim: 16,
             zstd: None,
             allocation: Allocation::Model,
+            tensor_types: Vec::new(),
         }
     }
 }
@@ -204,7 +259,7 @@ pub struct Planned {
 }
 
 /// The decisions for a whole checkpoint, in file order.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Plan {
     /// One per tensor.
     pub tensors: Vec<Planned>,
@@ -212,6 +267,142 @@ pub struct Plan {
     pub unmatched_includes: Vec<String>,
     /// Whether the quantized tensors are pcm (else sigma-delta).
     pub pcm: bool,
+    /// Options that had no effect and tensors stored raw against the options, for the caller
+    /// to show (the library prints nothing).
+    pub warnings: Vec<PlanWarning>,
+}
+
+/// Something in a pack that the caller should hear about: an option that does nothing, or a
+/// tensor stored raw although the options asked for it to be quantized. `Display` gives one
+/// line without a prefix.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum PlanWarning {
+    /// An `--include` pattern matched `matched` tensors, none of which can be quantized (rank
+    /// below 2, a zero dimension, or not a float type).
+    IncludeUnquantizable {
+        /// The pattern.
+        pattern: String,
+        /// How many tensors it matched.
+        matched: usize,
+    },
+    /// Every quantizable tensor an `--include` pattern matched (`matched` of them) is also
+    /// excluded (`--exclude`, or `--tensor-type …=raw`), so the include quantizes nothing.
+    IncludeExcluded {
+        /// The pattern.
+        pattern: String,
+        /// How many quantizable tensors it matched.
+        matched: usize,
+    },
+    /// `--bias` was given but no `X.bias` pairs with a quantized `X.weight`.
+    BiasUnpaired,
+    /// A `--tensor-type` pattern that is the first match of no tensor (`matched` = 0), or, with
+    /// a number of bits, of no quantized tensor.
+    TensorTypeUnused {
+        /// The pattern.
+        pattern: String,
+        /// Its setting.
+        setting: TensorSetting,
+        /// Tensors whose first matching pattern it is.
+        matched: usize,
+    },
+    /// A sigma-delta tensor whose quantized form (codes, steps, record) would take at least its
+    /// raw bytes: stored raw.
+    NotSmaller {
+        /// The tensor.
+        tensor: String,
+        /// Estimated bytes of its quantized form.
+        quantized_bytes: u64,
+        /// Its raw bytes (with its bias, if it was to be quantized with it).
+        raw_bytes: u64,
+    },
+    /// A pcm tensor matched by `--include` that is too small for the per-tensor costs (record,
+    /// steps, padding) to stay under a tenth of a 4-bit budget: stored raw.
+    TooSmall {
+        /// The tensor.
+        tensor: String,
+        /// Estimated fixed bytes of its quantized form.
+        fixed_bytes: u64,
+        /// Its raw bytes.
+        raw_bytes: u64,
+    },
+    /// No tensor is quantized: every one of the `tensors` is stored raw.
+    NothingQuantized {
+        /// Tensors in the checkpoint.
+        tensors: usize,
+    },
+}
+
+impl std::fmt::Display for PlanWarning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PlanWarning::IncludeUnquantizable { pattern, matched } => write!(
+                f,
+                "--include {pattern:?} matched {matched} tensor{} and none can be quantized (rank < 2 or not a float type)",
+                plural(*matched)
+            ),
+            PlanWarning::IncludeExcluded { pattern, matched } => write!(
+                f,
+                "--include {pattern:?} quantizes nothing: every quantizable tensor it matched ({matched}) is excluded"
+            ),
+            PlanWarning::TensorTypeUnused {
+                pattern,
+                setting,
+                matched: 0,
+            } => write!(
+                f,
+                "--tensor-type {:?} matched no tensor (or only tensors an earlier --tensor-type matched)",
+                format!("{pattern}={setting}")
+            ),
+            PlanWarning::TensorTypeUnused {
+                pattern,
+                setting,
+                matched,
+            } => write!(
+                f,
+                "--tensor-type {:?} matched {matched} tensor{} and none of them is quantized",
+                format!("{pattern}={setting}"),
+                plural(*matched)
+            ),
+            PlanWarning::BiasUnpaired => write!(
+                f,
+                "--bias: no X.bias pairs with a quantized X.weight (a float vector with one entry per row): no bias is quantized"
+            ),
+            PlanWarning::NotSmaller {
+                tensor,
+                quantized_bytes,
+                raw_bytes,
+            } => write!(
+                f,
+                "tensor {tensor:?} would take about {quantized_bytes} bytes quantized, not less than its {raw_bytes} raw bytes: stored raw"
+            ),
+            PlanWarning::TooSmall {
+                tensor,
+                fixed_bytes,
+                raw_bytes,
+            } => write!(
+                f,
+                "tensor {tensor:?} is too small to quantize (about {fixed_bytes} bytes of record and steps against {raw_bytes} raw bytes): stored raw"
+            ),
+            PlanWarning::NothingQuantized { tensors } => write!(
+                f,
+                "nothing is quantized: {} stored raw (see --min-dim, --include, --exclude)",
+                if *tensors == 1 {
+                    "the 1 tensor is".to_owned()
+                } else {
+                    format!("all {tensors} tensors are")
+                }
+            ),
+        }
+    }
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
+    }
 }
 
 /// Whether a tensor can be a sigma-delta tensor at all: float dtype, rank ≥ 2, no zero
@@ -265,10 +456,11 @@ pub fn plan(ck: &Checkpoint, opts: &PackOptions) -> Result<Plan> {
             opts.scheme, opts.levels
         )));
     }
-    let excluded = |n: &str| opts.exclude.iter().any(|p| glob::matches(p, n));
+    let excluded = |n: &str| forced_raw(opts, n);
     let included = |n: &str| opts.include.iter().any(|p| glob::matches(p, n));
     let mut choices: Vec<Choice> = vec![Choice::Raw; ck.tensors().len()];
-    let mut bias_taken: std::collections::HashMap<String, String> = Default::default();
+    let mut bias_taken: HashMap<String, String> = HashMap::new();
+    let mut warnings = Vec::new();
     for (i, t) in ck.tensors().iter().enumerate() {
         if !quantizable(t) || excluded(&t.name) {
             continue;
@@ -291,18 +483,22 @@ pub fn plan(ck: &Checkpoint, opts: &PackOptions) -> Result<Plan> {
         if !wanted {
             continue;
         }
-        let mut n = opts.frame.frame_size(d, bits).ok_or_else(|| {
+        let frame = match opts.tensor_setting(&t.name) {
+            Some(TensorSetting::Bits(b)) => FrameRule::BitsPerWeight(b),
+            _ => opts.frame,
+        };
+        let mut n = frame.frame_size(d, bits).ok_or_else(|| {
             Error::param(format!(
                 "tensor {:?}: {} does not give a valid frame size for d = {d}",
                 t.name,
-                opts.frame.describe()
+                frame.describe()
             ))
         })?;
         if opts.scheme.prefers_even_n() && opts.family == FrameFamily::Harmonic && n % 2 == 1 {
             // Second-order ΣΔ with a harmonic frame converges much faster for even N (see
             // Scheme::prefers_even_n). A size derived from a budget is lowered to stay within
             // it; a size the user gave is theirs to change.
-            if let FrameRule::FrameSize(_) = opts.frame {
+            if let FrameRule::FrameSize(_) = frame {
                 return Err(Error::param(format!(
                     "--frame-size {n} is odd: {} sigma-delta with a harmonic frame needs an even N (its error falls like N^-2.46 for even N, N^-1.33 for odd); use {} or {}",
                     opts.scheme,
@@ -317,7 +513,7 @@ pub fn plan(ck: &Checkpoint, opts: &PackOptions) -> Result<Plan> {
             return Err(Error::param(format!(
                 "tensor {:?}: {} with --levels {} gives frame size N = {n} for vectors of d = {d}, but a {} frame needs N >= {} = {min} (raise the bits per weight or redundancy, lower --levels, or --exclude the tensor)",
                 t.name,
-                opts.frame.describe(),
+                frame.describe(),
                 opts.levels,
                 opts.family,
                 match opts.family {
@@ -325,6 +521,35 @@ pub fn plan(ck: &Checkpoint, opts: &PackOptions) -> Result<Plan> {
                     FrameFamily::SpectralTetris => "2d",
                 }
             )));
+        }
+        // Sizes past the limits are refused here, before a tensor is set aside as too small.
+        crate::frame::check_sizes(n, d).map_err(in_tensor(&t.name))?;
+        // Codes, steps (8 bytes per vector, or one for the tensor) and a record of about 200
+        // bytes: a tensor for which that is not less than its raw bytes is stored raw.
+        let m = match opts.orientation {
+            Orientation::Columns => cols + usize::from(bias.is_some()),
+            Orientation::Rows => rows,
+        } as u64;
+        let steps = match opts.delta {
+            DeltaChoice::Coefficient | DeltaChoice::Vector => m.saturating_mul(8),
+            _ => 8,
+        };
+        let quantized_bytes = (n as u64)
+            .checked_mul(m)
+            .and_then(|codes| crate::codes::bitpack::packed_len(codes, bits))
+            .unwrap_or(u64::MAX)
+            .saturating_add(steps.saturating_add(200));
+        let raw_bytes = t
+            .elements
+            .saturating_mul(t.dtype.size())
+            .saturating_add(bias.map_or(0, |b| b.elements.saturating_mul(b.dtype.size())));
+        if quantized_bytes >= raw_bytes {
+            warnings.push(PlanWarning::NotSmaller {
+                tensor: t.name.clone(),
+                quantized_bytes,
+                raw_bytes,
+            });
+            continue;
         }
         if let Some(b) = bias {
             bias_taken.insert(b.name.clone(), t.name.clone());
@@ -337,19 +562,90 @@ pub fn plan(ck: &Checkpoint, opts: &PackOptions) -> Result<Plan> {
             bias: bias.map(|b| b.name.clone()),
         };
     }
+    Ok(finish_plan(ck, opts, choices, &bias_taken, false, warnings))
+}
+
+/// Whether `opts` store the tensor `name` raw whatever it is (`--exclude`, or a raw
+/// `--tensor-type`).
+fn forced_raw(opts: &PackOptions, name: &str) -> bool {
+    opts.exclude.iter().any(|g| glob::matches(g, name))
+        || opts.tensor_setting(name) == Some(TensorSetting::Raw)
+}
+
+/// The plan from the per-tensor choices: biases quantized with their weights marked, and the
+/// warnings about options that did nothing appended to `warnings`.
+fn finish_plan(
+    ck: &Checkpoint,
+    opts: &PackOptions,
+    mut choices: Vec<Choice>,
+    bias_taken: &HashMap<String, String>,
+    pcm: bool,
+    mut warnings: Vec<PlanWarning>,
+) -> Plan {
     for (i, t) in ck.tensors().iter().enumerate() {
         if let Some(w) = bias_taken.get(&t.name) {
             // A bias that is itself quantized as a weight cannot be (it has rank 1), so no clash.
             choices[i] = Choice::BiasOf { weight: w.clone() };
         }
     }
-    let unmatched_includes = opts
-        .include
-        .iter()
-        .filter(|p| !ck.tensors().iter().any(|t| glob::matches(p, &t.name)))
-        .cloned()
-        .collect();
-    Ok(Plan {
+    let mut unmatched_includes = Vec::new();
+    let mut include_warnings = Vec::new();
+    for p in &opts.include {
+        let matched: Vec<usize> = (0..choices.len())
+            .filter(|&i| glob::matches(p, &ck.tensors()[i].name))
+            .collect();
+        let quantizable: Vec<usize> = matched
+            .iter()
+            .copied()
+            .filter(|&i| quantizable(&ck.tensors()[i]))
+            .collect();
+        if matched.is_empty() {
+            unmatched_includes.push(p.clone());
+        } else if quantizable.is_empty() {
+            include_warnings.push(PlanWarning::IncludeUnquantizable {
+                pattern: p.clone(),
+                matched: matched.len(),
+            });
+        } else if quantizable
+            .iter()
+            .all(|&i| forced_raw(opts, &ck.tensors()[i].name))
+        {
+            include_warnings.push(PlanWarning::IncludeExcluded {
+                pattern: p.clone(),
+                matched: quantizable.len(),
+            });
+        }
+    }
+    warnings.splice(0..0, include_warnings);
+    if opts.bias && bias_taken.is_empty() {
+        warnings.push(PlanWarning::BiasUnpaired);
+    }
+    for (k, (g, setting)) in opts.tensor_types.iter().enumerate() {
+        // The tensors for which this pattern is the first that matches.
+        let mine: Vec<usize> = (0..choices.len())
+            .filter(|&i| {
+                let name = &ck.tensors()[i].name;
+                glob::matches(g, name)
+                    && !opts.tensor_types[..k]
+                        .iter()
+                        .any(|(h, _)| glob::matches(h, name))
+            })
+            .collect();
+        let unused = match setting {
+            TensorSetting::Raw => mine.is_empty(),
+            TensorSetting::Bits(_) => !mine
+                .iter()
+                .any(|&i| matches!(choices[i], Choice::Quantize { .. })),
+        };
+        if unused {
+            warnings.push(PlanWarning::TensorTypeUnused {
+                pattern: g.clone(),
+                setting: *setting,
+                matched: mine.len(),
+            });
+        }
+    }
+    let plan = Plan {
         tensors: ck
             .tensors()
             .iter()
@@ -358,18 +654,23 @@ pub fn plan(ck: &Checkpoint, opts: &PackOptions) -> Result<Plan> {
             .map(|(entry, choice)| Planned { entry, choice })
             .collect(),
         unmatched_includes,
-        pcm: false,
-    })
+        pcm,
+        warnings,
+    };
+    let mut plan = plan;
+    plan.warn_if_nothing_quantized();
+    plan
 }
 
 /// The plan of a pcm pack: every quantizable tensor with d ≥ `min_dim` (or matched by an
 /// include) is quantized with N = d (no frame) or the family's smallest N, unless even its
 /// fixed costs (record, steps, section padding) would be a quarter of its raw bytes.
 fn plan_pcm(ck: &Checkpoint, opts: &PackOptions, p: &PcmOptions) -> Result<Plan> {
-    let excluded = |n: &str| opts.exclude.iter().any(|g| glob::matches(g, n));
+    let excluded = |n: &str| forced_raw(opts, n);
     let included = |n: &str| opts.include.iter().any(|g| glob::matches(g, n));
     let mut choices: Vec<Choice> = vec![Choice::Raw; ck.tensors().len()];
     let mut bias_taken: HashMap<String, String> = HashMap::new();
+    let mut warnings = Vec::new();
     for (i, t) in ck.tensors().iter().enumerate() {
         if !quantizable(t) || excluded(&t.name) {
             continue;
@@ -419,6 +720,13 @@ fn plan_pcm(ck: &Checkpoint, opts: &PackOptions, p: &PcmOptions) -> Result<Plan>
             fixed_bits >= 8 * t.elements * t.dtype.size()
         };
         if too_small {
+            if !opts.include.is_empty() {
+                warnings.push(PlanWarning::TooSmall {
+                    tensor: t.name.clone(),
+                    fixed_bytes: fixed_bits / 8,
+                    raw_bytes: t.elements.saturating_mul(t.dtype.size()),
+                });
+            }
             continue;
         }
         if let Some(b) = bias {
@@ -432,28 +740,7 @@ fn plan_pcm(ck: &Checkpoint, opts: &PackOptions, p: &PcmOptions) -> Result<Plan>
             bias: bias.map(|b| b.name.clone()),
         };
     }
-    for (i, t) in ck.tensors().iter().enumerate() {
-        if let Some(w) = bias_taken.get(&t.name) {
-            choices[i] = Choice::BiasOf { weight: w.clone() };
-        }
-    }
-    let unmatched_includes = opts
-        .include
-        .iter()
-        .filter(|g| !ck.tensors().iter().any(|t| glob::matches(g, &t.name)))
-        .cloned()
-        .collect();
-    Ok(Plan {
-        tensors: ck
-            .tensors()
-            .iter()
-            .cloned()
-            .zip(choices)
-            .map(|(entry, choice)| Planned { entry, choice })
-            .collect(),
-        unmatched_includes,
-        pcm: true,
-    })
+    Ok(finish_plan(ck, opts, choices, &bias_taken, true, warnings))
 }
 
 impl Plan {
@@ -488,6 +775,31 @@ impl Plan {
             .iter()
             .filter(|p| matches!(p.choice, Choice::Quantize { .. }))
             .count()
+    }
+
+    /// Number of weights (elements) of the quantized tensors, without their biases: the units
+    /// of the progress of the phases over quantized tensors.
+    pub fn quantized_weights(&self) -> u64 {
+        self.tensors
+            .iter()
+            .filter(|p| matches!(p.choice, Choice::Quantize { .. }))
+            .map(|p| p.entry.elements)
+            .sum()
+    }
+
+    /// Adds [`PlanWarning::NothingQuantized`] if no tensor is quantized and it is not there yet.
+    fn warn_if_nothing_quantized(&mut self) {
+        if self.quantized_count() == 0
+            && !self.tensors.is_empty()
+            && !self
+                .warnings
+                .iter()
+                .any(|w| matches!(w, PlanWarning::NothingQuantized { .. }))
+        {
+            self.warnings.push(PlanWarning::NothingQuantized {
+                tensors: self.tensors.len(),
+            });
+        }
     }
 }
 
@@ -636,7 +948,7 @@ fn raw_nonfinite(
     plan: &mut Plan,
     progress: &mut dyn Progress,
 ) -> Result<Vec<(String, String)>> {
-    progress.start("checking", plan.quantized_count() as u64);
+    progress.start("checking", plan.quantized_weights());
     let mut found = Vec::new();
     for p in plan.tensors.iter_mut() {
         let Choice::Quantize { bias, .. } = &p.choice else {
@@ -656,7 +968,7 @@ fn raw_nonfinite(
             found.push((p.entry.name.clone(), why));
             p.choice = Choice::Raw;
         }
-        progress.advance();
+        progress.advance_by(p.entry.elements);
     }
     progress.finish();
     for p in plan.tensors.iter_mut() {
@@ -695,6 +1007,7 @@ pub fn pack_nonfinite(
         NonFinite::Refuse => Vec::new(),
         NonFinite::Raw => raw_nonfinite(ck, &mut plan, progress)?,
     };
+    plan.warn_if_nothing_quantized();
     check_output_dir(out)?;
     let (policy, tag, uniform) = match opts.delta {
         DeltaChoice::Tensor => (StepPolicy::Tensor, DeltaPolicy::Tensor, None),
@@ -702,7 +1015,7 @@ pub fn pack_nonfinite(
         DeltaChoice::Coefficient => (StepPolicy::Coefficient, DeltaPolicy::Coefficient, None),
         DeltaChoice::Value(v) => (StepPolicy::Explicit(v), DeltaPolicy::Explicit, None),
         DeltaChoice::Uniform => {
-            progress.start("measuring norms", plan.quantized_count() as u64);
+            progress.start("measuring norms", plan.quantized_weights());
             let mut norms = Vec::new();
             for p in &plan.tensors {
                 if let Choice::Quantize {
@@ -715,7 +1028,7 @@ pub fn pack_nonfinite(
                         .and_then(|m| m.max_vector_norm(opts.orientation))
                         .map_err(in_tensor(&p.entry.name))?;
                     norms.push(m);
-                    progress.advance();
+                    progress.advance_by(p.entry.elements);
                 }
             }
             progress.finish();
@@ -744,7 +1057,10 @@ pub fn pack_nonfinite(
     };
     let mut writer = SdqWriter::create(out, &plan.tensor_plans(), ck.metadata())?;
     writer.set_zstd(opts.zstd)?;
-    progress.start("packing", plan.tensors.len() as u64);
+    progress.start(
+        "packing",
+        plan.tensors.iter().map(|p| p.entry.elements).sum(),
+    );
     let mut quantized = Vec::new();
     let mut orderings: HashMap<FrameDescriptor, OrderingReport> = HashMap::new();
     for p in &plan.tensors {
@@ -775,9 +1091,12 @@ pub fn pack_nonfinite(
                         .frame_size
                         .or(Some(*n))
                         .filter(|_| popts.family.is_some()),
-                    target: budgets
-                        .get(name)
-                        .map_or(popts.target, |&b| pcm::RateTarget::BitsPerWeight(b)),
+                    target: match opts.tensor_setting(name) {
+                        Some(TensorSetting::Bits(b)) => pcm::RateTarget::BitsPerWeight(b),
+                        _ => budgets
+                            .get(name)
+                            .map_or(popts.target, |&b| pcm::RateTarget::BitsPerWeight(b)),
+                    },
                     ..*popts
                 };
                 let q = pcm::quantize(&m, opts.orientation, &popts).map_err(in_tensor(name))?;
@@ -867,7 +1186,7 @@ pub fn pack_nonfinite(
                 });
             }
         }
-        progress.advance();
+        progress.advance_by(p.entry.elements);
     }
     progress.finish();
     writer.finish()?;
@@ -879,7 +1198,8 @@ pub fn pack_nonfinite(
     })
 }
 
-/// The per-tensor bit budgets of [`Allocation::Model`]: measures every quantized tensor's
+/// The per-tensor bit budgets of [`Allocation::Model`] (tensors with a [`TensorSetting::Bits`]
+/// are left out: they get their own bits): measures every other quantized tensor's
 /// rate–distortion curve, then finds the multiplier μ whose choices (each tensor minimising
 /// D_t(b) + μ·n_t·b on its curve, D = relative squared error, n = weights) spend `bits` per
 /// weight over all of them (less a 0.3 % margin for the coder's overhead, which the curves
@@ -894,10 +1214,10 @@ fn allocate(
 ) -> Result<HashMap<String, f64>> {
     // α = 2^e, e from −14 to 4 by halves: from about 16 down to under 1 bit per weight.
     let exponents: Vec<f64> = (0..=36).map(|i| -14.0 + 0.5 * f64::from(i)).collect();
-    // Per tensor: its name, its weights, and its curve as (bits per weight, D) by rising bits.
+    // (tensor, weights, its (bits per weight, relative squared error) points by bits)
     type Curve = (String, f64, Vec<(f64, f64)>);
     let mut curves: Vec<Curve> = Vec::new();
-    progress.start("measuring rate curves", plan.quantized_count() as u64);
+    progress.start("measuring rate curves", plan.quantized_weights());
     for t in &plan.tensors {
         let Choice::Quantize {
             rows,
@@ -910,6 +1230,11 @@ fn allocate(
             continue;
         };
         let name = t.entry.name.as_str();
+        if let Some(TensorSetting::Bits(_)) = opts.tensor_setting(name) {
+            // Its own bits, outside the allocation.
+            progress.advance_by(t.entry.elements);
+            continue;
+        }
         progress.tensor(name);
         let (w, b) = load(ck, &t.entry, bias.as_deref())?;
         let m = matrix(&w, b.as_deref(), *rows, *cols).map_err(in_tensor(name))?;
@@ -930,7 +1255,7 @@ fn allocate(
             .collect();
         pts.sort_by(|a, b| a.0.total_cmp(&b.0));
         curves.push((name.to_owned(), weights, pts));
-        progress.advance();
+        progress.advance_by(t.entry.elements);
     }
     progress.finish();
     let total: f64 = curves.iter().map(|c| c.1).sum();

@@ -27,7 +27,7 @@ pub const EXIT_IO: u8 = 4;
 
 const EXAMPLES: &str = "\
 Examples:
-  sdq pack model.safetensors -o model.sdq          # 4 bits per weight, certified bounds
+  sdq pack model.safetensors -o model.sdq          # pcm, 4.5 bits per weight, certified bounds
   sdq info model.sdq                               # what is stored, and what it saves
   sdq verify model.sdq --against model.safetensors # checksums, bounds, raw bytes
   sdq unpack model.sdq -o restored.safetensors     # back to safetensors (original dtypes)
@@ -181,7 +181,7 @@ impl sdq::bridge::Progress for Bar {
         }
         let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
         if let Ok(style) =
-            ProgressStyle::with_template("{prefix:>12} [{bar:30}] {pos}/{len} {wide_msg}")
+            ProgressStyle::with_template("{prefix:>12} [{bar:30}] {percent:>3}% {wide_msg}")
         {
             bar.set_style(style.progress_chars("=> "));
         }
@@ -193,9 +193,9 @@ impl sdq::bridge::Progress for Bar {
             b.set_message(escape(name));
         }
     }
-    fn advance(&mut self) {
+    fn advance_by(&mut self, n: u64) {
         if let Some(b) = &self.bar {
-            b.inc(1);
+            b.inc(n);
         }
     }
     fn finish(&mut self) {

@@ -1,16 +1,19 @@
 //! `sdq pack`.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
-use sdq::bridge::pack::{self, Allocation, DeltaChoice, FrameRule, Method, PackOptions};
+use sdq::bridge::pack::{
+    self, Allocation, DeltaChoice, FrameRule, Method, PackOptions, TensorSetting,
+};
 use sdq::codes::stream::Coding;
 use sdq::frame::FrameFamily;
 use sdq::quant::pcm::{PcmOptions, RateTarget, StepRule, StepType};
 use sdq::quant::Scheme;
 use sdq::{Orientation, SdqFile};
 
-use super::table::{bytes, savings, sci};
+use super::table::{bytes, savings, sci, shorten, Table};
 use super::{escape, is_stdout, Bar, CliResult, Failure};
 
 const EXAMPLES: &str = "\
@@ -20,6 +23,8 @@ Examples:
   sdq pack model.safetensors -o model.sdq --max-error 0.01       # fewest bits for 1% error per tensor
   sdq pack model.safetensors -o model.sdq --frame-family harmonic --sign-seed 1
   sdq pack model.safetensors.index.json -o model.sdq --exclude '*embed*' --bias
+  sdq pack model.safetensors -o model.sdq --tensor-type '*embed*=q8' --tensor-type '*norm*=raw' -v
+  sdq pack model.safetensors -o model.sdq --scheme first-order --code-bits 2 --bits-per-weight 4
   sdq pack model.safetensors -o model.sdq --scheme first-order --axis columns --frame-size 4000 --delta uniform   # the paper's setting
   sdq pack model.safetensors -o model.sdq --scheme first-order -K 2 --redundancy 3
   sdq pack model.safetensors -o model.sdq --scheme second-order -K 2 --bits-per-weight 4
@@ -156,6 +161,10 @@ pub struct PackArgs {
     #[arg(short = 'K', long, value_name = "K", default_value_t = 1)]
     levels: u32,
 
+    /// Sigma-delta: b bits per code, the same as -K 2^(b-1) (--code-bits 4 is -K 8: 16 levels).
+    #[arg(long, value_name = "b", conflicts_with = "levels", value_parser = clap::value_parser!(u32).range(1..=16))]
+    code_bits: Option<u32>,
+
     /// Scheme: pcm (rounding, entropy-coded, rate-controlled; the default), first-order
     /// sigma-delta (the paper's) or second-order (needs -K 2 or more; with a harmonic frame N is
     /// made even).
@@ -196,6 +205,12 @@ pub struct PackArgs {
     #[arg(long, value_name = "GLOB")]
     exclude: Vec<String>,
 
+    /// Per-tensor setting for tensors matching GLOB (repeatable; the FIRST matching pattern
+    /// wins): raw, a number B of bits per weight (pcm: exactly B stored bits, outside the
+    /// model-wide allocation; sigma-delta: B code bits), or q4, q6, q8 (4.5, 6, 8 bits).
+    #[arg(long, value_name = "GLOB=SETTING", value_parser = parse_tensor_type)]
+    tensor_type: Vec<(String, TensorSetting)>,
+
     /// Smallest vector dimension d quantized when no --include is given.
     #[arg(long, value_name = "D", default_value_t = 16)]
     min_dim: usize,
@@ -209,6 +224,10 @@ pub struct PackArgs {
     #[arg(long, value_enum, value_name = "WHAT", default_value_t = NonFiniteArg::Refuse)]
     nonfinite: NonFiniteArg,
 
+    /// Print the per-tensor table too (it is printed anyway when stdout is a terminal).
+    #[arg(short, long)]
+    verbose: bool,
+
     /// zstd level (1-22); implies --zstd.
     #[arg(long, value_name = "LEVEL", value_parser = clap::value_parser!(i32).range(1..=22))]
     zstd_level: Option<i32>,
@@ -221,6 +240,16 @@ pub enum NonFiniteArg {
     Refuse,
     /// Store such tensors raw.
     Raw,
+}
+
+fn parse_tensor_type(s: &str) -> Result<(String, TensorSetting), String> {
+    let (glob, setting) = s
+        .rsplit_once('=')
+        .ok_or_else(|| format!("{s:?} is not GLOB=SETTING (e.g. '*embed*=8')"))?;
+    if glob.is_empty() {
+        return Err(format!("{s:?} has an empty GLOB"));
+    }
+    Ok((glob.to_owned(), TensorSetting::parse(setting)?))
 }
 
 fn parse_delta(s: &str) -> Result<DeltaChoice, String> {
@@ -259,6 +288,11 @@ pub fn run(a: PackArgs, quiet: bool) -> CliResult {
             None => Some(FrameFamily::Harmonic),
         };
     let method = if pcm {
+        if a.code_bits.is_some() {
+            return Err(Failure::usage(
+                "--code-bits is for sigma-delta (pcm codes are entropy-coded: give --bits-per-weight)",
+            ));
+        }
         if a.redundancy.is_some() {
             return Err(Failure::usage(
                 "--redundancy is for sigma-delta; with pcm give --frame-size N with a frame family",
@@ -350,7 +384,7 @@ pub fn run(a: PackArgs, quiet: bool) -> CliResult {
     let opts = PackOptions {
         method,
         frame,
-        levels: a.levels,
+        levels: a.code_bits.map_or(a.levels, |b| 1 << (b - 1)),
         scheme: match a.scheme {
             SchemeArg::SecondOrder => Scheme::SecondOrder,
             _ => Scheme::FirstOrder,
@@ -372,8 +406,10 @@ pub fn run(a: PackArgs, quiet: bool) -> CliResult {
         } else {
             Allocation::Model
         },
+        tensor_types: a.tensor_type,
     };
     let input = &a.input;
+    let started = std::time::Instant::now();
     let ck = super::open_checkpoint(input, &a.output)?;
     let mut bar = Bar::new(quiet);
     let nonfinite = match a.nonfinite {
@@ -406,12 +442,15 @@ pub fn run(a: PackArgs, quiet: bool) -> CliResult {
             escape(&format!("sdq: warning: --include {p:?} matched no tensor"))
         );
     }
-    let file = SdqFile::open(&a.output).map_err(|e| Failure::lib(&a.output, e))?;
-    let report = file.report();
-    for line in report.to_string().lines() {
-        crate::outln!("{}", escape(line));
+    for w in &summary.plan.warnings {
+        eprintln!("{}", escape(&format!("sdq: warning: {w}")));
     }
-    crate::outln!();
+    let file = SdqFile::open(&a.output).map_err(|e| Failure::lib(&a.output, e))?;
+    let elapsed = started.elapsed().as_secs_f64();
+    let report = file.report();
+    if a.verbose || std::io::stdout().is_terminal() {
+        crate::outln!("{}", table(&report));
+    }
     let q = summary.quantized.len();
     let biases = summary
         .quantized
@@ -425,7 +464,7 @@ pub fn run(a: PackArgs, quiet: bool) -> CliResult {
         String::new()
     };
     crate::outln!(
-        "packed {} tensors ({q} quantized{with_bias}, {raw} raw) into {} ({}): vs fp32 {}, vs fp16 {}, {:.3} bits per weight",
+        "packed {} tensors ({q} quantized{with_bias}, {raw} raw) into {} ({}) in {elapsed:.1} s: vs fp32 {}, vs fp16 {}, {:.3} bits per weight",
         summary.plan.tensors.len(),
         escape(&a.output.display().to_string()),
         bytes(report.total_bytes),
@@ -499,4 +538,58 @@ pub fn run(a: PackArgs, quiet: bool) -> CliResult {
         );
     }
     Ok(())
+}
+
+/// Longest tensor name shown in full in the table (longer ones lose their middle).
+const NAME_WIDTH: usize = 48;
+
+/// The per-tensor table of the packed file (`-v`), aligned like `sdq info`'s.
+fn table(report: &sdq::StorageReport) -> String {
+    let mut t = Table::new(&[
+        ("tensor", false),
+        ("encoding", false),
+        ("dtype", false),
+        ("elements", true),
+        ("stored bytes", true),
+        ("vs fp32", true),
+        ("vs fp16", true),
+        ("bits/w", true),
+    ]);
+    let ratio = |x: f64| {
+        if x.is_finite() {
+            format!("{x:.2}x")
+        } else {
+            "n/a".into()
+        }
+    };
+    for r in &report.tensors {
+        t.row(vec![
+            shorten(&escape(&r.name), NAME_WIDTH),
+            r.encoding.into(),
+            r.dtype.into(),
+            r.elements.to_string(),
+            r.stored_bytes.to_string(),
+            ratio(r.ratio_fp32()),
+            ratio(r.ratio_fp16()),
+            format!("{:.3}", r.bits_per_weight()),
+        ]);
+    }
+    t.row(vec![
+        "overhead (preamble, metadata, padding)".into(),
+        String::new(),
+        String::new(),
+        String::new(),
+        report.overhead_bytes.to_string(),
+    ]);
+    t.row(vec![
+        "total".into(),
+        String::new(),
+        String::new(),
+        report.total_elements.to_string(),
+        report.total_bytes.to_string(),
+        ratio(report.ratio_fp32()),
+        ratio(report.ratio_fp16()),
+        format!("{:.3}", report.bits_per_weight()),
+    ]);
+    t.render()
 }

@@ -57,6 +57,21 @@ impl Table {
     }
 }
 
+/// `s` if it has at most `max` characters, else its start and end joined by `…` (`max`
+/// characters in all), so that a long tensor name keeps a table aligned.
+pub fn shorten(s: &str, max: usize) -> String {
+    let n = s.chars().count();
+    if n <= max || max < 3 {
+        return s.to_owned();
+    }
+    let head = (max - 1) / 2;
+    let tail = max - 1 - head;
+    let mut out: String = s.chars().take(head).collect();
+    out.push('…');
+    out.extend(s.chars().skip(n - tail));
+    out
+}
+
 /// A byte count with a binary unit (`1.5 MiB`), exact below 1 KiB.
 pub fn bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
