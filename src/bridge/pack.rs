@@ -193,11 +193,11 @@ impl PackOptions {
 pub enum Allocation {
     /// Every tensor gets the same stored bits per weight.
     PerTensor,
-    /// The bits of the whole model are spread so that the sum over tensors of the relative
-    /// squared error ‖W − W̃‖²/‖W‖² is least (every weight matrix is one layer of the
-    /// computation and adds its own noise to the output): each tensor's estimated
-    /// rate–distortion curve is measured first, then one Lagrange multiplier is found by
-    /// bisection; large tensors such as embeddings get fewer bits per weight.
+    /// The bits of the whole model are spread so that Σ_t √n_t·‖W_t − W̃_t‖²/‖W_t‖² is least
+    /// (n_t the tensor's weights): each tensor's estimated rate–distortion curve is measured
+    /// first, then one Lagrange multiplier is found by bisection. The weight √n_t sits between
+    /// counting every tensor once (which starves a large embedding table) and counting every
+    /// weight once (equal errors, about the same bits everywhere); see docs/MATH.md §8.
     #[default]
     Model,
 }
@@ -1277,7 +1277,7 @@ fn allocate(
                         } else {
                             d0 + f * (d1 - d0)
                         };
-                        let cost = d + mu * weights * b;
+                        let cost = weights.sqrt() * d + mu * weights * b;
                         if cost < best.0 {
                             best = (cost, b);
                         }

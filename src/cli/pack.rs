@@ -506,11 +506,11 @@ pub fn run(a: PackArgs, quiet: bool) -> CliResult {
             );
         }
         for t in &summary.quantized {
-            if t.relative_error > 1.0 {
+            if t.relative_error >= 0.5 {
                 eprintln!(
                     "{}",
                     escape(&format!(
-                        "sdq: warning: tensor {:?} comes back with relative error {:.3} (more than its own norm): it is destroyed; raise the bits or use another step",
+                        "sdq: warning: tensor {:?} comes back with relative error {:.3}: it is destroyed (verify fails above 0.5); raise the bits or use another step",
                         t.name, t.relative_error
                     ))
                 );
