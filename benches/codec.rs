@@ -83,6 +83,106 @@ struct Row {
     target: Option<(&'static str, f64)>,
 }
 
+/// pcm (the default scheme) on a transformer-sized matrix W[3072, 768] (rows, d = 768) at 4.5
+/// stored bits per weight, one thread: decode per vector (entropy decoding + synthesis) against
+/// one bare inverse FFT of length N = d + 1 (harmonic frame; target ≤ 1.5) and, for the default
+/// (no frame), against a plain f32 copy of the same weights; and weights decoded per second.
+fn pcm_rows(one_thread: &rayon::ThreadPool, rows: &mut Vec<Row>) -> sdq::Result<()> {
+    use sdq::frame::FrameFamily;
+    use sdq::quant::pcm::{quantize, PcmOptions, RateTarget};
+    let (m, d) = (3072usize, 768usize);
+    let w = values(77, d * m, 0.05);
+    let matrix = Matrix::new(&w, m, d)?;
+    let mut out = vec![0.0f32; d * m];
+    for family in [None, Some(FrameFamily::Harmonic)] {
+        let q = quantize(
+            &matrix,
+            Orientation::Rows,
+            &PcmOptions {
+                family,
+                target: RateTarget::BitsPerWeight(4.5),
+                ..PcmOptions::default()
+            },
+        )?;
+        let plan = [TensorPlan::pcm(
+            "w",
+            Dtype::F32,
+            &[m as u64, d as u64],
+            false,
+        )];
+        let mut writer = SdqStreamWriter::in_memory(&plan, &[])?;
+        writer.write_pcm("w", &q)?;
+        let file = SdqFile::from_bytes(writer.finish()?.into_inner())?;
+        let n = q.frame.frame_size(d);
+        let ifft = RealFftPlanner::<f64>::new().plan_fft_inverse(n);
+        let (mut spectrum, mut output, mut scratch) = (
+            ifft.make_input_vec(),
+            ifft.make_output_vec(),
+            ifft.make_scratch_vec(),
+        );
+        let mut bare = || {
+            spectrum
+                .iter_mut()
+                .for_each(|c| *c = realfft::num_complex::Complex::new(0.25, 0.0));
+            spectrum[0].im = 0.0;
+            if let Some(last) = spectrum.last_mut() {
+                last.im = 0.0;
+            }
+            ifft.process_with_scratch(&mut spectrum, &mut output, &mut scratch)
+                .ok();
+            black_box(&output);
+        };
+        let mut copy = vec![0.0f32; d * m];
+        let (decode, reference) = one_thread.install(|| match family {
+            Some(_) => time_pair(
+                1.0,
+                || {
+                    file.decode_into("w", &mut out).ok();
+                    black_box(&out);
+                },
+                || {
+                    for _ in 0..m {
+                        bare();
+                    }
+                },
+            ),
+            None => time_pair(
+                1.0,
+                || {
+                    file.decode_into("w", &mut out).ok();
+                    black_box(&out);
+                },
+                || {
+                    copy.copy_from_slice(&w);
+                    black_box(&copy);
+                },
+            ),
+        });
+        let bits = 8.0 * file.file_len() as f64 / (d * m) as f64;
+        let tag = format!(
+            "pcm {} (d, N) = ({d}, {n}), m = {m}, {bits:.2} bits/weight",
+            q.frame.name()
+        );
+        println!(
+            "{tag}: decode {:.1} M weights/s on one thread",
+            (d * m) as f64 / decode / 1e6
+        );
+        rows.push(match family {
+            Some(_) => Row {
+                label: format!("{tag}: decode per vector / bare inverse FFT"),
+                value: decode / reference,
+                target: Some(("<=", 1.5)),
+            },
+            None => Row {
+                label: format!("{tag}: decode / f32 copy of the weights"),
+                value: decode / reference,
+                target: None,
+            },
+        });
+    }
+    Ok(())
+}
+
 /// C[r×b] = A[r×c]·B[c×b], all row-major f32, single thread (matrixmultiply).
 fn sgemm(r: usize, c: usize, b: usize, a: &[f32], x: &[f32], out: &mut [f32]) {
     assert!(a.len() >= r * c && x.len() >= c * b && out.len() >= r * b);
@@ -460,6 +560,8 @@ fn main() -> sdq::Result<()> {
         });
         std::fs::remove_file(&st_path).ok();
     }
+
+    pcm_rows(&one_thread, &mut rows)?;
 
     println!();
     let mut failed = 0;

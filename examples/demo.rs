@@ -1,16 +1,22 @@
 //! The main job, end to end: train the paper's FNN (784 → 200 → 200 → 10, ReLU, no biases) on
-//! the shipped MNIST subset, save it as safetensors, then run the same code as
-//! `sdq pack` / `sdq info` / `sdq verify --against` / `sdq unpack`, load the unpacked weights
-//! back and compare float and quantized test accuracy and file sizes.
+//! the shipped MNIST subset, save it as safetensors, then run `sdq pack`, `sdq verify --against`
+//! and `sdq unpack` (the command line's own code, compiled in from src/cli/, so what is printed
+//! is the commands' real output), load the unpacked weights back and compare float and quantized
+//! test accuracy and file sizes.
 //!
 //! ```text
-//! cargo run --release --example demo              # default settings (what `sdq pack` does)
-//! cargo run --release --example demo -- --sweep   # also: accuracy for other settings
+//! cargo run --profile test --example demo              # default settings (what `sdq pack` does)
+//! cargo run --profile test --example demo -- --sweep   # also: accuracy for other settings
 //! ```
 //!
 //! Files go to `target/demo/` under the crate.
 
 mod mnist;
+
+// The `sdq` command line itself (src/main.rs is only `cli::main()`).
+#[allow(dead_code)]
+#[path = "../src/cli/mod.rs"]
+mod cli;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -19,8 +25,7 @@ use std::time::Instant;
 use mnist::{Model, ModelKind, TrainConfig};
 use sdq::bridge::pack::{self, DeltaChoice, FrameRule, PackOptions};
 use sdq::bridge::safetensors::{Checkpoint, FloatOut, SafetensorsWriter, TensorSpec};
-use sdq::bridge::unpack::{self, OutDtype};
-use sdq::bridge::{verify, NoProgress};
+use sdq::bridge::NoProgress;
 use sdq::{Dtype, SdqFile};
 
 type Res<T> = Result<T, String>;
@@ -80,6 +85,35 @@ fn loaded_model(template: &Model, path: &Path) -> Res<Model> {
     Ok(m)
 }
 
+/// A path as a command-line argument.
+fn arg(p: &Path) -> String {
+    p.display().to_string()
+}
+
+/// Runs `sdq ARGS…` (the command line's own code) in the current directory (target/demo), with
+/// absolute paths given by their file name, after printing the command line; its output is the
+/// real output. An exit code other than 0 is an error.
+fn sdq_cli(args: &[&str]) -> Res<()> {
+    let shown: Vec<&str> = args
+        .iter()
+        .map(|a| {
+            // Paths relative to target/demo, the current directory.
+            let p = Path::new(a);
+            p.file_name()
+                .filter(|_| p.is_absolute())
+                .and_then(|f| f.to_str())
+                .unwrap_or(a)
+        })
+        .collect();
+    println!("\n$ sdq {}", shown.join(" "));
+    let code = cli::run_from(std::iter::once("sdq").chain(shown.iter().copied()));
+    if code == ExitCode::SUCCESS {
+        Ok(())
+    } else {
+        Err(format!("sdq {} failed ({code:?})", args.join(" ")))
+    }
+}
+
 fn size(p: &Path) -> u64 {
     std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)
 }
@@ -92,6 +126,8 @@ fn run() -> Res<()> {
     let sweep = std::env::args().any(|a| a == "--sweep");
     let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/target/demo"));
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    // As after `cd target/demo`: the commands below name their files relative to it.
+    std::env::set_current_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let t0 = Instant::now();
 
     // 1. Train.
@@ -113,43 +149,18 @@ fn run() -> Res<()> {
 
     // 3. sdq pack fnn.safetensors -o fnn.sdq (default options).
     let sdq_path = dir.join("fnn.sdq");
+    sdq_cli(&["pack", &arg(&st), "-o", &arg(&sdq_path)])?;
     let ck = Checkpoint::open(&st).map_err(err)?;
-    let opts = PackOptions::default();
-    let summary = pack::pack(&ck, &sdq_path, &opts, &mut NoProgress).map_err(err)?;
-    println!("\n$ sdq pack {} -o {}", st.display(), sdq_path.display());
     let file = SdqFile::open(&sdq_path).map_err(err)?;
-    println!("{}", file.report());
-    println!(
-        "largest certified bound {:.3e}, largest measured error {:.3e}",
-        summary.max_bound(),
-        summary.max_error()
-    );
 
     // 4. sdq verify fnn.sdq --against fnn.safetensors
-    let sums = verify::verify_checksums(&file, &mut NoProgress);
-    let bad = sums.iter().filter(|c| c.error.is_some()).count();
-    let v = verify::verify_against(&file, &sdq_path, &ck, &mut NoProgress).map_err(err)?;
-    println!(
-        "\n$ sdq verify {} --against {}\nchecksums: {} of {} intact; {} vectors checked, {} violations, worst error/bound {:.4}: {}",
-        sdq_path.display(),
-        st.display(),
-        sums.len() - bad,
-        sums.len(),
-        v.vectors(),
-        v.violations(),
-        v.worst_ratio(),
-        if v.ok() && bad == 0 { "OK" } else { "FAILED" }
-    );
-    if !(v.ok() && bad == 0) {
-        return Err("verification failed".into());
-    }
+    sdq_cli(&["verify", &arg(&sdq_path), "--against", &arg(&st)])?;
 
     // 5. sdq unpack fnn.sdq -o fnn.unpacked.safetensors, load it, evaluate.
     let un = dir.join("fnn.unpacked.safetensors");
-    unpack::unpack_file(&file, &un, &[], OutDtype::F32, &mut NoProgress).map_err(err)?;
+    sdq_cli(&["unpack", &arg(&sdq_path), "-o", &arg(&un)])?;
     let q_model = loaded_model(&model, &un)?;
     let q_acc = mnist::evaluate(&q_model, &test);
-    println!("\n$ sdq unpack {} -o {}", sdq_path.display(), un.display());
     println!("\nfile sizes:");
     println!(
         "  float safetensors   {:>10}  ({} bytes)",
@@ -184,7 +195,12 @@ fn run() -> Res<()> {
 
 /// Accuracy, size and error for other settings (the measurements behind the defaults).
 fn sweep_settings(ck: &Checkpoint, model: &Model, test: &mnist::Dataset, dir: &Path) -> Res<()> {
-    let base = PackOptions::default();
+    // The paper's scheme as the command line's earlier default: first-order ΣΔ, columns.
+    let base = PackOptions {
+        method: pack::Method::SigmaDelta,
+        orientation: sdq::Orientation::Columns,
+        ..PackOptions::default()
+    };
     let all = PackOptions {
         include: vec!["*".into()],
         ..base.clone()
@@ -195,10 +211,26 @@ fn sweep_settings(ck: &Checkpoint, model: &Model, test: &mnist::Dataset, dir: &P
         delta: d,
         ..o.clone()
     };
+    let pcm_at = |b: f64| PackOptions {
+        method: pack::Method::Pcm(sdq::quant::pcm::PcmOptions {
+            target: sdq::quant::pcm::RateTarget::BitsPerWeight(b),
+            ..Default::default()
+        }),
+        ..PackOptions::default()
+    };
     use DeltaChoice::*;
     use FrameRule::*;
     let rows: Vec<(&str, PackOptions)> = vec![
-        ("default: --bits-per-weight 4", base.clone()),
+        (
+            "default (pcm, 4.5 stored bits per weight)",
+            PackOptions::default(),
+        ),
+        ("--bits-per-weight 3", pcm_at(3.0)),
+        ("--bits-per-weight 6", pcm_at(6.0)),
+        (
+            "--scheme first-order --axis columns --bits-per-weight 4 (code bits)",
+            base.clone(),
+        ),
         (
             "--bits-per-weight 2",
             with(BitsPerWeight(2.0), 1, Coefficient, &base),

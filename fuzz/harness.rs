@@ -54,19 +54,20 @@ pub const DECODE_MAX_ELEMENTS: u64 = 1 << 22;
 pub const DECODE_MAX_WORK: u64 = 1 << 24;
 
 fn decode_work(f: &SdqFile, t: &TensorInfo) -> u64 {
-    let q = match &t.encoding {
-        Encoding::SigmaDelta(q) => q,
-        Encoding::BiasOf { weight } => match f.tensors().get(*weight).map(|w| &w.encoding) {
-            Some(Encoding::SigmaDelta(q)) => q,
-            _ => return t.elements,
+    let enc = match &t.encoding {
+        Encoding::BiasOf { weight } => match f.tensors().get(*weight) {
+            Some(w) => &w.encoding,
+            None => return t.elements,
         },
-        Encoding::Raw { .. } => return t.elements,
+        e => e,
     };
-    let n = q.n();
+    let (m, n) = match enc {
+        Encoding::SigmaDelta(q) => (q.vector_count(), q.n()),
+        Encoding::Pcm(q) => (q.vector_count(), q.n()),
+        _ => return t.elements,
+    };
     let log = 64 - u64::from(n.leading_zeros());
-    q.vector_count()
-        .saturating_mul(n.saturating_mul(log))
-        .max(t.elements)
+    m.saturating_mul(n.saturating_mul(log)).max(t.elements)
 }
 
 fn decode_all(mut f: SdqFile, checked: bool) {
@@ -283,6 +284,10 @@ pub fn roundtrip(data: &[u8]) {
     if let Some(b) = &bias {
         m = m.with_bias(b).expect("bias length is rows");
     }
+    // Then whether the tensor is pcm instead (encoding 3), with its own draws.
+    if u.bool() {
+        return roundtrip_pcm(&mut u, &m, dtype, zstd, tetris, &w, bias.as_deref());
+    }
     let (descriptor, n) = if tetris {
         (
             FrameDescriptor::spectral_tetris(n + d, d).expect("N + d ≥ 2d"),
@@ -396,6 +401,127 @@ pub fn roundtrip(data: &[u8]) {
     }
 }
 
+/// The pcm half of `roundtrip`: quantize with drawn options, write, read back; the file must
+/// verify, decode to what the quantizer measured (its stored error norm), and keep every vector
+/// within its certified bound √(d/N)·½·‖δ‖ (plus f32 rounding).
+fn roundtrip_pcm(
+    u: &mut Draw,
+    m: &Matrix,
+    dtype: Dtype,
+    zstd: Option<i32>,
+    tetris: bool,
+    w: &[f32],
+    bias: Option<&[f32]>,
+) {
+    use sdq::codes::stream::Coding;
+    use sdq::frame::FrameFamily;
+    use sdq::quant::pcm::{self, PcmOptions, PcmSynthesis, RateTarget, StepRule, StepType};
+    let orientation = if u.bool() {
+        Orientation::Rows
+    } else {
+        Orientation::Columns
+    };
+    let layout = m.layout(orientation);
+    let (d, count) = (layout.vector_len(), layout.vector_count());
+    let family = match u.u8() % 3 {
+        0 => None,
+        _ if tetris => Some(FrameFamily::SpectralTetris),
+        _ => Some(FrameFamily::Harmonic),
+    };
+    let opts = PcmOptions {
+        family,
+        frame_size: None,
+        sign_seed: if u.bool() { u64::from(u.u32()) } else { 0 },
+        group: if u.bool() { 0 } else { u.range(1, 40) as usize },
+        rule: if u.bool() {
+            StepRule::Group
+        } else {
+            StepRule::Tensor
+        },
+        step_type: if u.bool() {
+            StepType::F16
+        } else {
+            StepType::F32
+        },
+        coding: if u.bool() {
+            Coding::Rans
+        } else {
+            Coding::Fixed
+        },
+        target: match u.u8() % 3 {
+            0 => RateTarget::BitsPerWeight(f64::from(u.range(1, 160)) / 10.0),
+            1 => RateTarget::RelativeError(f64::from(u.range(1, 1000)) / 1000.0),
+            _ => RateTarget::Scale(f64::from(u.range(1, 4000)) / 1000.0),
+        },
+        record_bytes: 0,
+    };
+    let q = match pcm::quantize(m, orientation, &opts) {
+        Ok(q) => q,
+        Err(Error::Data(msg)) if msg.starts_with("weights too large") => {
+            let big = w
+                .iter()
+                .chain(bias.iter().copied().flatten())
+                .fold(0.0f32, |a, x| a.max(x.abs()));
+            assert!(
+                big > 1e30,
+                "refused ordinary weights (largest |w| = {big}): {msg}"
+            );
+            return;
+        }
+        Err(e) => panic!("finite weights quantize with pcm: {e:?} ({opts:?})"),
+    };
+    let (rows, cols) = (layout.rows, layout.cols);
+    let shape = [rows as u64, cols as u64];
+    let has_bias = bias.is_some();
+    let mut plan = vec![TensorPlan::pcm("w", dtype, &shape, has_bias)];
+    if has_bias {
+        plan.push(TensorPlan::bias_of("b", dtype, rows as u64, "w"));
+    }
+    let mut wr = SdqStreamWriter::in_memory(&plan, &[]).expect("valid plan");
+    wr.set_zstd(zstd).expect("zstd is built in");
+    wr.write_pcm("w", &q).expect("write");
+    let f = SdqFile::from_bytes(wr.finish().expect("finish").into_inner()).expect("opens");
+    f.verify_all().expect("a written pcm file verifies");
+    let got_w = f.decode("w").expect("decode w");
+    let got_b = has_bias.then(|| f.decode("b").expect("decode b"));
+    let mut mt = Matrix::new(&got_w, rows, cols).expect("shape");
+    if let Some(gb) = &got_b {
+        mt = mt.with_bias(gb).expect("bias");
+    }
+    let synth = PcmSynthesis::new(q.frame, d, q.sign_seed, q.group).expect("synthesis");
+    let groups = synth.groups();
+    let steps = f.pcm_steps("w").expect("steps");
+    assert_eq!(steps.len(), count * groups);
+    let (mut wv, mut tv) = (vec![0.0f64; d], vec![0.0f64; d]);
+    let mut e2 = 0.0;
+    for j in 0..count {
+        m.load_vector(orientation, j, &mut wv).expect("load");
+        mt.load_vector(orientation, j, &mut tv)
+            .expect("decoded values are finite");
+        let err2: f64 = wv.iter().zip(&tv).map(|(a, b)| (a - b) * (a - b)).sum();
+        let dn: f64 = tv.iter().map(|x| x * x).sum::<f64>().sqrt();
+        let sj: Vec<f64> = steps[j * groups..(j + 1) * groups]
+            .iter()
+            .map(|&s| f64::from(s))
+            .collect();
+        let bound = synth.bound(&sj);
+        let allowance =
+            dn * f64::from(f32::EPSILON) + (d as f64).sqrt() * f64::from(f32::from_bits(1));
+        assert!(
+            err2.sqrt() <= bound * (1.0 + 1e-9) + allowance,
+            "pcm vector {j}: error {} > bound {bound} + {allowance}",
+            err2.sqrt()
+        );
+        e2 += err2;
+    }
+    let stored = q.error_norm;
+    assert!(
+        (e2.sqrt() - stored).abs() <= 1e-9 * (1.0 + stored) + 1e-6 * e2.sqrt(),
+        "stored error norm {stored} differs from the decoded {}",
+        e2.sqrt()
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // pack_input
 
@@ -403,7 +529,18 @@ pub fn roundtrip(data: &[u8]) {
 pub const PACK_MAX_QUANTIZED_ELEMENTS: u64 = 1 << 16;
 
 fn pack_options(b: u8) -> PackOptions {
+    // BitsPerWeight(4) with one level pair: the default pcm at 4 stored bits per weight;
+    // every other combination is sigma-delta.
+    let method = if b & 7 == 0 {
+        pack::Method::Pcm(sdq::quant::pcm::PcmOptions {
+            target: sdq::quant::pcm::RateTarget::BitsPerWeight(4.0),
+            ..Default::default()
+        })
+    } else {
+        pack::Method::SigmaDelta
+    };
     PackOptions {
+        method,
         frame: match b & 3 {
             0 => FrameRule::BitsPerWeight(4.0),
             1 => FrameRule::Redundancy(1.5),
@@ -476,10 +613,18 @@ pub fn pack_input(data: &[u8], dir: &Path) {
     }
     let f = SdqFile::open(&output).expect("a packed file opens");
     f.verify_all().expect("a packed file verifies");
-    let report = verify::verify_against(&f, &output, &ck, &mut NoProgress)
+    let report = verify::verify_against(&f, &output, &ck, f64::INFINITY, &mut NoProgress)
         .expect("verify against the original runs");
+    // Uncertified vectors (an explicit δ) fail verify but are not a bug of the packer; bound
+    // violations, differing raw bytes and missing tensors are.
+    let bug = report.tensors.iter().any(|t| {
+        t.violations > 0
+            || t.problem
+                .as_deref()
+                .is_some_and(|p| !p.contains("not certified"))
+    });
     assert!(
-        report.ok(),
+        !bug && report.missing.is_empty(),
         "packed file breaks a bound or differs: {report:?}"
     );
     unpack::unpack_to(

@@ -31,6 +31,11 @@ pub enum Error {
     #[error("not a valid .sdq file: {0}")]
     Format(#[from] FormatError),
 
+    /// An entropy-coded stream (a rANS block or its model, see `sdq::codes::rans`) is corrupt:
+    /// it ends early, has bytes left over, fails its final-state check, or its model is invalid.
+    #[error("corrupt entropy-coded stream: {0}")]
+    CorruptStream(String),
+
     /// No tensor of that name is in the file.
     #[error("no tensor named {0:?} in the file")]
     NoSuchTensor(String),
@@ -733,6 +738,11 @@ impl Error {
     /// Shorthand for [`Error::Parameter`].
     pub(crate) fn param(msg: impl Into<String>) -> Self {
         Error::Parameter(msg.into())
+    }
+
+    /// Shorthand for [`Error::CorruptStream`].
+    pub(crate) fn corrupt(msg: impl Into<String>) -> Self {
+        Error::CorruptStream(msg.into())
     }
 
     /// Wraps an I/O error with the path it concerns.

@@ -180,6 +180,10 @@ fn conflicting_and_invalid_options_are_bad_usage() {
             s,
             "-o",
             o,
+            "--scheme",
+            "first-order",
+            "--axis",
+            "columns",
             "--frame-size",
             "100",
             "--redundancy",
@@ -190,6 +194,10 @@ fn conflicting_and_invalid_options_are_bad_usage() {
             s,
             "-o",
             o,
+            "--scheme",
+            "first-order",
+            "--axis",
+            "columns",
             "--bits-per-weight",
             "2",
             "--redundancy",
@@ -200,37 +208,111 @@ fn conflicting_and_invalid_options_are_bad_usage() {
             s,
             "-o",
             o,
+            "--scheme",
+            "first-order",
+            "--axis",
+            "columns",
             "--frame-size",
             "100",
             "--bits-per-weight",
             "2",
         ],
     ] {
-        assert_fails(&run(&args), 2, &["cannot be used with"]);
+        assert_fails(
+            &run(&args),
+            2,
+            &["give one of --frame-size, --redundancy and --bits-per-weight"],
+        );
     }
     assert_fails(
-        &run(&["pack", s, "-o", o, "--delta", "sometimes"]),
+        &run(&[
+            "pack",
+            s,
+            "-o",
+            o,
+            "--scheme",
+            "first-order",
+            "--axis",
+            "columns",
+            "--delta",
+            "sometimes",
+        ]),
         2,
         &["sometimes"],
     );
     assert_fails(
-        &run(&["pack", s, "-o", o, "--delta", "-1"]),
+        &run(&[
+            "pack",
+            s,
+            "-o",
+            o,
+            "--scheme",
+            "first-order",
+            "--axis",
+            "columns",
+            "--delta",
+            "-1",
+        ]),
         2,
         &["positive"],
     );
     assert_fails(
-        &run(&["pack", s, "-o", o, "--axis", "diagonal"]),
+        &run(&[
+            "pack",
+            s,
+            "-o",
+            o,
+            "--scheme",
+            "first-order",
+            "--axis",
+            "diagonal",
+        ]),
         2,
         &["diagonal"],
     );
     assert_fails(
-        &run(&["pack", s, "-o", o, "--redundancy", "0.5"]),
+        &run(&[
+            "pack",
+            s,
+            "-o",
+            o,
+            "--scheme",
+            "first-order",
+            "--axis",
+            "columns",
+            "--redundancy",
+            "0.5",
+        ]),
         2,
         &["redundancy"],
     );
-    assert_fails(&run(&["pack", s, "-o", o, "--levels", "0"]), 2, &["levels"]);
     assert_fails(
-        &run(&["pack", s, "-o", o, "--scheme", "second-order"]),
+        &run(&[
+            "pack",
+            s,
+            "-o",
+            o,
+            "--scheme",
+            "first-order",
+            "--axis",
+            "columns",
+            "--levels",
+            "0",
+        ]),
+        2,
+        &["levels"],
+    );
+    assert_fails(
+        &run(&[
+            "pack",
+            s,
+            "-o",
+            o,
+            "--axis",
+            "columns",
+            "--scheme",
+            "second-order",
+        ]),
         2,
         &["second-order", "K ≥ 2"],
     );
@@ -240,6 +322,8 @@ fn conflicting_and_invalid_options_are_bad_usage() {
             s,
             "-o",
             o,
+            "--axis",
+            "columns",
             "--scheme",
             "second-order",
             "-K",
@@ -251,7 +335,16 @@ fn conflicting_and_invalid_options_are_bad_usage() {
         &["--frame-size 65 is odd", "64 or 66"],
     );
     assert_fails(
-        &run(&["pack", s, "-o", o, "--scheme", "third-order"]),
+        &run(&[
+            "pack",
+            s,
+            "-o",
+            o,
+            "--axis",
+            "columns",
+            "--scheme",
+            "third-order",
+        ]),
         2,
         &["third-order"],
     );
@@ -269,18 +362,51 @@ fn frame_size_not_above_d_names_the_tensor() {
     let q = dir.path().join("m.sdq");
     // fc1.weight has d = 32 (its rows): N = 30 is too small.
     assert_fails(
-        &run_p(&[&"pack", &st, &"-o", &q, &"--frame-size", &"30"]),
+        &run_p(&[
+            &"pack",
+            &st,
+            &"-o",
+            &q,
+            &"--scheme",
+            &"first-order",
+            &"--axis",
+            &"columns",
+            &"--frame-size",
+            &"30",
+        ]),
         2,
         &["\"fc1.weight\"", "N = 30", "d = 32", "N >= d + 1"],
     );
     // K = 8 (4 bits per code) at the default 4 bits per weight gives N = d.
     assert_fails(
-        &run_p(&[&"pack", &st, &"-o", &q, &"--levels", &"8"]),
+        &run_p(&[
+            &"pack",
+            &st,
+            &"-o",
+            &q,
+            &"--scheme",
+            &"first-order",
+            &"--axis",
+            &"columns",
+            &"--levels",
+            &"8",
+        ]),
         2,
         &["\"fc1.weight\"", "N = 32", "--levels 8"],
     );
     assert_fails(
-        &run_p(&[&"pack", &st, &"-o", &q, &"--bits-per-weight", &"0.5"]),
+        &run_p(&[
+            &"pack",
+            &st,
+            &"-o",
+            &q,
+            &"--scheme",
+            &"first-order",
+            &"--axis",
+            &"columns",
+            &"--bits-per-weight",
+            &"0.5",
+        ]),
         2,
         &["\"fc1.weight\"", "N = 16"],
     );
@@ -354,14 +480,346 @@ fn non_finite_weight_is_invalid_input_naming_the_tensor() {
     write(&p, &[t], &[]);
     let q = dir.path().join("nan.sdq");
     assert_fails(
-        &run_p(&[&"pack", &p, &"-o", &q]),
+        &run_p(&[
+            &"pack",
+            &p,
+            &"-o",
+            &q,
+            &"--scheme",
+            &"first-order",
+            &"--axis",
+            &"columns",
+        ]),
         3,
         &["\"w\"", "non-finite"],
     );
     assert!(!q.exists());
     // Excluding it stores it raw, bit-exact.
-    assert_ok(&run_p(&[&"pack", &p, &"-o", &q, &"--exclude", &"w"]));
+    assert_ok(&run_p(&[
+        &"pack",
+        &p,
+        &"-o",
+        &q,
+        &"--scheme",
+        &"first-order",
+        &"--axis",
+        &"columns",
+        &"--exclude",
+        &"w",
+    ]));
     assert_ok(&run_p(&[&"verify", &q, &"--against", &p]));
+}
+
+#[test]
+fn nonfinite_raw_stores_such_tensors_unquantized_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("nan.safetensors");
+    let mut bad = f32_tensor("bad.weight", &[16, 4], 1);
+    bad.bytes[8..12].copy_from_slice(&f32::NAN.to_le_bytes());
+    let mut inf = f32_tensor("inf.weight", &[16, 4], 2);
+    inf.bytes[0..4].copy_from_slice(&f32::INFINITY.to_le_bytes());
+    write(&p, &[bad, f32_tensor("good.weight", &[16, 4], 3), inf], &[]);
+    let q = dir.path().join("nan.sdq");
+    // The default refuses the model, and says how to keep going.
+    assert_fails(
+        &run_p(&[
+            &"pack",
+            &p,
+            &"-o",
+            &q,
+            &"--scheme",
+            &"first-order",
+            &"--axis",
+            &"columns",
+        ]),
+        3,
+        &["\"bad.weight\"", "non-finite", "--nonfinite raw"],
+    );
+    assert!(!q.exists());
+    let o = run_p(&[
+        &"pack",
+        &p,
+        &"-o",
+        &q,
+        &"--scheme",
+        &"first-order",
+        &"--axis",
+        &"columns",
+        &"--nonfinite",
+        &"raw",
+    ]);
+    assert_ok(&o);
+    let err = stderr(&o);
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 2, "{err}");
+    assert!(
+        lines[0].contains("\"bad.weight\"") && lines[0].contains("NaN at element 2"),
+        "{err}"
+    );
+    assert!(
+        lines[1].contains("\"inf.weight\"") && lines[1].contains("inf at element 0"),
+        "{err}"
+    );
+    assert!(lines.iter().all(|l| l.contains("stored raw")), "{err}");
+    let j: serde_json::Value =
+        serde_json::from_str(&assert_ok(&run_p(&[&"info", &q, &"--json"]))).unwrap();
+    let enc: Vec<(String, String)> = j["tensors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["name"].as_str().unwrap().to_string(),
+                t["encoding"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        enc,
+        [
+            ("bad.weight".to_string(), "raw".to_string()),
+            ("good.weight".to_string(), "sigma-delta".to_string()),
+            ("inf.weight".to_string(), "raw".to_string())
+        ]
+    );
+    // Raw means bit-exact, NaN included.
+    assert_ok(&run_p(&[&"verify", &q, &"--against", &p]));
+    assert_fails(
+        &run_p(&[
+            &"pack",
+            &p,
+            &"-o",
+            &q,
+            &"--scheme",
+            &"first-order",
+            &"--axis",
+            &"columns",
+            &"--nonfinite",
+            &"zero",
+        ]),
+        2,
+        &["zero"],
+    );
+}
+
+/// Every file of `dir` whose name ends with `.tmp`.
+fn temporaries(dir: &std::path::Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.ends_with(".tmp"))
+        .collect()
+}
+
+#[test]
+fn output_that_is_the_input_is_refused_and_the_input_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let st = small_model(dir.path());
+    let orig = std::fs::read(&st).unwrap();
+    // pack m.safetensors -o m.safetensors (also through a relative spelling).
+    assert_fails(
+        &run_p(&[&"pack", &st, &"-o", &st]),
+        2,
+        &["model.safetensors", "is the input", "destroy"],
+    );
+    let dotted = dir.path().join(".").join("model.safetensors");
+    assert_fails(&run_p(&[&"pack", &st, &"-o", &dotted]), 2, &["destroy"]);
+    // A hard link to the input.
+    let link = dir.path().join("link.sdq");
+    std::fs::hard_link(&st, &link).unwrap();
+    assert_fails(
+        &run_p(&[&"pack", &st, &"-o", &link]),
+        2,
+        &["link.sdq", "same file as the input", "destroy"],
+    );
+    assert_eq!(std::fs::read(&st).unwrap(), orig);
+    // unpack x.sdq -o x.sdq, and through a hard link.
+    let q = dir.path().join("m.sdq");
+    assert_ok(&run_p(&[&"pack", &st, &"-o", &q]));
+    let packed = std::fs::read(&q).unwrap();
+    assert_fails(
+        &run_p(&[&"unpack", &q, &"-o", &q]),
+        2,
+        &["m.sdq", "is the input"],
+    );
+    let qlink = dir.path().join("restored.safetensors");
+    std::fs::hard_link(&q, &qlink).unwrap();
+    assert_fails(
+        &run_p(&[&"unpack", &q, &"-o", &qlink]),
+        2,
+        &["same file as the input"],
+    );
+    assert_fails(&run_p(&[&"info", &q, &"-o", &q]), 2, &["is the input"]);
+    assert_eq!(std::fs::read(&q).unwrap(), packed);
+    // A sharded unpack whose shard would replace the input.
+    let shards = dir.path().join("shards");
+    std::fs::create_dir(&shards).unwrap();
+    let inside = shards.join("model.safetensors");
+    std::fs::copy(&q, &inside).unwrap();
+    assert_fails(
+        &run_p(&[
+            &"unpack",
+            &inside,
+            &"-o",
+            &shards,
+            &"--max-shard-size",
+            &"1GB",
+        ]),
+        2,
+        &["is the input"],
+    );
+    assert_eq!(std::fs::read(&inside).unwrap(), packed);
+    // An input named like a shard of an earlier run is not removed as a stale shard.
+    let stale_named = shards.join("model-00001-of-00009.safetensors");
+    std::fs::rename(&inside, &stale_named).unwrap();
+    assert_ok(&run_p(&[
+        &"unpack",
+        &stale_named,
+        &"-o",
+        &shards,
+        &"--max-shard-size",
+        &"1GB",
+    ]));
+    assert_eq!(std::fs::read(&stale_named).unwrap(), packed);
+    assert!(shards.join("model.safetensors").exists());
+    assert!(temporaries(dir.path()).is_empty());
+}
+
+#[test]
+fn output_that_is_a_shard_or_the_index_of_the_input_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let shard = dir.path().join("model-00001-of-00001.safetensors");
+    write(&shard, &[f32_tensor("w", &[20, 8], 1)], &[]);
+    let index = dir.path().join("model.safetensors.index.json");
+    std::fs::write(
+        &index,
+        r#"{"weight_map": {"w": "model-00001-of-00001.safetensors"}}"#,
+    )
+    .unwrap();
+    let (s0, i0) = (
+        std::fs::read(&shard).unwrap(),
+        std::fs::read(&index).unwrap(),
+    );
+    for input in [&index, &dir.path().to_path_buf()] {
+        assert_fails(&run_p(&[&"pack", input, &"-o", &shard]), 2, &["destroy"]);
+        assert_fails(&run_p(&[&"pack", input, &"-o", &index]), 2, &["destroy"]);
+    }
+    let link = dir.path().join("elsewhere.sdq");
+    std::fs::hard_link(&shard, &link).unwrap();
+    assert_fails(
+        &run_p(&[&"pack", &index, &"-o", &link]),
+        2,
+        &["same file as the input"],
+    );
+    assert_eq!(std::fs::read(&shard).unwrap(), s0);
+    assert_eq!(std::fs::read(&index).unwrap(), i0);
+    // A fresh output is fine.
+    assert_ok(&run_p(&[
+        &"pack",
+        &index,
+        &"-o",
+        &dir.path().join("ok.sdq"),
+    ]));
+}
+
+#[test]
+fn a_directory_where_a_file_is_expected_is_named_as_such() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().join("checkpoints");
+    std::fs::create_dir(&d).unwrap();
+    let out = dir.path().join("o.safetensors");
+    for args in [
+        vec![&"info" as &dyn AsRef<std::ffi::OsStr>, &d],
+        vec![&"verify", &d],
+        vec![&"unpack", &d, &"-o", &out],
+    ] {
+        let line = assert_fails(&run_p(&args), 4, &["checkpoints: is a directory"]);
+        assert!(!line.contains("os error"), "{line}");
+    }
+    assert!(!out.exists());
+}
+
+/// docs/cli.md's exit-code table, one case per code.
+#[test]
+fn every_documented_exit_code() {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/cli.md")).unwrap();
+    let table = &doc[doc.find("## Exit codes").unwrap()..];
+    for code in 0..=4 {
+        assert!(
+            table.contains(&format!("| {code} |")),
+            "code {code} not documented"
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let st = small_model(dir.path());
+    let q = dir.path().join("m.sdq");
+    // 0: success.
+    assert_ok(&run_p(&[&"pack", &st, &"-o", &q]));
+    // 2: invalid option values, including those past the library's limits.
+    for args in [
+        vec!["--frame-size", "1000000000"],
+        vec!["--frame-size", "100000"],
+        vec!["--redundancy", "5000"],
+        vec!["--bits-per-weight", "1e6"],
+        vec!["--levels", "100000"],
+    ] {
+        let o = dir.path().join("x.sdq");
+        let mut all: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![
+            &"pack",
+            &st,
+            &"-o",
+            &o,
+            &"--scheme",
+            &"first-order",
+            &"--axis",
+            &"columns",
+        ];
+        for a in &args {
+            all.push(a);
+        }
+        assert_fails(&run_p(&all), 2, &[]);
+        assert!(!o.exists(), "{args:?}");
+    }
+    // The same for pcm (the default): bits beyond fp32, sigma-delta-only options.
+    for args in [
+        vec!["--bits-per-weight", "1e6"],
+        vec!["--bits-per-weight", "0"],
+        vec!["--max-error", "-1"],
+        vec!["--levels", "4"],
+        vec!["--reorder"],
+        vec!["--delta", "tensor"],
+        vec!["--redundancy", "2"],
+        vec!["--frame-size", "100"],
+        vec!["--frame-family", "harmonic", "--frame-size", "10"],
+        vec!["--group", "0"],
+    ] {
+        let o = dir.path().join("x.sdq");
+        let mut all: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![&"pack", &st, &"-o", &o];
+        for a in &args {
+            all.push(a);
+        }
+        assert_fails(&run_p(&all), 2, &[]);
+        assert!(!o.exists(), "{args:?}");
+    }
+    // 3: an invalid input file; 4: a missing one.
+    let html = dir.path().join("page.safetensors");
+    std::fs::write(&html, b"<html></html>").unwrap();
+    assert_fails(
+        &run_p(&[&"pack", &html, &"-o", &q]),
+        3,
+        &["not a safetensors file"],
+    );
+    assert_fails(
+        &run_p(&[&"info", &dir.path().join("none.sdq")]),
+        4,
+        &["none.sdq"],
+    );
+    // 1: verification failed.
+    let mut bytes = std::fs::read(&q).unwrap();
+    let n = bytes.len();
+    bytes[n - 3] ^= 0x10;
+    std::fs::write(&q, &bytes).unwrap();
+    assert_fails(&run_p(&[&"verify", &q]), 1, &["verification failed"]);
 }
 
 #[test]

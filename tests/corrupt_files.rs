@@ -1009,7 +1009,9 @@ fn pcm_cases(v: &mut Vec<(&'static str, Vec<u8>, Check)>) {
     ));
     v.push((
         "pcm_error_norm_nan",
-        patched(&p, |b, r, _| put_u64(b, body(r, 0) + 38, f64::NAN.to_bits())),
+        patched(&p, |b, r, _| {
+            put_u64(b, body(r, 0) + 38, f64::NAN.to_bits())
+        }),
         fmt_err!(F::InvalidCertificate {
             field: "error_norm",
             ..
@@ -1052,7 +1054,7 @@ fn pcm_cases(v: &mut Vec<(&'static str, Vec<u8>, Check)>) {
     v.push((
         "pcm_rans_model_sum",
         patched(&p, |b, r, _| {
-            // Byte 0 is s, bytes 1-2 the symbol count, bytes 3-4 the first frequency.
+            // Byte 0 is s, bytes 1-2 the symbol count, byte 3 starts the first frequency.
             let desc = r[1].slot(b, 0);
             let off = get_u64(b, desc) as usize;
             b[off + 3] ^= 1;
@@ -1065,8 +1067,8 @@ fn pcm_cases(v: &mut Vec<(&'static str, Vec<u8>, Check)>) {
         patched(&p, |b, r, _| {
             let desc = r[1].slot(b, 0);
             let off = get_u64(b, desc) as usize;
-            let symbols = u16::from_le_bytes([b[off + 1], b[off + 2]]) as usize;
-            let table = off + 3 + 2 * symbols + 4;
+            let (_, model) = sdq::codes::rans::Model::read(&b[off + 1..]).unwrap();
+            let table = off + 1 + model + 4;
             put_u32(b, table, 1 << 30);
             fix_section_crc(b, desc);
         }),
@@ -1077,8 +1079,8 @@ fn pcm_cases(v: &mut Vec<(&'static str, Vec<u8>, Check)>) {
         patched(&p, |b, r, _| {
             let desc = r[1].slot(b, 0);
             let off = get_u64(b, desc) as usize;
-            let symbols = u16::from_le_bytes([b[off + 1], b[off + 2]]) as usize;
-            let first_block = off + 3 + 2 * symbols + 4 + 4;
+            let (_, model) = sdq::codes::rans::Model::read(&b[off + 1..]).unwrap();
+            let first_block = off + 1 + model + 4 + 4;
             // The block's initial state: any change breaks the exact-decoding checks.
             b[first_block] ^= 0x55;
             b[first_block + 1] ^= 0x0F;

@@ -7,9 +7,10 @@
 //!   temporary files (a SIGKILLed process cannot clean up); the next successful writer of the
 //!   same target removes those of dead processes, so none is left after it.
 //! - `stale_temp_policy`: exactly which leftovers a successful writer removes.
-//! - `overwriting_a_mapped_file_*`: a reader that has the old file mapped keeps seeing the old
-//!   bytes when the file is replaced (pack over an .sdq, unpack onto its own input, pack onto
-//!   its own input).
+//! - `overwriting_a_mapped_*`: a reader that has the old file mapped (or open) keeps seeing the
+//!   old bytes when the file is replaced (pack over an .sdq, unpack over an .sdq, pack over a
+//!   checkpoint another process is reading). A command whose output is its own input is refused
+//!   (exit 2, the input untouched: tests/cli_errors.rs), so the replacements come from a copy.
 
 #![cfg(unix)]
 
@@ -396,23 +397,28 @@ fn overwriting_a_mapped_sdq_with_pack() {
 }
 
 #[test]
-fn overwriting_a_mapped_sdq_with_its_own_unpack() {
-    let (_dir, _input, out) = setup();
+fn overwriting_a_mapped_sdq_with_an_unpack() {
+    let (dir, _input, out) = setup();
     let reader = SdqFile::open(&out).unwrap();
     let before = decode_all(&reader);
-    // Same path in and out: the .sdq is replaced by a safetensors file.
-    run_ok(&[&"unpack", &out, &"-o", &out]);
+    // The mapped .sdq is replaced by a safetensors file (unpacked from a copy of itself).
+    let copy = dir.path().join("copy.sdq");
+    std::fs::copy(&out, &copy).unwrap();
+    run_ok(&[&"unpack", &copy, &"-o", &out]);
     assert!(valid_safetensors(&out));
     reader.verify_all().unwrap();
     assert_eq!(decode_all(&reader), before);
 }
 
 #[test]
-fn overwriting_a_mapped_checkpoint_with_its_own_pack() {
-    let (_dir, input, _out) = setup();
+fn overwriting_a_checkpoint_being_read_with_a_pack() {
+    let (dir, input, _out) = setup();
     let ck = Checkpoint::open(&input).unwrap();
     let before: Vec<Vec<u8>> = ck.tensors().iter().map(|t| ck.bytes(t).unwrap()).collect();
-    run_ok(&[&"pack", &input, &"-o", &input]);
+    // The checkpoint this process has open is replaced by an .sdq (packed from a copy of it).
+    let copy = dir.path().join("copy.safetensors");
+    std::fs::copy(&input, &copy).unwrap();
+    run_ok(&[&"pack", &copy, &"-o", &input]);
     assert!(valid_sdq(&input), "the input path now holds the .sdq");
     let after: Vec<Vec<u8>> = ck.tensors().iter().map(|t| ck.bytes(t).unwrap()).collect();
     assert_eq!(before, after, "the mapped checkpoint kept its bytes");

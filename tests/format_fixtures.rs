@@ -344,12 +344,140 @@ fn tetris_second_order() -> Fixture {
     }
 }
 
+/// Spec §8.2's pcm signs, written out again here: splitmix64 from the seed, bit i mod 64 of
+/// output ⌊i/64⌋ set means −1.
+fn signs(seed: u64, d: usize) -> Vec<f64> {
+    let mut state = seed;
+    let mut bits = 0u64;
+    (0..d)
+        .map(|i| {
+            if seed == 0 {
+                return 1.0;
+            }
+            if i % 64 == 0 {
+                state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+                let mut z = state;
+                z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+                z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+                bits = z ^ (z >> 31);
+            }
+            if (bits >> (i % 64)) & 1 == 1 {
+                -1.0
+            } else {
+                1.0
+            }
+        })
+        .collect()
+}
+
+/// The dense pcm decoder of spec §8.2, from the quantizer's codes and steps: w̃ = σ ⊙ ((d/N)·Σ_k
+/// q_k·δ_{⌊k/G⌋}·e_{k+1}) with e_n from its closed form (or σ ⊙ (q ⊙ δ) without a frame).
+fn dense_pcm(q: &sdq::quant::pcm::PcmTensor) -> (Vec<f32>, Vec<f32>) {
+    use sdq::quant::pcm::PcmFrame;
+    let l = q.layout;
+    let d = l.vector_len();
+    let (n, frame) = match q.frame {
+        PcmFrame::Identity => (d, None),
+        PcmFrame::Frame(f) => (
+            f.frame_size(),
+            Some(HarmonicFrame::new(f.frame_size(), d).unwrap()),
+        ),
+    };
+    let groups = n.div_ceil(q.group);
+    let s = signs(q.sign_seed, d);
+    let mut w = vec![0f32; l.rows * l.cols];
+    let mut b = vec![0f32; if l.has_bias { l.rows } else { 0 }];
+    let mut e = vec![0f64; d];
+    for j in 0..l.vector_count() {
+        let mut v = vec![0f64; d];
+        for k in 0..n {
+            let a = f64::from(q.codes[j * n + k]) * f64::from(q.steps[j * groups + k / q.group]);
+            match &frame {
+                None => v[k] = a,
+                Some(f) => {
+                    f.row(k + 1, &mut e).unwrap();
+                    for (vi, ei) in v.iter_mut().zip(&e) {
+                        *vi += a * ei * d as f64 / n as f64;
+                    }
+                }
+            }
+        }
+        for (i, x) in v.iter().enumerate() {
+            let x = (x * s[i]) as f32;
+            let (r, c) = match l.orientation {
+                Orientation::Columns => (i, j),
+                Orientation::Rows => (j, i),
+            };
+            if c < l.cols {
+                w[r * l.cols + c] = x;
+            } else {
+                b[r] = x;
+            }
+        }
+    }
+    (w, b)
+}
+
+/// pcm: `a` F32 [6, 12], rows, no frame, rANS codes, one f16 step per row, 4 bits per weight;
+/// `h.weight` F32 [5, 10] with its bias `h.bias`, columns, harmonic(6, 5), sign seed 3, groups of
+/// 4 coefficients, fixed-width codes, f32 steps, α = 0.2.
+fn pcm() -> Fixture {
+    use sdq::codes::stream::Coding;
+    use sdq::quant::pcm::{quantize, PcmOptions, RateTarget, StepType};
+    let aw = inputs(6 * 12, 8);
+    let a = quantize(
+        &Matrix::new(&aw, 6, 12).unwrap(),
+        Orientation::Rows,
+        &PcmOptions {
+            target: RateTarget::BitsPerWeight(4.0),
+            ..PcmOptions::default()
+        },
+    )
+    .unwrap();
+    let (hw, hb) = (inputs(50, 9), inputs(5, 10));
+    let h = quantize(
+        &Matrix::new(&hw, 5, 10).unwrap().with_bias(&hb).unwrap(),
+        Orientation::Columns,
+        &PcmOptions {
+            family: Some(sdq::frame::FrameFamily::Harmonic),
+            sign_seed: 3,
+            group: 4,
+            step_type: StepType::F32,
+            coding: Coding::Fixed,
+            target: RateTarget::Scale(0.2),
+            ..PcmOptions::default()
+        },
+    )
+    .unwrap();
+    let plan = [
+        TensorPlan::pcm("a", Dtype::F32, &[6, 12], false),
+        TensorPlan::pcm("h.weight", Dtype::F32, &[5, 10], true),
+        TensorPlan::bias_of("h.bias", Dtype::F32, 5, "h.weight"),
+    ];
+    let mut wr = SdqStreamWriter::in_memory(&plan, &[]).unwrap();
+    wr.write_pcm("a", &a).unwrap();
+    wr.write_pcm("h.weight", &h).unwrap();
+    let bytes = wr.finish().unwrap().into_inner();
+    let (adw, _) = dense_pcm(&a);
+    let (hdw, hdb) = dense_pcm(&h);
+    Fixture {
+        name: "pcm",
+        bytes,
+        expected: vec![
+            ("a".into(), vec![6, 12], adw),
+            ("h.weight".into(), vec![5, 10], hdw),
+            ("h.bias".into(), vec![5], hdb),
+        ],
+    }
+}
+
 fn all() -> Vec<Fixture> {
     let mut v = vec![
         k1_tensor_delta(),
         k4_vector_delta(),
         worked_example(),
         tetris_second_order(),
+        pcm(),
     ];
     // `mixed` has zstd sections: it is built and decoded only with the zstd feature.
     if cfg!(feature = "zstd") {

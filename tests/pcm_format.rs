@@ -32,7 +32,12 @@ fn heavy(n: usize, seed: u64) -> Vec<f32> {
 }
 
 fn write(q: &pcm::PcmTensor, rows: usize, cols: usize, bias: bool, zstd: bool) -> Vec<u8> {
-    let mut plan = vec![TensorPlan::pcm("w", Dtype::F32, &[rows as u64, cols as u64], bias)];
+    let mut plan = vec![TensorPlan::pcm(
+        "w",
+        Dtype::F32,
+        &[rows as u64, cols as u64],
+        bias,
+    )];
     if bias {
         plan.push(TensorPlan::bias_of("b", Dtype::F32, rows as u64, "w"));
     }
@@ -130,7 +135,12 @@ fn the_bit_budget_is_kept_and_spent() {
     let (rows, cols) = (64, 200);
     let w = heavy(rows * cols, 3);
     let m = Matrix::new(&w, rows, cols).unwrap();
-    for (b, coding) in [(3.0, Coding::Rans), (4.5, Coding::Rans), (8.0, Coding::Rans), (6.0, Coding::Fixed)] {
+    for (b, coding) in [
+        (3.0, Coding::Rans),
+        (4.5, Coding::Rans),
+        (8.0, Coding::Rans),
+        (6.0, Coding::Fixed),
+    ] {
         let opts = PcmOptions {
             target: RateTarget::BitsPerWeight(b),
             coding,
@@ -163,7 +173,11 @@ fn more_bits_give_less_error_and_the_relative_target_holds() {
             },
         )
         .unwrap();
-        assert!(q.relative_error() < last, "{b} bits: {}", q.relative_error());
+        assert!(
+            q.relative_error() < last,
+            "{b} bits: {}",
+            q.relative_error()
+        );
         last = q.relative_error();
     }
     for e in [0.1, 0.01, 0.001] {
@@ -176,8 +190,16 @@ fn more_bits_give_less_error_and_the_relative_target_holds() {
             },
         )
         .unwrap();
-        assert!(q.relative_error() <= e * 1.02, "asked {e}, got {}", q.relative_error());
-        assert!(q.relative_error() > e / 4.0, "asked {e}, got {}", q.relative_error());
+        assert!(
+            q.relative_error() <= e * 1.02,
+            "asked {e}, got {}",
+            q.relative_error()
+        );
+        assert!(
+            q.relative_error() > e / 4.0,
+            "asked {e}, got {}",
+            q.relative_error()
+        );
     }
 }
 
@@ -195,7 +217,10 @@ fn rejects_bad_parameters_with_errors() {
             target,
             ..PcmOptions::default()
         };
-        assert!(pcm::quantize(&m, Orientation::Rows, &opts).is_err(), "{target:?}");
+        assert!(
+            pcm::quantize(&m, Orientation::Rows, &opts).is_err(),
+            "{target:?}"
+        );
     }
     let opts = PcmOptions {
         family: None,

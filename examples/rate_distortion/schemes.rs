@@ -105,6 +105,8 @@ impl Scheme {
     /// tensors `names` quantized (columns, the paper's orientation), zstd at `zstd` if given.
     pub fn options(&self, redundancy: f64, names: &[String], zstd: Option<i32>) -> PackOptions {
         PackOptions {
+            method: sdq::bridge::pack::Method::SigmaDelta,
+            orientation: sdq::Orientation::Columns,
             frame: FrameRule::Redundancy(redundancy),
             levels: self.levels,
             scheme: self.recursion,

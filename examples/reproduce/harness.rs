@@ -172,6 +172,8 @@ pub fn write_safetensors(model: &Model, path: &Path) -> Result<(), String> {
 fn pack_file(st_path: &Path, sdq_path: &Path, spec: &PackSpec) -> Result<(), String> {
     let ck = Checkpoint::open(st_path).map_err(err(&format!("opening {}", st_path.display())))?;
     let opts = PackOptions {
+        method: sdq::bridge::pack::Method::SigmaDelta,
+        allocation: sdq::bridge::pack::Allocation::PerTensor,
         frame: match spec.frame {
             FrameSize::Fixed(n) => FrameRule::FrameSize(n),
             FrameSize::BitsPerWeight(b) => FrameRule::BitsPerWeight(b),

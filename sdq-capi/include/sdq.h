@@ -147,6 +147,10 @@ typedef enum {
    * A bias quantized together with its weight (decoded from the weight's codes).
    */
   SDQ_ENCODING_BIAS_OF = 2,
+  /**
+   * Rounded weights or frame coefficients with per-group steps and entropy-coded codes.
+   */
+  SDQ_ENCODING_PCM = 3,
 } SdqEncoding;
 
 /**

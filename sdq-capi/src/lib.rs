@@ -101,6 +101,8 @@ pub enum SdqEncoding {
     SigmaDelta = 1,
     /// A bias quantized together with its weight (decoded from the weight's codes).
     BiasOf = 2,
+    /// Rounded weights or frame coefficients with per-group steps and entropy-coded codes.
+    Pcm = 3,
 }
 
 /// A description of one tensor, filled by [`sdq_tensor_info`].
@@ -519,6 +521,7 @@ pub unsafe extern "C" fn sdq_tensor_info(
                 Encoding::Raw { .. } => SdqEncoding::Raw,
                 Encoding::SigmaDelta(_) => SdqEncoding::SigmaDelta,
                 Encoding::BiasOf { .. } => SdqEncoding::BiasOf,
+                Encoding::Pcm(_) => SdqEncoding::Pcm,
             },
             rank: t.shape.len(),
             elements: t.elements,

@@ -6,7 +6,7 @@
  * and from a buffer), every tensor is decoded and compared with X.expected.bin: the decoded
  * tensors in file order as little-endian f32 (fixtures/README.md). Sigma-delta tensors must
  * match within 1e-6 x the tensor's largest |value|, raw tensors exactly. Then every error path:
- * a missing file, NULL pointers, wrong buffer lengths, an unknown name, an index out of range,
+ * a missing file, a directory, NULL pointers, wrong buffer lengths, an unknown name, an index out of range,
  * bytes that are not an .sdq file, a damaged section. Prints "N passed, M failed".
  */
 #include <math.h>
@@ -205,6 +205,14 @@ static void check_errors(const char *dir) {
     CHECK(strstr(sdq_last_error(), "/nonexistent/dir/model.sdq") != NULL,
           "the message names the path");
     CHECK(sdq_open_read("/nonexistent/dir/model.sdq", &file) == SDQ_STATUS_IO, "missing (read)");
+
+    /* A directory where a file is expected: named as such (not "No such device"). */
+    CHECK(sdq_open(dir, &file) == SDQ_STATUS_IO, "directory");
+    CHECK(file == NULL, "out is NULL after opening a directory");
+    snprintf(path, sizeof path, "%s: is a directory", dir);
+    CHECK(strcmp(sdq_last_error(), path) == 0, "directory message: %s", sdq_last_error());
+    CHECK(sdq_open_read(dir, &file) == SDQ_STATUS_IO, "directory (read)");
+    CHECK(strcmp(sdq_last_error(), path) == 0, "directory message (read): %s", sdq_last_error());
 
     /* NULL pointers. */
     snprintf(path, sizeof path, "%s/k1_tensor_delta.sdq", dir);

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the C API (release, static and shared), compiles tests/decode_fixture.c with gcc against
-# each, and runs both on the repository's fixtures; then compiles and runs the C example of the
-# README ("## Embedding: C"). If cbindgen is installed, also checks that include/sdq.h is what
+# each, and runs both on the repository's fixtures; then compiles and runs the C example,
+# examples/c/example.c (which README.md's "## Embedding: C" quotes: the two must be identical).
+# If cbindgen is installed, also checks that include/sdq.h is what
 # cbindgen generates from src/lib.rs (CI without cbindgen skips that).
 #
 #   sdq-capi/tests/run.sh            # from anywhere; honours CARGO_TARGET_DIR and CC
@@ -42,13 +43,14 @@ echo "== sdq-capi: shared library ($(du -h "$lib/libsdq.so" | cut -f1))"
     -Wl,-rpath,"$lib" -o "$out/decode_fixture_shared"
 "$out/decode_fixture_shared" "$root/fixtures"
 
-echo "== sdq-capi: the README's C example"
+echo "== sdq-capi: the C example (examples/c/example.c, quoted in README.md)"
+example="$root/examples/c/example.c"
 awk '/^## Embedding: C/{s=1} s&&/^```c$/{f=1;next} f&&/^```$/{exit} f' "$root/README.md" \
     > "$out/readme_example.c"
-if [ ! -s "$out/readme_example.c" ]; then
-    echo "README.md: no \`\`\`c block under '## Embedding: C'" >&2
+if ! diff -u "$example" "$out/readme_example.c"; then
+    echo "README.md's C example (the \`\`\`c block under '## Embedding: C') differs from examples/c/example.c" >&2
     exit 1
 fi
-"$cc" "${flags[@]}" "$out/readme_example.c" "$lib/libsdq.a" \
-    -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc -o "$out/readme_example"
-(cd "$root" && "$out/readme_example" fixtures/mixed.sdq)
+"$cc" "${flags[@]}" "$example" "$lib/libsdq.a" \
+    -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc -o "$out/example"
+(cd "$root" && "$out/example" fixtures/mixed.sdq)

@@ -23,11 +23,12 @@ use pyo3::types::{PyDict, PyString};
 use serde_json::{json, Value};
 
 use sdq::bridge::info::info_json;
-use sdq::bridge::pack::{DeltaChoice, FrameRule, PackOptions};
+use sdq::bridge::pack::{Allocation, DeltaChoice, FrameRule, Method, PackOptions};
 use sdq::bridge::safetensors::{Checkpoint, SafetensorsWriter, TensorSpec};
 use sdq::bridge::NoProgress;
 use sdq::format::{Encoding, TensorInfo};
 use sdq::frame::FrameFamily;
+use sdq::quant::pcm::{PcmOptions, RateTarget};
 use sdq::quant::Scheme;
 use sdq::{Dtype, Orientation, SdqFile};
 
@@ -258,6 +259,19 @@ impl SafeOpen {
         tensor_array(py, file, &self.path, t)
     }
 
+    /// A lazy view of the tensor `name`, as safetensors' `get_slice`: `get_shape()`,
+    /// `get_dtype()`, and basic indexing (`[a:b]`, `[a:b, c:d]`, integers, `...`) that returns
+    /// numpy arrays.
+    fn get_slice(&self, name: &str) -> PyResult<SafeSlice> {
+        let file = self.file()?;
+        file.tensor(name).map_err(|e| py_err(&self.path, e))?;
+        Ok(SafeSlice {
+            path: self.path.clone(),
+            file: Arc::clone(file),
+            name: name.to_owned(),
+        })
+    }
+
     /// The file's metadata as a dict of strings, or None if it has none (as safetensors).
     fn metadata<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
         let m = self.file()?.metadata();
@@ -273,6 +287,72 @@ impl SafeOpen {
 
     fn __repr__(&self) -> String {
         format!("sdq.safe_open({:?})", self.path.display().to_string())
+    }
+}
+
+/// One tensor of an open file, indexed lazily (from `safe_open(...).get_slice(name)`).
+#[pyclass(name = "safe_slice", module = "sdq")]
+struct SafeSlice {
+    path: PathBuf,
+    file: Arc<SdqFile>,
+    name: String,
+}
+
+impl SafeSlice {
+    fn info(&self) -> PyResult<&TensorInfo> {
+        self.file
+            .tensor(&self.name)
+            .map_err(|e| py_err(&self.path, e))
+    }
+}
+
+/// Whether `key` is a basic index: an int, a slice, `...`, or a tuple of them.
+fn basic_index(key: &Bound<'_, PyAny>) -> bool {
+    let one = |k: &Bound<'_, PyAny>| {
+        (k.is_instance_of::<pyo3::types::PyInt>() && !k.is_instance_of::<pyo3::types::PyBool>())
+            || k.is_instance_of::<pyo3::types::PySlice>()
+            || k.is(&k.py().Ellipsis())
+    };
+    match key.cast::<pyo3::types::PyTuple>() {
+        Ok(t) => t.iter().all(|k| one(&k)),
+        Err(_) => one(key),
+    }
+}
+
+#[pymethods]
+impl SafeSlice {
+    /// The tensor's shape, as a list.
+    fn get_shape(&self) -> PyResult<Vec<u64>> {
+        Ok(self.info()?.shape.clone())
+    }
+
+    /// The tensor's original dtype, in safetensors' spelling ("F32", "BF16", ...).
+    fn get_dtype(&self) -> PyResult<&'static str> {
+        Ok(self.info()?.dtype.name())
+    }
+
+    /// The selected part of the tensor as a numpy array (the tensor is decoded, then indexed).
+    fn __getitem__<'py>(
+        &self,
+        py: Python<'py>,
+        key: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        if !basic_index(key) {
+            return Err(ParameterError::new_err(format!(
+                "{}: tensor {:?}: only basic indexing is supported (integers, slices such as [a:b, c:d], ...)",
+                self.path.display(),
+                self.name
+            )));
+        }
+        let t = self.info()?;
+        let whole = tensor_array(py, &self.file, &self.path, t)?;
+        let part = whole.get_item(key)?;
+        // A copy, so the result does not keep the whole decoded tensor alive.
+        py.import("numpy")?.call_method1("array", (part,))
+    }
+
+    fn __repr__(&self) -> String {
+        format!("sdq.safe_slice({:?})", self.name)
     }
 }
 
@@ -444,22 +524,51 @@ fn zstd_level(zstd: Option<&Bound<'_, PyAny>>) -> PyResult<Option<i32>> {
     }
 }
 
+/// `include=` / `exclude=`: None, one glob (a str) or a list (or tuple) of globs.
+fn globs(what: &str, v: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<String>> {
+    let Some(v) = v.filter(|v| !v.is_none()) else {
+        return Ok(Vec::new());
+    };
+    if let Ok(s) = v.cast::<PyString>() {
+        return Ok(vec![s.to_cow()?.into_owned()]);
+    }
+    let list = if v.is_instance_of::<pyo3::types::PyList>()
+        || v.is_instance_of::<pyo3::types::PyTuple>()
+    {
+        v.extract::<Vec<String>>().ok()
+    } else {
+        None
+    };
+    list.ok_or_else(|| {
+        let t = v
+            .get_type()
+            .name()
+            .map_or_else(|_| "?".to_string(), |n| n.to_string());
+        ParameterError::new_err(format!(
+            "{what}= must be a glob (a str such as \"layers.*\") or a list of globs, not {t}"
+        ))
+    })
+}
+
 /// Packs `tensors` (a dict of numpy arrays, or the path of a safetensors checkpoint — one file,
 /// a sharded `*.safetensors.index.json`, or a directory holding one) into the .sdq file
 /// `path`, as `sdq pack` does, and returns a summary dict.
 ///
-/// Options mirror the command line's: `frame_size`, `redundancy` or `bits_per_weight` (at most
-/// one; default 4 bits per weight), `levels` (K, default 1), `scheme` ("first-order" (default)
-/// or "second-order", which needs levels >= 2), `frame_family` ("harmonic" (default) or
-/// "spectral-tetris", which needs N >= 2d), `reorder` (compute an ordering of the frame vectors
-/// that makes sigma small), `delta` ("coefficient" (default),
-/// "vector", "tensor", "uniform" or a positive number), `axis` ("columns" or "rows"), `bias`,
-/// `include` / `exclude` (lists of globs), `min_dim` (16), `zstd` (True for level 9, or a level
+/// Options mirror the command line's. `scheme`: "pcm" (default: rounding, entropy-coded,
+/// `bits_per_weight` = stored bits per weight of the quantized tensors, default 4.5, spread
+/// over the model; `frame_family` "identity" (default), "harmonic" or "spectral-tetris"),
+/// "first-order" or "second-order" sigma-delta (the paper's: `frame_size`, `redundancy` or
+/// `bits_per_weight` = code bits, at most one, default 4; `levels` K, default 1; second order
+/// needs levels >= 2; `frame_family` "harmonic" (default) or "spectral-tetris", which needs
+/// N >= 2d; `reorder` (compute an ordering of the frame vectors that makes sigma small);
+/// `delta` ("coefficient" (default), "vector", "tensor", "uniform" or a positive number)).
+/// `axis` ("rows" (default) or "columns"), `bias`,
+/// `include` / `exclude` (a glob or a list of globs), `min_dim` (16), `zstd` (True for level 9, or a level
 /// 1..=22). `metadata` (a dict of strings) is stored with a dict of arrays.
 #[pyfunction]
 #[pyo3(signature = (
     tensors, path, *, frame_size = None, redundancy = None, bits_per_weight = None, levels = 1,
-    scheme = "first-order", frame_family = "harmonic", reorder = false, delta = None, axis = "columns", bias = false, include = None, exclude = None, min_dim = 16,
+    scheme = "pcm", frame_family = None, reorder = false, delta = None, axis = "rows", bias = false, include = None, exclude = None, min_dim = 16,
     zstd = None, metadata = None
 ))]
 #[allow(clippy::too_many_arguments)]
@@ -472,13 +581,13 @@ fn pack<'py>(
     bits_per_weight: Option<f64>,
     levels: u32,
     scheme: &str,
-    frame_family: &str,
+    frame_family: Option<&str>,
     reorder: bool,
     delta: Option<&Bound<'py, PyAny>>,
     axis: &str,
     bias: bool,
-    include: Option<Vec<String>>,
-    exclude: Option<Vec<String>>,
+    include: Option<&Bound<'py, PyAny>>,
+    exclude: Option<&Bound<'py, PyAny>>,
     min_dim: usize,
     zstd: Option<&Bound<'py, PyAny>>,
     metadata: Option<&Bound<'py, PyDict>>,
@@ -521,33 +630,54 @@ fn pack<'py>(
             )))
         }
     };
+    let pcm = scheme == "pcm";
+    let family = match frame_family {
+        None if pcm => None,
+        None | Some("harmonic") => Some(FrameFamily::Harmonic),
+        Some("spectral-tetris") => Some(FrameFamily::SpectralTetris),
+        Some("identity") if pcm => None,
+        Some(f) => {
+            return Err(ParameterError::new_err(format!(
+                "frame_family={f:?}: must be \"harmonic\" or \"spectral-tetris\" (or \"identity\" with scheme=\"pcm\")"
+            )))
+        }
+    };
+    let method = if pcm {
+        let mut p = PcmOptions {
+            family,
+            frame_size: frame_size.filter(|_| family.is_some()),
+            ..PcmOptions::default()
+        };
+        if let FrameRule::BitsPerWeight(b) = frame {
+            if bits_per_weight.is_some() {
+                p.target = RateTarget::BitsPerWeight(b);
+            }
+        }
+        Method::Pcm(p)
+    } else {
+        Method::SigmaDelta
+    };
     let opts = PackOptions {
+        method,
+        allocation: Allocation::Model,
         frame,
         levels,
         scheme: match scheme {
-            "first-order" => Scheme::FirstOrder,
+            "first-order" | "pcm" => Scheme::FirstOrder,
             "second-order" => Scheme::SecondOrder,
             s => {
                 return Err(ParameterError::new_err(format!(
-                    "scheme={s:?}: must be \"first-order\" or \"second-order\""
+                    "scheme={s:?}: must be \"pcm\", \"first-order\" or \"second-order\""
                 )))
             }
         },
-        family: match frame_family {
-            "harmonic" => FrameFamily::Harmonic,
-            "spectral-tetris" => FrameFamily::SpectralTetris,
-            f => {
-                return Err(ParameterError::new_err(format!(
-                    "frame_family={f:?}: must be \"harmonic\" or \"spectral-tetris\""
-                )))
-            }
-        },
+        family: family.unwrap_or(FrameFamily::Harmonic),
         reorder,
         delta: delta_choice(delta)?,
         orientation,
         bias,
-        include: include.unwrap_or_default(),
-        exclude: exclude.unwrap_or_default(),
+        include: globs("include", include)?,
+        exclude: globs("exclude", exclude)?,
         min_dim,
         zstd: zstd_level(zstd)?,
     };
@@ -568,7 +698,10 @@ fn pack<'py>(
         ));
     };
     let run = || -> sdq::Result<_> {
+        sdq::bridge::refuse_output_over_input(&path, [input.as_path()])?;
         let ck = Checkpoint::open(&input)?;
+        // The output may not replace the checkpoint (or a shard or the index) being read.
+        sdq::bridge::refuse_output_over_input(&path, ck.files())?;
         sdq::bridge::pack::pack(&ck, &path, &opts, &mut NoProgress)
     };
     let summary = py.detach(run).map_err(|e| py_err(&label, e))?;
@@ -601,6 +734,7 @@ fn sdq_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(info, m)?)?;
     m.add_function(wrap_pyfunction!(pack, m)?)?;
     m.add_class::<SafeOpen>()?;
+    m.add_class::<SafeSlice>()?;
     m.add("SdqError", py.get_type::<SdqError>())?;
     m.add("FormatError", py.get_type::<FormatError>())?;
     m.add("ChecksumError", py.get_type::<ChecksumError>())?;

@@ -1,6 +1,6 @@
 """Tests of the sdq Python module against the golden fixtures, files made by the `sdq` command
-line (SDQ_CLI: path of the binary built from the repository's root crate), and safetensors.numpy
-round trips. Run by .ci/embed.sh after installing the wheel."""
+line (SDQ_CLI, or the repository's target/{release,debug}/sdq: see find_cli), and
+safetensors.numpy round trips. Run by .ci/embed.sh after installing the wheel."""
 
 import json
 import os
@@ -19,11 +19,31 @@ ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "fixtures"
 
 
-def cli():
-    path = os.environ.get("SDQ_CLI") or shutil.which("sdq")
+def find_cli(root=ROOT):
+    """The sdq binary: $SDQ_CLI, else the newest of the repository's target/{release,debug}/sdq
+    (or under $CARGO_TARGET_DIR), else `sdq` on PATH. Missing: the CLI cross-checks are skipped,
+    or fail when SDQ_REQUIRE_CLI=1 (as CI sets)."""
+    path = os.environ.get("SDQ_CLI")
+    if not path:
+        targets = [root / "target"]
+        if os.environ.get("CARGO_TARGET_DIR"):
+            targets.insert(0, Path(os.environ["CARGO_TARGET_DIR"]))
+        built = [t / p / "sdq" for t in targets for p in ("release", "debug")]
+        built = [b for b in built if b.is_file()]
+        if built:
+            path = str(max(built, key=lambda b: b.stat().st_mtime))
+        else:
+            path = shutil.which("sdq")
     if not path or not Path(path).exists():
-        pytest.skip("the sdq command line is not built (set SDQ_CLI)")
+        why = f"the sdq command line is not built (cargo build --release, or set SDQ_CLI): {path or 'not found'}"
+        if os.environ.get("SDQ_REQUIRE_CLI") == "1":
+            pytest.fail(why)
+        pytest.skip(why)
     return path
+
+
+def cli():
+    return find_cli()
 
 
 def run_cli(*args, ok=True):
@@ -335,3 +355,91 @@ def test_readme_python_example(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     for code in blocks:
         exec(compile(code, "README.md", "exec"), {})
+
+
+# -------------------------------------------------------------------------------------------
+# issue 14
+
+
+def test_the_cli_is_found_without_sdq_cli(tmp_path, monkeypatch):
+    monkeypatch.delenv("SDQ_CLI", raising=False)
+    monkeypatch.delenv("CARGO_TARGET_DIR", raising=False)
+    monkeypatch.setenv("PATH", "")
+    # Nothing built: skipped, or a failure when CI requires the command line.
+    monkeypatch.delenv("SDQ_REQUIRE_CLI", raising=False)
+    with pytest.raises(pytest.skip.Exception):
+        find_cli(tmp_path)
+    monkeypatch.setenv("SDQ_REQUIRE_CLI", "1")
+    with pytest.raises(pytest.fail.Exception, match="not built"):
+        find_cli(tmp_path)
+    # A build in the repository's target directory is found.
+    exe = tmp_path / "target" / "release" / "sdq"
+    exe.parent.mkdir(parents=True)
+    exe.write_text("#!/bin/sh\n")
+    assert find_cli(tmp_path) == str(exe)
+
+
+def test_pack_include_and_exclude_take_a_string_or_a_list(tmp_path):
+    rng = np.random.default_rng(3)
+    w = {
+        "a.weight": rng.standard_normal((20, 6)).astype(np.float32),
+        "b.weight": rng.standard_normal((20, 6)).astype(np.float32),
+    }
+
+    def encodings(path):
+        return {t["name"]: t["encoding"] for t in sdq.info(path)["tensors"]}
+
+    for include in ["a*", ["a*"], ("a*",)]:
+        sdq.pack(w, tmp_path / "x.sdq", include=include)
+        assert encodings(tmp_path / "x.sdq") == {"a.weight": "sigma-delta", "b.weight": "raw"}
+    sdq.pack(w, tmp_path / "y.sdq", exclude="b*")
+    assert encodings(tmp_path / "y.sdq") == {"a.weight": "sigma-delta", "b.weight": "raw"}
+    for bad in [3, [1, 2], {"a*": 1}]:
+        with pytest.raises(sdq.ParameterError, match="include= must be a glob"):
+            sdq.pack(w, tmp_path / "z.sdq", include=bad)
+    with pytest.raises(sdq.ParameterError, match="exclude= must be a glob .* not int"):
+        sdq.pack(w, tmp_path / "z.sdq", exclude=7)
+    assert not (tmp_path / "z.sdq").exists()
+
+
+def test_get_slice_like_safetensors():
+    path = FIXTURES / "mixed.sdq"
+    everything = sdq.load_file(path)
+    with sdq.safe_open(path, framework="np") as f:
+        for k in f.keys():
+            whole = everything[k]
+            s = f.get_slice(k)
+            assert s.get_shape() == list(whole.shape)
+            assert isinstance(s.get_dtype(), str)
+            np.testing.assert_array_equal(s[:], whole)
+            np.testing.assert_array_equal(s[1:3], whole[1:3])
+            np.testing.assert_array_equal(s[...], whole)
+            if whole.ndim >= 2:
+                part = s[1:4, 2:5]
+                assert isinstance(part, np.ndarray)
+                np.testing.assert_array_equal(part, whole[1:4, 2:5])
+                np.testing.assert_array_equal(s[2], whole[2])
+        assert f.get_slice("emb").get_dtype() == "F16"
+        with pytest.raises(sdq.NoSuchTensorError):
+            f.get_slice("nope")
+        with pytest.raises(sdq.ParameterError, match="basic indexing"):
+            f.get_slice("emb")[[0, 1]]
+
+
+def test_a_directory_is_named_as_such(tmp_path):
+    for fn in [sdq.info, sdq.load_file, sdq.safe_open]:
+        with pytest.raises(sdq.IoError) as e:
+            fn(str(tmp_path))
+        assert str(e.value) == f"{tmp_path}: is a directory"
+
+
+def test_pack_refuses_to_overwrite_its_input(tmp_path, checkpoint):
+    path, _ = checkpoint
+    before = path.read_bytes()
+    with pytest.raises(sdq.ParameterError, match="would destroy the input"):
+        sdq.pack(path, path)
+    link = tmp_path / "link.sdq"
+    os.link(path, link)
+    with pytest.raises(sdq.ParameterError, match="same file as the input"):
+        sdq.pack(str(path), str(link))
+    assert path.read_bytes() == before

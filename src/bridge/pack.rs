@@ -13,8 +13,8 @@ use crate::error::{Error, Result};
 use crate::format::{DeltaPolicy, SdqWriter, TensorPlan};
 use crate::frame::{FrameDescriptor, FrameFamily, OrderingOptions, OrderingReport};
 use crate::quant::alphabet::bits_for_levels;
-use crate::quant::step::smallest_step;
 use crate::quant::pcm::{self, PcmOptions};
+use crate::quant::step::smallest_step;
 use crate::quant::{Alphabet, FrameQuantizer, Matrix, Orientation, Scheme, StepPolicy};
 
 /// How the frame size N of each tensor is chosen from its vector dimension d.
@@ -410,8 +410,15 @@ fn plan_pcm(ck: &Checkpoint, opts: &PackOptions, p: &PcmOptions) -> Result<Plan>
         // Fixed costs: a record (≈ 200 bytes), two sections' padding and model, one f16 step
         // per vector. Where they would take more than a tenth of a 4-bit budget, the few codes
         // left would be too coarse: such a small tensor is stored raw.
+        // A tensor named by --include is quantized unless its fixed costs alone reach its raw
+        // size.
         let fixed_bits = 8 * (200 + 128 + 64 + 2 * m as u64);
-        if 10 * fixed_bits > 4 * t.elements {
+        let too_small = if opts.include.is_empty() {
+            10 * fixed_bits > 4 * t.elements
+        } else {
+            fixed_bits >= 8 * t.elements * t.dtype.size()
+        };
+        if too_small {
             continue;
         }
         if let Some(b) = bias {
@@ -526,6 +533,9 @@ pub struct PackSummary {
     pub quantized: Vec<PackedTensor>,
     /// The network-wide δ, for [`DeltaChoice::Uniform`].
     pub uniform_delta: Option<f64>,
+    /// With [`NonFinite::Raw`]: the tensors stored raw because they hold a NaN or an infinity,
+    /// with the first such value and where it is.
+    pub nonfinite_raw: Vec<(String, String)>,
 }
 
 impl PackSummary {
@@ -603,14 +613,88 @@ pub(crate) fn check_output_dir(out: &Path) -> Result<()> {
     }
 }
 
-/// Packs `ck` into the .sdq file `out` (written atomically), reporting to `progress`.
+/// What [`pack_nonfinite`] does with a tensor to quantize that holds a NaN or an infinity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum NonFinite {
+    /// Refuse the whole checkpoint with [`Error::Data`] naming the tensor (the default).
+    #[default]
+    Refuse,
+    /// Store the tensor (and its bias, if it was to be quantized with it) raw, bit for bit.
+    Raw,
+}
+
+/// The first non-finite value of `v`: (index, value).
+fn first_nonfinite(v: &[f32]) -> Option<(usize, f32)> {
+    v.iter().copied().enumerate().find(|(_, x)| !x.is_finite())
+}
+
+/// Turns every planned quantized tensor whose weights (or bias) hold a NaN or an infinity into
+/// a raw one (its bias too); returns (name, what was found) for each. Reads each planned
+/// quantized tensor once more, one at a time.
+fn raw_nonfinite(
+    ck: &Checkpoint,
+    plan: &mut Plan,
+    progress: &mut dyn Progress,
+) -> Result<Vec<(String, String)>> {
+    progress.start("checking", plan.quantized_count() as u64);
+    let mut found = Vec::new();
+    for p in plan.tensors.iter_mut() {
+        let Choice::Quantize { bias, .. } = &p.choice else {
+            continue;
+        };
+        progress.tensor(&p.entry.name);
+        let (w, b) = load(ck, &p.entry, bias.as_deref())?;
+        let why = match (first_nonfinite(&w), b.as_deref().and_then(first_nonfinite)) {
+            (Some((i, x)), _) => Some(format!("{x} at element {i}")),
+            (None, Some((i, x))) => Some(format!(
+                "{x} at element {i} of its bias {:?}",
+                bias.as_deref().unwrap_or("")
+            )),
+            (None, None) => None,
+        };
+        if let Some(why) = why {
+            found.push((p.entry.name.clone(), why));
+            p.choice = Choice::Raw;
+        }
+        progress.advance();
+    }
+    progress.finish();
+    for p in plan.tensors.iter_mut() {
+        if let Choice::BiasOf { weight } = &p.choice {
+            if found.iter().any(|(n, _)| n == weight) {
+                p.choice = Choice::Raw;
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// Packs `ck` into the .sdq file `out` (written atomically), reporting to `progress`. A NaN or
+/// infinity in a tensor to quantize refuses the checkpoint ([`NonFinite::Refuse`]).
 pub fn pack(
     ck: &Checkpoint,
     out: &Path,
     opts: &PackOptions,
     progress: &mut dyn Progress,
 ) -> Result<PackSummary> {
-    let plan = plan(ck, opts)?;
+    pack_nonfinite(ck, out, opts, NonFinite::Refuse, progress)
+}
+
+/// [`pack`], with `nonfinite` saying what happens to a tensor to quantize that holds a NaN or
+/// an infinity; the tensors stored raw for that reason are listed in
+/// [`PackSummary::nonfinite_raw`].
+pub fn pack_nonfinite(
+    ck: &Checkpoint,
+    out: &Path,
+    opts: &PackOptions,
+    nonfinite: NonFinite,
+    progress: &mut dyn Progress,
+) -> Result<PackSummary> {
+    let mut plan = plan(ck, opts)?;
+    let nonfinite_raw = match nonfinite {
+        NonFinite::Refuse => Vec::new(),
+        NonFinite::Raw => raw_nonfinite(ck, &mut plan, progress)?,
+    };
     check_output_dir(out)?;
     let (policy, tag, uniform) = match opts.delta {
         DeltaChoice::Tensor => (StepPolicy::Tensor, DeltaPolicy::Tensor, None),
@@ -677,7 +761,9 @@ pub fn pack(
                 bias,
             } if plan.pcm => {
                 let Method::Pcm(popts) = &opts.method else {
-                    return Err(Error::param("internal error: a pcm plan without pcm options"));
+                    return Err(Error::param(
+                        "internal error: a pcm plan without pcm options",
+                    ));
                 };
                 let (w, b) = load(ck, &p.entry, bias.as_deref())?;
                 let m = matrix(&w, b.as_deref(), *rows, *cols).map_err(in_tensor(name))?;
@@ -685,7 +771,10 @@ pub fn pack(
                     .record_len();
                 let popts = PcmOptions {
                     record_bytes: record,
-                    frame_size: popts.frame_size.or(Some(*n)).filter(|_| popts.family.is_some()),
+                    frame_size: popts
+                        .frame_size
+                        .or(Some(*n))
+                        .filter(|_| popts.family.is_some()),
                     target: budgets
                         .get(name)
                         .map_or(popts.target, |&b| pcm::RateTarget::BitsPerWeight(b)),
@@ -786,6 +875,7 @@ pub fn pack(
         plan,
         quantized,
         uniform_delta: uniform,
+        nonfinite_raw,
     })
 }
 
@@ -804,7 +894,9 @@ fn allocate(
 ) -> Result<HashMap<String, f64>> {
     // α = 2^e, e from −14 to 4 by halves: from about 16 down to under 1 bit per weight.
     let exponents: Vec<f64> = (0..=36).map(|i| -14.0 + 0.5 * f64::from(i)).collect();
-    let mut curves: Vec<(String, f64, Vec<(f64, f64)>)> = Vec::new();
+    // Per tensor: its name, its weights, and its curve as (bits per weight, D) by rising bits.
+    type Curve = (String, f64, Vec<(f64, f64)>);
+    let mut curves: Vec<Curve> = Vec::new();
     progress.start("measuring rate curves", plan.quantized_count() as u64);
     for t in &plan.tensors {
         let Choice::Quantize {
@@ -821,15 +913,15 @@ fn allocate(
         progress.tensor(name);
         let (w, b) = load(ck, &t.entry, bias.as_deref())?;
         let m = matrix(&w, b.as_deref(), *rows, *cols).map_err(in_tensor(name))?;
-        let record = TensorPlan::pcm(name, t.entry.dtype, &t.entry.shape, bias.is_some())
-            .record_len();
+        let record =
+            TensorPlan::pcm(name, t.entry.dtype, &t.entry.shape, bias.is_some()).record_len();
         let popts = PcmOptions {
             record_bytes: record,
             frame_size: p.frame_size.or(Some(*n)).filter(|_| p.family.is_some()),
             ..*p
         };
-        let curve = pcm::rate_curve(&m, opts.orientation, &popts, &exponents)
-            .map_err(in_tensor(name))?;
+        let curve =
+            pcm::rate_curve(&m, opts.orientation, &popts, &exponents).map_err(in_tensor(name))?;
         let weights = (rows * cols + if bias.is_some() { *rows } else { 0 }) as f64;
         let mut pts: Vec<(f64, f64)> = curve
             .iter()

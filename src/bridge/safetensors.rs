@@ -470,6 +470,12 @@ impl Checkpoint {
         &self.path
     }
 
+    /// Every file this checkpoint was read from: the path it was opened from (a `.safetensors`
+    /// file or an index), then each shard.
+    pub fn files(&self) -> impl Iterator<Item = &Path> {
+        std::iter::once(self.path.as_path()).chain(self.shards.iter().map(|s| s.path.as_path()))
+    }
+
     /// Every tensor, in file order (shard by shard, each by data offset).
     pub fn tensors(&self) -> &[TensorEntry] {
         &self.tensors
@@ -813,6 +819,18 @@ impl SafetensorsWriter {
     /// See [`SafetensorsStreamWriter::write_f32`].
     pub fn write_f32(&mut self, name: &str, data: &[f32], dtype: FloatOut) -> Result<()> {
         self.inner.write_f32(name, data, dtype)
+    }
+
+    /// Completes the file without renaming it: the temporary file and its handle, for
+    /// [`AtomicFile::commit`] once every file of a set is complete (dropping them deletes it).
+    pub fn finish_pending(self) -> Result<(AtomicFile, File)> {
+        let SafetensorsWriter { inner, file } = self;
+        let what = file.target().to_owned();
+        let buf = inner.finish()?;
+        let f = buf
+            .into_inner()
+            .map_err(|e| Error::io(&what, e.into_error()))?;
+        Ok((file, f))
     }
 
     /// Completes the file and renames it over the target.

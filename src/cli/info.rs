@@ -17,6 +17,7 @@ const EXAMPLES: &str = "\
 Examples:
   sdq info model.sdq
   sdq info model.sdq --tensor fc1.weight
+  sdq info model.sdq --totals                      # no per-tensor table
   sdq info model.sdq --json | jq '.totals.ratio_fp32'
   sdq info model.sdq --json -o info.json";
 
@@ -35,7 +36,12 @@ pub struct InfoArgs {
     #[arg(long, value_name = "NAME")]
     tensor: Vec<String>,
 
-    /// Write to this file instead of stdout (- is stdout).
+    /// Only the file line, the metadata and the totals: no per-tensor table (for checkpoints
+    /// with thousands of tensors).
+    #[arg(long, conflicts_with_all = ["json", "tensor"])]
+    totals: bool,
+
+    /// Write to this file instead of stdout (- is stdout; it may not be the input).
     #[arg(short, long, value_name = "FILE", default_value = "-")]
     output: PathBuf,
 }
@@ -47,6 +53,10 @@ fn shape(s: &[u64]) -> String {
 
 pub fn run(a: InfoArgs) -> CliResult {
     let input = &a.input;
+    if !is_stdout(&a.output) {
+        sdq::bridge::refuse_output_over_input(&a.output, [input.as_path()])
+            .map_err(|e| Failure::lib(input, e))?;
+    }
     let file = SdqFile::open(input).map_err(|e| Failure::lib(input, e))?;
     for n in &a.tensor {
         file.tensor(n).map_err(|e| Failure::lib(input, e))?;
@@ -112,6 +122,16 @@ fn human(
         s.push_str(&format!("metadata: {}\n", m.join(", ")));
     }
     s.push('\n');
+    if !a.totals {
+        s.push_str(&table(file, selected));
+        s.push('\n');
+    }
+    totals(&mut s, file, report, max_bound);
+    s
+}
+
+/// One row per selected tensor.
+fn table(file: &SdqFile, selected: &[(&TensorInfo, Option<&TensorReport>)]) -> String {
     let mut t = Table::new(&[
         ("name", false),
         ("shape", false),
@@ -168,7 +188,7 @@ fn human(
             Encoding::Pcm(q) => {
                 let mut enc = format!("pcm/{}", q.frame.name());
                 if q.sign_seed != 0 {
-                    enc.push_str("±");
+                    enc.push_str("+signs");
                 }
                 enc.push('+');
                 enc.push_str(q.coding.name());
@@ -241,8 +261,11 @@ fn human(
         }
         t.row(row);
     }
-    s.push_str(&t.render());
-    s.push('\n');
+    t.render()
+}
+
+/// The totals lines.
+fn totals(s: &mut String, file: &SdqFile, report: &sdq::StorageReport, max_bound: f64) {
     let q = file
         .tensors()
         .iter()
@@ -277,5 +300,4 @@ fn human(
             sci(max_bound)
         ));
     }
-    s
 }

@@ -30,9 +30,10 @@ Examples:
   sdq pack model.safetensors -o model.sdq          # 4 bits per weight, certified bounds
   sdq info model.sdq                               # what is stored, and what it saves
   sdq verify model.sdq --against model.safetensors # checksums, bounds, raw bytes
-  sdq unpack model.sdq -o restored.safetensors     # back to safetensors (F32)
+  sdq unpack model.sdq -o restored.safetensors     # back to safetensors (original dtypes)
 
 Exit codes: 0 ok, 1 verification failed, 2 bad usage, 3 invalid input file, 4 I/O failure.
+Threads: -j/--threads N, or the RAYON_NUM_THREADS environment variable (default: one per core).
 Full reference: docs/cli.md";
 
 /// Frame quantization of neural-network weights: pack safetensors checkpoints into .sdq files
@@ -49,6 +50,11 @@ struct Cli {
     /// No progress bars (they are drawn on stderr only when it is a terminal).
     #[arg(short, long, global = true)]
     quiet: bool,
+
+    /// Worker threads for encoding and decoding [default: RAYON_NUM_THREADS if set, else one
+    /// per core].
+    #[arg(short = 'j', long, global = true, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    threads: Option<u16>,
 
     #[command(subcommand)]
     command: Command,
@@ -77,6 +83,14 @@ impl Failure {
         let code = match &e {
             E::Io { .. } => EXIT_IO,
             E::Parameter(_) | E::NoSuchTensor(_) => EXIT_USAGE,
+            // Frame sizes and level counts come from the options (`pack --frame-size`,
+            // `--redundancy`, `--levels`): past a limit they are invalid option values. (A
+            // file's own sizes past a limit are format errors, exit 3.)
+            E::Limit { what, .. }
+                if what.starts_with("frame size") || what.starts_with("levels") =>
+            {
+                EXIT_USAGE
+            }
             _ => EXIT_INVALID_INPUT,
         };
         match e {
@@ -243,10 +257,23 @@ fn clap_failure(e: clap::Error) -> ExitCode {
 
 /// Runs the command line and returns the exit code.
 pub fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    run_from(std::env::args_os())
+}
+
+/// Runs the command line on `args` (the first is the program's name) and returns the exit code
+/// (examples/demo.rs shows the real output of `sdq pack`, `verify` and `unpack` through it).
+pub fn run_from<I, T>(args: I) -> ExitCode
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let cli = match Cli::try_parse_from(args) {
         Ok(c) => c,
         Err(e) => return clap_failure(e),
     };
+    if let Some(n) = cli.threads {
+        set_threads(usize::from(n));
+    }
     let result = match cli.command {
         Command::Pack(a) => pack::run(a, cli.quiet),
         Command::Info(a) => info::run(a),
@@ -260,6 +287,32 @@ pub fn main() -> ExitCode {
             ExitCode::from(f.code)
         }
     }
+}
+
+/// Builds the global thread pool with `n` threads (before any parallel work starts).
+#[cfg(feature = "parallel")]
+fn set_threads(n: usize) {
+    // Fails only if the pool was already built, which nothing does before this.
+    let _ = rayon::ThreadPoolBuilder::new()
+        .num_threads(n)
+        .build_global();
+}
+
+/// Without the `parallel` feature everything runs on one thread.
+#[cfg(not(feature = "parallel"))]
+fn set_threads(_: usize) {}
+
+/// Opens the checkpoint `input` of `sdq pack`, refusing an `output` that is the input or (for a
+/// sharded checkpoint) its index or one of its shards, before any tensor is read.
+pub fn open_checkpoint(
+    input: &Path,
+    output: &Path,
+) -> Result<sdq::bridge::safetensors::Checkpoint, Failure> {
+    let fail = |e| Failure::lib(input, e);
+    sdq::bridge::refuse_output_over_input(output, [input]).map_err(fail)?;
+    let ck = sdq::bridge::safetensors::Checkpoint::open(input).map_err(fail)?;
+    sdq::bridge::refuse_output_over_input(output, ck.files()).map_err(fail)?;
+    Ok(ck)
 }
 
 /// Writes `text` to stdout. A closed pipe (`sdq verify … | head -1`) is not an error: the rest

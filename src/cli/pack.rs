@@ -5,9 +5,8 @@ use std::path::PathBuf;
 use clap::{Args, ValueEnum};
 use sdq::bridge::pack::{self, Allocation, DeltaChoice, FrameRule, Method, PackOptions};
 use sdq::codes::stream::Coding;
-use sdq::quant::pcm::{PcmOptions, RateTarget, StepRule, StepType};
-use sdq::bridge::safetensors::Checkpoint;
 use sdq::frame::FrameFamily;
+use sdq::quant::pcm::{PcmOptions, RateTarget, StepRule, StepType};
 use sdq::quant::Scheme;
 use sdq::{Orientation, SdqFile};
 
@@ -103,7 +102,8 @@ pub struct PackArgs {
     /// directory holding one of them.
     input: PathBuf,
 
-    /// Output .sdq file (written atomically; may be the input's own path).
+    /// Output .sdq file (written atomically; it may not be the input, nor a shard or index of
+    /// a sharded input).
     #[arg(short, long, value_name = "OUT.sdq")]
     output: PathBuf,
 
@@ -204,9 +204,23 @@ pub struct PackArgs {
     #[arg(long)]
     zstd: bool,
 
+    /// A tensor to quantize holding a NaN or an infinity: refuse the model (exit 3), or store
+    /// that tensor raw (unquantized, bit for bit), one line per tensor on stderr.
+    #[arg(long, value_enum, value_name = "WHAT", default_value_t = NonFiniteArg::Refuse)]
+    nonfinite: NonFiniteArg,
+
     /// zstd level (1-22); implies --zstd.
     #[arg(long, value_name = "LEVEL", value_parser = clap::value_parser!(i32).range(1..=22))]
     zstd_level: Option<i32>,
+}
+
+/// What to do with non-finite weights.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum NonFiniteArg {
+    /// Refuse the whole model.
+    Refuse,
+    /// Store such tensors raw.
+    Raw,
 }
 
 fn parse_delta(s: &str) -> Result<DeltaChoice, String> {
@@ -233,18 +247,17 @@ pub fn run(a: PackArgs, quiet: bool) -> CliResult {
         ));
     }
     let pcm = a.scheme == SchemeArg::Pcm;
-    let family = match a.frame_family {
-        Some(FamilyArg::Identity) if !pcm => {
-            return Err(Failure::usage(
+    let family =
+        match a.frame_family {
+            Some(FamilyArg::Identity) if !pcm => return Err(Failure::usage(
                 "--frame-family identity is for --scheme pcm: sigma-delta needs a frame with N > d",
-            ))
-        }
-        Some(FamilyArg::Identity) => None,
-        Some(FamilyArg::Harmonic) => Some(FrameFamily::Harmonic),
-        Some(FamilyArg::SpectralTetris) => Some(FrameFamily::SpectralTetris),
-        None if pcm => None,
-        None => Some(FrameFamily::Harmonic),
-    };
+            )),
+            Some(FamilyArg::Identity) => None,
+            Some(FamilyArg::Harmonic) => Some(FrameFamily::Harmonic),
+            Some(FamilyArg::SpectralTetris) => Some(FrameFamily::SpectralTetris),
+            None if pcm => None,
+            None => Some(FrameFamily::Harmonic),
+        };
     let method = if pcm {
         if a.redundancy.is_some() {
             return Err(Failure::usage(
@@ -263,9 +276,9 @@ pub fn run(a: PackArgs, quiet: bool) -> CliResult {
                 )))
             }
             (Some(e), _) => RateTarget::RelativeError(e),
-            (None, Some(b)) if !(b.is_finite() && b > 0.0) => {
+            (None, Some(b)) if !(b.is_finite() && b > 0.0 && b <= 32.0) => {
                 return Err(Failure::usage(format!(
-                    "--bits-per-weight {b}: must be a positive number"
+                    "--bits-per-weight {b}: must be a number above 0 and at most 32 (fp32's own size)"
                 )))
             }
             (None, Some(b)) => RateTarget::BitsPerWeight(b),
@@ -273,6 +286,11 @@ pub fn run(a: PackArgs, quiet: bool) -> CliResult {
         };
         if a.group == Some(0) {
             return Err(Failure::usage("--group must be at least 1"));
+        }
+        if a.levels != 1 || a.reorder || a.delta != DeltaChoice::Coefficient {
+            return Err(Failure::usage(
+                "-K/--levels, --reorder and --delta are sigma-delta options: add --scheme first-order (or second-order), or drop them (pcm's codes have no fixed alphabet and its steps are set by --bits-per-weight or --max-error)",
+            ));
         }
         Method::Pcm(PcmOptions {
             family,
@@ -300,7 +318,11 @@ pub fn run(a: PackArgs, quiet: bool) -> CliResult {
         }
         Method::SigmaDelta
     };
-    let frame_options = [a.frame_size.is_some(), a.redundancy.is_some(), a.bits_per_weight.is_some()];
+    let frame_options = [
+        a.frame_size.is_some(),
+        a.redundancy.is_some(),
+        a.bits_per_weight.is_some(),
+    ];
     if !pcm && frame_options.iter().filter(|&&x| x).count() > 1 {
         return Err(Failure::usage(
             "give one of --frame-size, --redundancy and --bits-per-weight with sigma-delta",
@@ -352,10 +374,32 @@ pub fn run(a: PackArgs, quiet: bool) -> CliResult {
         },
     };
     let input = &a.input;
-    let ck = Checkpoint::open(input).map_err(|e| Failure::lib(input, e))?;
+    let ck = super::open_checkpoint(input, &a.output)?;
     let mut bar = Bar::new(quiet);
+    let nonfinite = match a.nonfinite {
+        NonFiniteArg::Refuse => pack::NonFinite::Refuse,
+        NonFiniteArg::Raw => pack::NonFinite::Raw,
+    };
     let summary =
-        pack::pack(&ck, &a.output, &opts, &mut bar).map_err(|e| Failure::lib(input, e))?;
+        pack::pack_nonfinite(&ck, &a.output, &opts, nonfinite, &mut bar).map_err(|e| {
+            Failure::lib(
+                input,
+                match e {
+                    sdq::Error::Data(m) if m.contains("non-finite") => sdq::Error::Data(format!(
+                        "{m} (--nonfinite raw stores such tensors unquantized)"
+                    )),
+                    e => e,
+                },
+            )
+        })?;
+    for (name, why) in &summary.nonfinite_raw {
+        eprintln!(
+            "{}",
+            escape(&format!(
+                "sdq: warning: tensor {name:?} holds a non-finite weight ({why}): stored raw"
+            ))
+        );
+    }
     for p in &summary.plan.unmatched_includes {
         eprintln!(
             "{}",
@@ -408,7 +452,12 @@ pub fn run(a: PackArgs, quiet: bool) -> CliResult {
             .iter()
             .max_by(|x, y| x.relative_error.total_cmp(&y.relative_error));
         if let Some(w) = worst_rel {
-            let mean = summary.quantized.iter().map(|t| t.relative_error).sum::<f64>() / q as f64;
+            let mean = summary
+                .quantized
+                .iter()
+                .map(|t| t.relative_error)
+                .sum::<f64>()
+                / q as f64;
             crate::outln!(
                 "relative error ||W - W~||/||W||: mean {:.4} over {q} tensors, largest {:.4} ({}, {:.1} dB SNR)",
                 mean,

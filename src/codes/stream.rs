@@ -21,6 +21,7 @@
 
 use super::bitpack;
 use super::rans::{self, Model};
+#[cfg(feature = "encode")]
 use crate::error::{Error, Result};
 
 /// How the codes are stored.
@@ -121,7 +122,10 @@ pub fn encode(codes: &[i32], n: usize, k: u32, coding: Coding) -> Result<Vec<u8>
         Coding::Fixed => {
             let bits = fixed_bits(k).max(1);
             let offset = k as i64;
-            let values: Vec<u16> = codes.iter().map(|&q| (i64::from(q) + offset) as u16).collect();
+            let values: Vec<u16> = codes
+                .iter()
+                .map(|&q| (i64::from(q) + offset) as u16)
+                .collect();
             let len = fixed_len(codes.len() as u64, k)
                 .ok_or_else(|| Error::param("codes section length overflows"))?;
             let mut out = vec![0u8; len as usize];
@@ -249,8 +253,8 @@ impl<'a> CodeStream<'a> {
                         .ok_or("a chunk reaches past the section")?;
                     starts.push(at);
                 }
-                let low_len = bitpack::packed_len(count, shift)
-                    .ok_or("the low bits' length overflows")?;
+                let low_len =
+                    bitpack::packed_len(count, shift).ok_or("the low bits' length overflows")?;
                 if (bytes.len() - at) as u64 != low_len {
                     return Err(format!(
                         "{} bytes follow the chunks, the low bits need {low_len}",
@@ -322,13 +326,15 @@ impl<'a> CodeStream<'a> {
                 let model = self.model.as_ref().ok_or("no model")?;
                 let (a, b) = (
                     self.chunk_starts.get(c).copied().ok_or("no such chunk")?,
-                    self.chunk_starts.get(c + 1).copied().ok_or("no such chunk")?,
+                    self.chunk_starts
+                        .get(c + 1)
+                        .copied()
+                        .ok_or("no such chunk")?,
                 );
                 let block = self.bytes.get(a..b).ok_or("no such chunk")?;
                 symbols.clear();
                 symbols.resize(want, 0);
-                rans::decode(block, model, symbols)
-                    .map_err(|e| format!("chunk {c}: {e}"))?;
+                rans::decode(block, model, symbols).map_err(|e| format!("chunk {c}: {e}"))?;
                 let low_bytes = self.bytes.get(self.low_start..).unwrap_or(&[]);
                 let mut low = vec![0u16; if self.shift > 0 { want } else { 0 }];
                 if self.shift > 0 {
@@ -392,7 +398,9 @@ mod tests {
         for (n, m, spread) in [(7, 3, 3.0), (100, 2000, 40.0), (33, 5, 2000.0), (1, 1, 0.0)] {
             let codes: Vec<i32> = (0..n * m)
                 .map(|_| {
-                    x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                    x = x
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
                     let u = (x >> 11) as f64 / (1u64 << 53) as f64 - 0.5;
                     (u * u * u * 8.0 * spread).round() as i32
                 })

@@ -6,20 +6,20 @@
 
 use std::ops::Range;
 
-use crate::codes::bitpack::packed_len;
 #[cfg(feature = "encode")]
 use super::layout::SECTION_DESCRIPTOR_LEN;
 use super::layout::{
     self, align_up, compression, encoding, preamble as pre, sigma_delta as sd, Dtype, MAGIC,
     PREAMBLE_LEN,
 };
+use crate::codes::bitpack::packed_len;
+use crate::codes::stream::{self, Coding};
 use crate::error::{FileKind, FileLimit, FormatError};
 use crate::frame::{FrameDescriptor, FrameFamily};
 use crate::limits;
 use crate::quant::alphabet::bits_for_levels;
-use crate::quant::tensor::{MatrixLayout, Orientation};
-use crate::codes::stream::{self, Coding};
 use crate::quant::pcm::{PcmFrame, StepType, MAX_PCM_K};
+use crate::quant::tensor::{MatrixLayout, Orientation};
 use crate::quant::{Scheme, StepPolicy};
 
 type Result<T> = std::result::Result<T, FormatError>;
@@ -1190,12 +1190,11 @@ fn read_pcm(c: &mut Cur, name: &str, dtype: Dtype, shape: &[u64]) -> Result<PcmI
         }
         PcmFrame::Identity
     } else {
-        let family = FrameFamily::from_id(family).ok_or_else(|| {
-            FormatError::UnknownFrameFamily {
+        let family =
+            FrameFamily::from_id(family).ok_or_else(|| FormatError::UnknownFrameFamily {
                 tensor: t(),
                 id: family,
-            }
-        })?;
+            })?;
         if n < family.min_frame_size(d) {
             return Err(FormatError::FrameTooSmall {
                 tensor: t(),

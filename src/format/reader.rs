@@ -13,16 +13,16 @@ use std::sync::{Arc, Mutex};
 #[cfg(feature = "parallel")]
 use rayon::prelude::*;
 
-use crate::codes::bitpack;
 use super::convert;
 use super::header::{
     self, Compression, DeltaMode, Encoding, Header, PcmInfo, Section, SigmaDeltaInfo, TensorInfo,
 };
 use super::layout::{Dtype, PREAMBLE_LEN};
 use super::report::StorageReport;
+use crate::codes::bitpack;
+use crate::codes::stream::CodeStream;
 use crate::error::{Error, FormatError, Result};
 use crate::frame::{Frame, FrameDescriptor, FrameWorkspace, Permutation};
-use crate::codes::stream::CodeStream;
 use crate::quant::pcm::{PcmSynthesis, PcmWorkspace, StepType};
 use crate::quant::tensor::MatrixLayout;
 use crate::quant::{Alphabet, Orientation};
@@ -87,6 +87,20 @@ fn read_at(file: &File, mut buf: &mut [u8], mut offset: u64) -> std::io::Result<
     Ok(())
 }
 
+/// The length of the opened `file`; a directory (which `File::open` accepts on Unix, and which
+/// would then fail to map with a puzzling "No such device") is refused as `<path>: is a
+/// directory`.
+fn file_len(file: &File, path: &Path) -> Result<u64> {
+    let meta = file.metadata().map_err(|e| Error::io(path, e))?;
+    if meta.is_dir() {
+        return Err(Error::io(
+            path,
+            std::io::Error::new(std::io::ErrorKind::IsADirectory, "is a directory"),
+        ));
+    }
+    Ok(meta.len())
+}
+
 /// A zeroed buffer of `len` bytes, refused cleanly if it cannot be allocated.
 fn zeroed<T: Clone + Default>(len: u64, what: &'static str) -> Result<Vec<T>> {
     let n = usize::try_from(len).map_err(|_| Error::Limit {
@@ -110,7 +124,7 @@ impl SdqFile {
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
         let file = File::open(path).map_err(|e| Error::io(path, e))?;
-        let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
+        let len = file_len(&file, path)?;
         let source = if len == 0 {
             Source::Bytes(Vec::new())
         } else {
@@ -138,7 +152,7 @@ impl SdqFile {
         let path = path.as_ref();
         let io = |e| Error::io(path, e);
         let file = File::open(path).map_err(io)?;
-        let len = file.metadata().map_err(io)?.len();
+        let len = file_len(&file, path)?;
         let mut first = vec![0u8; len.min(PREAMBLE_LEN) as usize];
         read_at(&file, &mut first, 0).map_err(io)?;
         let pre = header::parse_preamble(&first, len)?;
@@ -219,6 +233,11 @@ impl SdqFile {
     /// (major, minor) version of the file.
     pub fn version(&self) -> (u16, u16) {
         (self.header.preamble.major, self.header.preamble.minor)
+    }
+
+    /// The path it was opened from (`None` for a file held in memory).
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
     }
 
     /// The file's length in bytes.
@@ -338,9 +357,7 @@ impl SdqFile {
         match &t.encoding {
             Encoding::Raw { data } => self.section(&t.name, "data", data, true).map(drop),
             Encoding::SigmaDelta(q) => self.verify_sigma_delta(&t.name, q),
-            Encoding::Pcm(q) => self
-                .decode_pcm_with(&t.name, q, true, None, None)
-                .map(drop),
+            Encoding::Pcm(q) => self.decode_pcm_with(&t.name, q, true, None, None).map(drop),
             Encoding::BiasOf { weight } => match self.header.tensors.get(*weight) {
                 Some(w) => self.verify(&w.name),
                 None => Err(Error::NoSuchTensor(format!("#{weight}"))),
@@ -674,7 +691,13 @@ impl SdqFile {
                         .enumerate()
                         .try_for_each(|(i, out)| chunk(&mut st, c0 + i, out))?;
                 }
-                place(&layout, first, buf, weight.as_deref_mut(), bias.as_deref_mut());
+                place(
+                    &layout,
+                    first,
+                    buf,
+                    weight.as_deref_mut(),
+                    bias.as_deref_mut(),
+                );
             }
             c0 = c1;
         }

@@ -12,7 +12,6 @@ use std::fs::File;
 use std::io::{BufWriter, Seek, SeekFrom, Write};
 use std::path::Path;
 
-use crate::codes::bitpack;
 use super::header::{
     self, Compression, DeltaMode, DeltaPolicy, Encoding, PcmInfo, Section, SigmaDeltaInfo,
     TensorInfo,
@@ -21,6 +20,7 @@ use super::layout::{
     align_up, pcm, sigma_delta as sd, Dtype, PREAMBLE_LEN, SECTION_DESCRIPTOR_LEN,
 };
 use crate::atomic::AtomicFile;
+use crate::codes::bitpack;
 use crate::error::{Error, Result};
 use crate::limits;
 use crate::quant::pcm::PcmTensor;

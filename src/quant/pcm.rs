@@ -20,8 +20,11 @@
 #[cfg(feature = "parallel")]
 use rayon::prelude::*;
 
+#[cfg(feature = "encode")]
 use super::tensor::{MatrixLayout, Orientation};
-use crate::codes::stream::{self, Coding};
+#[cfg(feature = "encode")]
+use crate::codes::stream;
+use crate::codes::stream::Coding;
 use crate::error::{Error, Result};
 use crate::frame::{signs::sign_flips, Frame, FrameDescriptor, FrameFamily, FrameWorkspace};
 #[cfg(feature = "encode")]
@@ -242,9 +245,8 @@ impl PcmSynthesis {
         if codes.len() != self.n || out.len() != self.d || steps.len() != self.groups() {
             return Err(Error::param("pcm vector buffers do not match the frame"));
         }
-        let level = |k: usize, q: i32| {
-            f64::from(q) * steps.get(k / self.group).copied().unwrap_or(0.0)
-        };
+        let level =
+            |k: usize, q: i32| f64::from(q) * steps.get(k / self.group).copied().unwrap_or(0.0);
         match (&self.frame, ws.frame.as_mut()) {
             (None, _) => {
                 for (k, ((o, &q), &s)) in out.iter_mut().zip(codes).zip(&self.signs).enumerate() {
@@ -374,9 +376,13 @@ struct Analysed {
     y: Vec<f64>,
     /// m × groups rms values.
     base: Vec<f64>,
-    /// ‖W‖² (with the bias).
+    /// ‖W‖² (with the bias) of the vectors analysed.
     norm2: f64,
     weights: u64,
+    /// Vectors of the whole matrix.
+    m_full: usize,
+    /// m_full / vectors analysed: what a sample's code bits are multiplied by.
+    scale: f64,
 }
 
 #[cfg(feature = "encode")]
@@ -385,9 +391,14 @@ fn analyse(
     orientation: Orientation,
     synth: &PcmSynthesis,
     rule: StepRule,
+    stride: usize,
 ) -> Result<Analysed> {
     let layout = matrix.layout(orientation);
-    let (d, m, n) = (layout.vector_len(), layout.vector_count(), synth.n);
+    let (d, n) = (layout.vector_len(), synth.n);
+    let m_full = layout.vector_count();
+    let stride = stride.max(1);
+    // Every `stride`-th vector (all of them for stride 1).
+    let m = m_full.div_ceil(stride);
     let group = synth.group;
     let groups = synth.groups();
     let total = n
@@ -398,7 +409,7 @@ fn analyse(
     let one = |(ws, w): &mut (Option<FrameWorkspace>, Vec<f64>),
                (j, (yj, nj)): (usize, (&mut [f64], &mut f64))|
      -> Result<()> {
-        matrix.load_vector(orientation, j, w)?;
+        matrix.load_vector(orientation, j * stride, w)?;
         *nj = w.iter().map(|x| x * x).sum();
         for (x, &s) in w.iter_mut().zip(&synth.signs) {
             *x *= s;
@@ -444,8 +455,9 @@ fn analyse(
         y,
         base,
         norm2: norms.iter().sum(),
-        weights: (layout.rows * layout.cols + if layout.has_bias { layout.rows } else { 0 })
-            as u64,
+        weights: (layout.rows * layout.cols + if layout.has_bias { layout.rows } else { 0 }) as u64,
+        m_full,
+        scale: m_full as f64 / m as f64,
     })
 }
 
@@ -478,9 +490,13 @@ fn trial(a: &Analysed, alpha: f64, options: &PcmOptions, d: usize) -> Trial {
     };
     // Histogram of zig-zag codes (capped) and squared error: one accumulator per task.
     let (n, groups, group) = (a.n, a.groups, a.group);
-    type Acc = (Vec<u64>, u64, f64);
-    let new_acc = || -> Acc { (vec![0u64; 1 << 16], 0, 0.0) };
-    let add_vector = |mut acc: Acc, (yj, sj): (&[f64], &[f32])| -> Acc {
+    // Integer counts and the largest |q| merge in any order; each vector's squared error is
+    // kept in its own slot and summed in vector order, so the result (and every choice made
+    // from it) does not depend on how the work was split between threads.
+    type Acc = (Vec<u64>, u64);
+    let new_acc = || -> Acc { (vec![0u64; 1 << 16], 0) };
+    let add_vector = |mut acc: Acc, ((yj, sj), ej): ((&[f64], &[f32]), &mut f64)| -> Acc {
+        let mut err2 = 0.0;
         for (g, &s) in sj.iter().enumerate().take(groups) {
             let s = f64::from(s);
             let inv = if s > 0.0 { 1.0 / s } else { 0.0 };
@@ -488,7 +504,7 @@ fn trial(a: &Analysed, alpha: f64, options: &PcmOptions, d: usize) -> Trial {
             for &x in part {
                 let q = (x * inv).round();
                 let e = x - q * s;
-                acc.2 += e * e;
+                err2 += e * e;
                 let z = if q >= 0.0 { 2.0 * q } else { -2.0 * q - 1.0 };
                 let z = z.min(65535.0) as usize;
                 acc.1 = acc.1.max(q.abs().min(1e9) as u64);
@@ -497,28 +513,31 @@ fn trial(a: &Analysed, alpha: f64, options: &PcmOptions, d: usize) -> Trial {
                 }
             }
         }
+        *ej = err2;
         acc
     };
     let merge = |mut a: Acc, b: Acc| -> Acc {
         for (x, y) in a.0.iter_mut().zip(&b.0) {
             *x += y;
         }
-        (a.0, a.1.max(b.1), a.2 + b.2)
+        (a.0, a.1.max(b.1))
     };
+    let mut errs = vec![0.0f64; a.y.len() / n.max(1)];
     #[cfg(feature = "parallel")]
-    let (hist, k, err2) = a
-        .y
-        .par_chunks(n)
-        .zip(steps.par_chunks(groups))
-        .with_min_len(256)
-        .fold(new_acc, add_vector)
-        .reduce(new_acc, merge);
+    let (hist, k) =
+        a.y.par_chunks(n)
+            .zip(steps.par_chunks(groups))
+            .zip(errs.par_iter_mut())
+            .with_min_len(256)
+            .fold(new_acc, add_vector)
+            .reduce(new_acc, merge);
     #[cfg(not(feature = "parallel"))]
-    let (hist, k, err2) = a
-        .y
-        .chunks(n)
-        .zip(steps.chunks(groups))
-        .fold(new_acc(), add_vector);
+    let (hist, k) =
+        a.y.chunks(n)
+            .zip(steps.chunks(groups))
+            .zip(errs.iter_mut())
+            .fold(new_acc(), add_vector);
+    let err2: f64 = errs.iter().sum();
     let count: u64 = hist.iter().sum();
     let code_bits = match options.coding {
         Coding::Fixed => {
@@ -533,21 +552,27 @@ fn trial(a: &Analysed, alpha: f64, options: &PcmOptions, d: usize) -> Trial {
                     *x += c;
                 }
             }
-            let total = count.max(1) as f64;
-            let entropy: f64 = sym
-                .iter()
-                .filter(|&&c| c > 0)
-                .map(|&c| -(c as f64) * (c as f64 / total).log2())
-                .sum();
-            let chunks = (a.y.len() / n.max(1)).div_ceil(stream::chunk_vectors(n)) as f64;
-            // Model, chunk table and each chunk's flushed states; ≈ 0.5 % coder overhead.
-            entropy * 1.005
-                + count as f64 * f64::from(s)
-                + 8.0 * (7.0 + 2.0 * sym.len() as f64)
-                + chunks * 8.0 * (4.0 + 64.0)
+            // The coded size of these symbols under the model the encoder would build, and
+            // that model's own bytes; then the chunk table and each chunk's eight initial states.
+            let (message, model_bytes) = match crate::codes::rans::Model::from_counts(&sym) {
+                Ok(model) => {
+                    let mut bytes = Vec::new();
+                    model.write(&mut bytes);
+                    (model.cost_bits(&sym), bytes.len() as f64)
+                }
+                Err(_) => (f64::INFINITY, 0.0),
+            };
+            let chunks = a.m_full.div_ceil(stream::chunk_vectors(n)) as f64;
+            (message + count as f64 * f64::from(s)) * a.scale
+                + 8.0 * (1.0 + model_bytes + 4.0)
+                + chunks * 8.0 * (4.0 + 4.0 * 8.0)
         }
     };
-    let step_bits = 8.0 * (steps.len() * step_type.size()) as f64;
+    let code_bits = match options.coding {
+        Coding::Fixed => code_bits * a.scale,
+        Coding::Rans => code_bits,
+    };
+    let step_bits = 8.0 * (a.m_full * groups * step_type.size()) as f64;
     // Padding of two 64-byte-aligned sections, on average.
     let bits = code_bits + step_bits + 8.0 * (options.record_bytes as f64 + 64.0);
     Trial {
@@ -605,7 +630,9 @@ pub fn rate_curve(
     let layout = matrix.layout(orientation);
     let d = layout.vector_len();
     let (synth, _) = synthesis_for(d, options)?;
-    let a = analyse(matrix, orientation, &synth, options.rule)?;
+    // A sample of about 2^20 coefficients estimates the curve as well as all of them would.
+    let stride = (layout.vector_count() * synth.n).div_ceil(1 << 20).max(1);
+    let a = analyse(matrix, orientation, &synth, options.rule, stride)?;
     Ok(exponents
         .iter()
         .map(|&e| {
@@ -647,7 +674,10 @@ fn synthesis_for(d: usize, options: &PcmOptions) -> Result<(PcmSynthesis, PcmFra
     } else {
         options.group.min(n)
     };
-    Ok((PcmSynthesis::new(frame, d, options.sign_seed, group)?, frame))
+    Ok((
+        PcmSynthesis::new(frame, d, options.sign_seed, group)?,
+        frame,
+    ))
 }
 
 /// Quantizes every vector of `matrix` (in `orientation`) with pcm under `options`.
@@ -661,7 +691,7 @@ pub fn quantize(
     let d = layout.vector_len();
     let (synth, frame) = synthesis_for(d, options)?;
     let n = synth.n;
-    let a = analyse(matrix, orientation, &synth, options.rule)?;
+    let a = analyse(matrix, orientation, &synth, options.rule, 1)?;
     let zero = a.norm2 == 0.0;
 
     // Bisection on log2 α: larger α, fewer bits and more error.
@@ -669,7 +699,9 @@ pub fn quantize(
     let alpha = match options.target {
         RateTarget::Scale(alpha) => {
             if !(alpha.is_finite() && alpha > 0.0) {
-                return Err(Error::param(format!("the step scale must be > 0, got {alpha}")));
+                return Err(Error::param(format!(
+                    "the step scale must be > 0, got {alpha}"
+                )));
             }
             alpha
         }
@@ -685,26 +717,48 @@ pub fn quantize(
             };
             match target {
                 RateTarget::BitsPerWeight(b) if !(b.is_finite() && b > 0.0) => {
-                    return Err(Error::param(format!("bits per weight must be > 0, got {b}")))
+                    return Err(Error::param(format!(
+                        "bits per weight must be > 0, got {b}"
+                    )))
                 }
                 RateTarget::RelativeError(e) if !(e.is_finite() && e > 0.0) => {
-                    return Err(Error::param(format!("the relative error must be > 0, got {e}")))
+                    return Err(Error::param(format!(
+                        "the relative error must be > 0, got {e}"
+                    )))
                 }
                 _ => {}
             }
-            let (mut lo, mut hi) = (-24.0f64, 6.0f64); // log2 α: lo too fine, hi coarse
-            if !ok(&trial(&a, hi.exp2(), options, d)) {
-                hi.exp2()
+            // log2 α from −24 (fine) to 6 (coarse). A bit budget holds for coarse steps, an
+            // error target for fine ones: find the boundary, keeping the side that holds.
+            let coarse_holds = matches!(target, RateTarget::BitsPerWeight(_));
+            let (mut good, mut bad) = if coarse_holds {
+                (6.0f64, -24.0f64)
             } else {
+                // The finest step whose codes still fit in ±MAX_PCM_K (a coarse one always does).
+                let (mut fits, mut too_fine) = (6.0f64, -24.0f64);
                 for _ in 0..26 {
-                    let mid = 0.5 * (lo + hi);
-                    if ok(&trial(&a, mid.exp2(), options, d)) {
-                        hi = mid;
+                    let mid = 0.5 * (fits + too_fine);
+                    if feasible_k(&trial(&a, mid.exp2(), options, d)) {
+                        fits = mid;
                     } else {
-                        lo = mid;
+                        too_fine = mid;
                     }
                 }
-                hi.exp2()
+                (fits, 6.0f64)
+            };
+            if !ok(&trial(&a, good.exp2(), options, d)) {
+                // Nothing meets the target: the closest is the extreme itself.
+                good.exp2()
+            } else {
+                for _ in 0..26 {
+                    let mid = 0.5 * (good + bad);
+                    if ok(&trial(&a, mid.exp2(), options, d)) {
+                        good = mid;
+                    } else {
+                        bad = mid;
+                    }
+                }
+                good.exp2()
             }
         }
     };
@@ -729,12 +783,24 @@ pub fn quantize(
                 + (t.steps.len() * t.step_type.size()) as f64
                 + options.record_bytes as f64
                 + 64.0);
-        let over = matches!(options.target, RateTarget::BitsPerWeight(b) if bits > b * a.weights as f64);
+        let over =
+            matches!(options.target, RateTarget::BitsPerWeight(b) if bits > b * a.weights as f64);
         if over && attempt < 39 && !zero {
             alpha *= 1.01;
             continue;
         }
-        return finish(matrix, orientation, &synth, frame, options, alpha, t, codes, k, section);
+        return finish(
+            matrix,
+            orientation,
+            &synth,
+            frame,
+            options,
+            alpha,
+            t,
+            codes,
+            k,
+            section,
+        );
     }
     Err(Error::param("the rate control did not settle"))
 }
@@ -755,6 +821,11 @@ fn finish(
 ) -> Result<PcmTensor> {
     let layout = matrix.layout(orientation);
     let (d, n, groups) = (layout.vector_len(), synth.n, synth.groups());
+    if t.steps.iter().any(|s| !s.is_finite()) {
+        return Err(Error::Data(
+            "weights too large: a pcm step does not fit in f32".into(),
+        ));
+    }
     // Rebuild every vector exactly as a decoder will, and measure.
     let one = |(ws, w, out): &mut (PcmWorkspace, Vec<f64>, Vec<f32>),
                (j, (cj, sj)): (usize, (&[i32], &[f32]))|
@@ -779,25 +850,27 @@ fn finish(
         Ok((e2, w.iter().map(|x| x * x).sum(), bound, e2.sqrt()))
     };
     let init = || (synth.workspace(), vec![0.0f64; d], vec![0.0f32; d]);
-    type Acc = (f64, f64, f64, f64);
-    let sum = |a: Acc, b: Acc| (a.0 + b.0, a.1 + b.1, a.2.max(b.2), a.3.max(b.3));
+    // Per-vector results in vector order, summed in that order: the same on any thread count.
     #[cfg(feature = "parallel")]
-    let (e2, w2, max_bound, max_err) = codes
+    let per: Vec<(f64, f64, f64, f64)> = codes
         .par_chunks(n)
         .zip(t.steps.par_chunks(groups))
         .enumerate()
         .map_init(init, one)
-        .try_reduce(|| (0.0, 0.0, 0.0, 0.0), |a, b| Ok(sum(a, b)))?;
+        .collect::<Result<_>>()?;
     #[cfg(not(feature = "parallel"))]
-    let (e2, w2, max_bound, max_err) = {
+    let per: Vec<(f64, f64, f64, f64)> = {
         let mut ws = init();
         codes
             .chunks(n)
             .zip(t.steps.chunks(groups))
             .enumerate()
             .map(|item| one(&mut ws, item))
-            .try_fold((0.0, 0.0, 0.0, 0.0), |a, b| b.map(|b| sum(a, b)))?
+            .collect::<Result<_>>()?
     };
+    let (e2, w2, max_bound, max_err) = per.iter().fold((0.0, 0.0, 0.0f64, 0.0f64), |a, b| {
+        (a.0 + b.0, a.1 + b.1, a.2.max(b.2), a.3.max(b.3))
+    });
     Ok(PcmTensor {
         layout,
         frame,

@@ -18,9 +18,9 @@ use super::scheme::Scheme;
 use super::step::{smallest_step, Deltas, StepPolicy};
 #[cfg(feature = "encode")]
 use super::{second_order, sigma_delta};
-use crate::error::{Error, Result};
 #[cfg(feature = "encode")]
 use crate::codes::bitpack;
+use crate::error::{Error, Result};
 #[cfg(feature = "encode")]
 use crate::frame::FrameDescriptor;
 use crate::frame::{Frame, FrameWorkspace, Permutation};
