@@ -19,6 +19,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import argparse
 import csv
 import datetime
+import json
 import platform
 import subprocess
 import sys
@@ -124,6 +125,7 @@ def evaluate_transformer(model, sch, names, E0, iu, S0, workdir):
         "pack_s": info.get("pack_s", ""), "unpack_s": info.get("unpack_s", ""),
         "notes": "; ".join(f"{a}: {b}" for a, b in info.items()
                            if a in ("fallback", "padded")),
+        "git": GIT_AT_START,
     }
     for kd, e in kind_means(errs, models.tensor_kind).items():
         row["err_" + kd] = e
@@ -148,10 +150,22 @@ def evaluate_mnist(W0, test, sch, names, workdir):
         "accuracy": mnist_mlp.accuracy(W, *test),
         "err_linear": float(np.mean(list(errs.values()))), "time_s": tq,
         "notes": "; ".join(f"{a}: {b}" for a, b in info.items() if a in ("fallback", "padded")),
+        "git": GIT_AT_START,
     }
     for k, e in errs.items():
         row["err_" + k.split(".")[0]] = e
     return row
+
+
+def load_meta(out_dir):
+    mp = os.path.join(out_dir, "run_meta.json")
+    if not os.path.exists(mp):
+        return {"runs": []}
+    with open(mp) as f:
+        m = json.load(f)
+    if "runs" not in m:  # the first layout: one run
+        m = {"runs": [m]}
+    return m
 
 
 def write_csv(path, rows):
@@ -292,6 +306,12 @@ def report(out_dir, meta):
                  f"(git `{meta['git']}`); gguf {meta['gguf']}, llama.cpp quantizers from "
                  f"llama-cpp-python {meta['llama_cpp_python']} (ggml-quants.c compiled by the "
                  f"script); total run time {meta['total_s']:.0f} s.\n\n")
+    if len(meta.get("runs", [])) > 1:
+        parts.append("Rows were then re-measured by later runs (the CSV's `git` column names the "
+                     "commit each row was measured at):\n\n")
+        for r in meta["runs"][1:]:
+            parts.append(f"- {r['date']}, git `{r['git']}`, {r['total_s']:.0f} s: `{r['command']}`\n")
+        parts.append("\n")
     parts.append("## Summary of the verdicts (computed from the CSV files)\n\n"
                  "Each judged sdq configuration against every GGUF type spending at most "
                  f"B + {VERDICT_SLACK} bits (cosine or MNIST accuracy, and mean linear-layer error); "
@@ -374,6 +394,9 @@ def main():
     ap.add_argument("--out", default=os.path.join(ROOT, "docs", "quality"))
     ap.add_argument("--quick", action="store_true", help="fewer RTN variants (not for the docs)")
     ap.add_argument("--only", default=None, help="comma list of scheme names (debugging)")
+    ap.add_argument("--update", action="store_true",
+                    help="with --only: re-run those schemes and replace their rows in the existing "
+                         "CSV files (each row keeps the git commit it was measured at)")
     ap.add_argument("--report-only", action="store_true", help="rewrite README/plots from the CSVs")
     a = ap.parse_args()
     T0 = time.time()
@@ -462,9 +485,25 @@ def main():
                     if failed:
                         model_notes[name] += f"Configurations that failed to run: {', '.join(failed)}.\n\n"
                     del m
-            write_csv(os.path.join(a.out, f"{name}.csv"), rows)
-            with open(os.path.join(a.out, f"{name}_notes.md"), "w") as f:
-                f.write(model_notes[name])
+            csvp = os.path.join(a.out, f"{name}.csv")
+            if a.update and os.path.exists(csvp):
+                old = read_csv(csvp)
+                prev_git = load_meta(a.out)["runs"][-1]["git"]
+                for r in old:
+                    if not r.get("git"):
+                        r["git"] = prev_git
+                new = {r["scheme"]: r for r in rows}
+                order = ["float32"] + [s.name for s in schemes.peers(None, a.quick)] + [
+                    n for n, _, _ in SDQ_CONFIGS]
+                merged = {r["scheme"]: r for r in old}
+                merged.update(new)
+                rows = sorted(merged.values(), key=lambda r: order.index(r["scheme"])
+                              if r["scheme"] in order else len(order))
+                model_notes.pop(name, None)  # the forward-pass notes of the full run stay
+            else:
+                with open(os.path.join(a.out, f"{name}_notes.md"), "w") as f:
+                    f.write(model_notes[name])
+            write_csv(csvp, rows)
     for name in todo:
         p = os.path.join(a.out, f"{name}.csv")
         if not os.path.exists(p):
@@ -498,15 +537,21 @@ def main():
         "llama_cpp_python": "0.3.36", "total_s": time.time() - T0,
         "models": todo, "titles": titles, "model_notes": model_notes,
     }
-    import json
-    mp = os.path.join(a.out, "run_meta.json")
     keep = ("command", "date", "machine", "sdq_version", "git", "total_s")
-    if a.report_only and os.path.exists(mp):
-        with open(mp) as f:
-            meta.update({k: v for k, v in json.load(f).items() if k in keep})
+    this = {k: meta[k] for k in keep}
+    if a.update:
+        this["command"] = " ".join(["python3", "bench/quality/run.py"] + sys.argv[1:])
+    stored = load_meta(a.out)
+    if a.report_only:
+        runs = stored["runs"]
+    elif a.update:
+        runs = stored["runs"] + [this]
     else:
-        with open(mp, "w") as f:
-            json.dump({k: meta[k] for k in keep}, f, indent=1)
+        runs = [this]
+    meta["runs"] = runs
+    meta.update({k: runs[0][k] for k in keep})
+    with open(os.path.join(a.out, "run_meta.json"), "w") as f:
+        json.dump({"runs": runs}, f, indent=1)
     report(a.out, meta)
     print(f"wrote {a.out}/README.md in {time.time() - T0:.0f} s")
 
