@@ -47,6 +47,8 @@ R1 = SD1 + ["--axis", "rows", "--redundancy", "1.0001"]  # sigma-delta, rows, N 
 PCM = ["--scheme", "pcm"]  # rounding, rANS-coded, --bits-per-weight = stored bits (rate control)
 H1 = ["--frame-family", "harmonic", "--sign-seed", "1"]
 SDQ_CONFIGS = [
+    # the default (`sdq pack IN -o OUT`): pcm at 4.5 stored bits per weight
+    ("sdq-default", [], 4.5),
     # pcm (main since the pcm merge): --bits-per-weight B is the stored size
     ("sdq-pcm-B3", PCM + ["--bits-per-weight", "3"], None),
     ("sdq-pcm-B4", PCM + ["--bits-per-weight", "4"], 4.0),
