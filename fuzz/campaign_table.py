@@ -1,7 +1,11 @@
 #!/usr/bin/env python3
 """The fuzz campaign's table, generated from the logs of fuzz/campaign.sh (issue 16).
 
-    python3 fuzz/campaign_table.py [fuzz-logs/*.log]     # default: every log in fuzz-logs/
+    python3 fuzz/campaign_table.py [LOG...]          # default: every log in fuzz-logs/
+    python3 fuzz/campaign_table.py --update FILE [LOG...]
+
+With --update, the table replaces what stands between the lines `<!-- campaign-table:begin -->`
+and `<!-- campaign-table:end -->` in FILE (SECURITY.md), instead of going to stdout.
 
 One row per run, in the order the runs started: the target; wall and CPU seconds (user + system,
 of `cargo fuzz run` and the fuzzer together, from /usr/bin/time); executions (libFuzzer's
@@ -11,7 +15,9 @@ second; findings (crash, leak, timeout, out-of-memory, with the input libFuzzer 
 total per target and overall, with the CPU-hours. Markdown on stdout.
 """
 
+import contextlib
 import glob
+import io
 import os
 import re
 import sys
@@ -22,7 +28,7 @@ STATUS = re.compile(
 FINDINGS = [
     (re.compile(r"ERROR: AddressSanitizer: (\S+)"), "ASan {}"),
     (re.compile(r"ERROR: LeakSanitizer"), "leak"),
-    (re.compile(r"panicked at (\S+)"), "panic at {}"),
+    (re.compile(r"panicked at (\S+?):?(?:\s|$)"), "panic at {}"),
     (re.compile(r"ERROR: libFuzzer: timeout"), "timeout"),
     (re.compile(r"ERROR: libFuzzer: out-of-memory"), "out-of-memory"),
     (re.compile(r"ERROR: libFuzzer: deadly signal"), "deadly signal"),
@@ -72,7 +78,26 @@ def fmt_int(x):
 
 
 def main(argv):
-    paths = argv[1:] or sorted(glob.glob("fuzz-logs/*.log"))
+    args = argv[1:]
+    update = None
+    if args[:1] == ["--update"]:
+        update, args = args[1], args[2:]
+    if update:
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            table(args)
+        with open(update, encoding="utf-8") as f:
+            text = f.read()
+        begin, end = "<!-- campaign-table:begin -->\n", "<!-- campaign-table:end -->"
+        i, j = text.index(begin) + len(begin), text.index(end)
+        with open(update, "w", encoding="utf-8") as f:
+            f.write(text[:i] + out.getvalue() + text[j:])
+    else:
+        table(args)
+
+
+def table(args):
+    paths = args or sorted(glob.glob("fuzz-logs/*.log"))
     runs = [parse(p) for p in paths]
     runs = [r for r in runs if "target" in r]
     runs.sort(key=lambda r: r["start"])
