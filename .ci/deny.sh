@@ -92,13 +92,14 @@ offline)
     # debug log names the folder it opens) rather than recomputing its hash here.
     export SDQ_DENY_DB_ROOT="$tmp/dbs"
     mkdir -p "$SDQ_DENY_DB_ROOT"
-    dbdir="$(cargo deny -L debug --offline --config "$root/deny.toml" \
-        --manifest-path "${manifests[0]}" check advisories 2>&1 |
-        sed -nE "s/.*Opening advisory database at '([^']+)'.*/\1/p" | head -n 1 || true)"
+    cargo deny -L debug --offline --config "$root/deny.toml" --manifest-path "${manifests[0]}" \
+        check advisories >"$tmp/probe.log" 2>&1 || true
+    dbdir="$(sed -nE "s/.*Opening advisory database at '([^']+)'.*/\1/p" "$tmp/probe.log" | head -n 1)"
     case "$dbdir" in
     "$SDQ_DENY_DB_ROOT"/*) ;;
     *)
-        echo "!! could not learn where cargo-deny looks for its database (got '$dbdir')" >&2
+        echo "!! could not learn where cargo-deny looks for its database (got '$dbdir'):" >&2
+        tail -n 20 "$tmp/probe.log" >&2
         exit 1
         ;;
     esac
