@@ -2,7 +2,7 @@
 //! `safetensors`' Python API), pack numpy dicts or safetensors checkpoints into .sdq files, and
 //! inspect them (the content of `sdq info --json`).
 //!
-//! Arrays: quantized tensors (sigma-delta, and biases quantized with their weight) decode to
+//! Arrays: quantized tensors (pcm, sigma-delta, and biases quantized with their weight) decode to
 //! float32; raw tensors come back bit for bit in their own dtype where numpy has one (bool,
 //! (u)int8/16/32/64, float16/32/64), and as float32 otherwise (BF16, F8_E4M3, F8_E5M2).
 //!
@@ -23,12 +23,15 @@ use pyo3::types::{PyDict, PyString};
 use serde_json::{json, Value};
 
 use sdq::bridge::info::info_json;
-use sdq::bridge::pack::{Allocation, DeltaChoice, FrameRule, Method, PackOptions};
+use sdq::bridge::pack::{
+    Allocation, DeltaChoice, FrameRule, Method, NonFinite, PackOptions, TensorSetting,
+};
 use sdq::bridge::safetensors::{Checkpoint, SafetensorsWriter, TensorSpec};
 use sdq::bridge::NoProgress;
+use sdq::codes::stream::Coding;
 use sdq::format::{Encoding, TensorInfo};
 use sdq::frame::FrameFamily;
-use sdq::quant::pcm::{PcmOptions, RateTarget};
+use sdq::quant::pcm::{PcmOptions, RateTarget, StepRule, StepType};
 use sdq::quant::Scheme;
 use sdq::{Dtype, Orientation, SdqFile};
 
@@ -550,48 +553,119 @@ fn globs(what: &str, v: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<String>> {
     })
 }
 
+/// `tensor_types=`: None, a dict {glob: setting} or a list of (glob, setting) pairs, in the
+/// order they are tried (the FIRST matching glob wins); a setting is "raw", "q4", "q6", "q8" or
+/// a positive number of bits per weight.
+fn tensor_settings(v: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<(String, TensorSetting)>> {
+    let Some(v) = v.filter(|v| !v.is_none()) else {
+        return Ok(Vec::new());
+    };
+    let bad = || {
+        ParameterError::new_err(
+            "tensor_types= must be a dict {glob: setting} or a list of (glob, setting) pairs (setting: \"raw\", \"q4\", \"q6\", \"q8\" or a number of bits per weight)",
+        )
+    };
+    let pairs: Vec<(Bound<'_, PyAny>, Bound<'_, PyAny>)> = if let Ok(d) = v.cast::<PyDict>() {
+        d.iter().collect()
+    } else if v.is_instance_of::<pyo3::types::PyList>()
+        || v.is_instance_of::<pyo3::types::PyTuple>()
+    {
+        v.extract().map_err(|_| bad())?
+    } else {
+        return Err(bad());
+    };
+    pairs
+        .into_iter()
+        .map(|(g, s)| {
+            let glob: String = g.extract().map_err(|_| bad())?;
+            if glob.is_empty() {
+                return Err(ParameterError::new_err(
+                    "tensor_types=: a glob may not be empty",
+                ));
+            }
+            let setting = if s.is_instance_of::<PyString>() {
+                s.extract::<String>()?
+            } else if s.is_instance_of::<pyo3::types::PyBool>() {
+                return Err(bad());
+            } else {
+                s.extract::<f64>().map_err(|_| bad())?.to_string()
+            };
+            let setting = TensorSetting::parse(&setting)
+                .map_err(|e| ParameterError::new_err(format!("tensor_types= {glob:?}: {e}")))?;
+            Ok((glob, setting))
+        })
+        .collect()
+}
+
 /// Packs `tensors` (a dict of numpy arrays, or the path of a safetensors checkpoint — one file,
 /// a sharded `*.safetensors.index.json`, or a directory holding one) into the .sdq file
-/// `path`, as `sdq pack` does, and returns a summary dict.
+/// `path`, as `sdq pack` does (the same defaults, and byte for byte the same file for the same
+/// options), and returns a summary dict.
 ///
-/// Options mirror the command line's. `scheme`: "pcm" (default: rounding, entropy-coded,
-/// `bits_per_weight` = stored bits per weight of the quantized tensors, default 4.5, spread
-/// over the model; `frame_family` "identity" (default), "harmonic" or "spectral-tetris"),
-/// "first-order" or "second-order" sigma-delta (the paper's: `frame_size`, `redundancy` or
-/// `bits_per_weight` = code bits, at most one, default 4; `levels` K, default 1; second order
-/// needs levels >= 2; `frame_family` "harmonic" (default) or "spectral-tetris", which needs
-/// N >= 2d; `reorder` (compute an ordering of the frame vectors that makes sigma small);
-/// `delta` ("coefficient" (default), "vector", "tensor", "uniform" or a positive number)).
-/// `axis` ("rows" (default) or "columns"), `bias`,
-/// `include` / `exclude` (a glob or a list of globs), `min_dim` (16), `zstd` (True for level 9, or a level
-/// 1..=22). `metadata` (a dict of strings) is stored with a dict of arrays.
+/// `scheme`: "pcm" (the default), "first-order" or "second-order" (sigma-delta, the paper's).
+///
+/// pcm: each vector is rounded (in its frame, if one is given) to one step per vector (or per
+/// `group` coefficients), and the codes are entropy-coded. `bits_per_weight` (default 4.5) is
+/// the STORED size (codes, steps, headers) of the quantized tensors, spread over the model so
+/// that their errors are least (`same_bits=True`: every tensor gets it); or `max_error` E: the
+/// fewest bits with relative error at most E in every tensor. `sign_seed` (0: no sign flips),
+/// `group`, `step_rule` ("group" or "tensor"), `step_type` ("f16" or "f32"), `coding` ("rans"
+/// or "fixed"), `frame_family` ("identity", the default: no frame; "harmonic" or
+/// "spectral-tetris", then `frame_size` N may be given). Small tensors stay raw unless named by
+/// `include`, since their steps would dominate. `levels`, `code_bits`, `redundancy`, `reorder`
+/// and `delta` are refused with pcm.
+///
+/// Sigma-delta: one of `frame_size` N, `redundancy` r (N = ceil(r*d)) or `bits_per_weight` =
+/// CODE bits (N = floor(B*d / ceil(log2 2K)), default 4); `levels` K (default 1) or `code_bits`
+/// b (K = 2^(b-1)); second order needs K >= 2; `frame_family` "harmonic" (default) or
+/// "spectral-tetris" (N >= 2d); `reorder`; `delta` ("coefficient" (default), "vector",
+/// "tensor", "uniform" or a positive number).
+///
+/// Both: `axis` ("rows" (default) or "columns"), `bias`, `include` / `exclude` (a glob or a
+/// list of globs), `tensor_types` (a dict {glob: "raw" | "q4" | "q6" | "q8" | bits}, first
+/// match wins), `min_dim` (16), `zstd` (True for level 9, or a level 1..=22), `nonfinite`
+/// ("refuse" (default) or "raw": store a tensor holding a NaN or infinity unquantized).
+/// `metadata` (a dict of strings) is stored with a dict of arrays.
 #[pyfunction]
 #[pyo3(signature = (
-    tensors, path, *, frame_size = None, redundancy = None, bits_per_weight = None, levels = 1,
-    scheme = "pcm", frame_family = None, reorder = false, delta = None, axis = "rows", bias = false, include = None, exclude = None, min_dim = 16,
-    zstd = None, metadata = None
+    tensors, path, *, scheme = "pcm", bits_per_weight = None, max_error = None, sign_seed = 0,
+    group = None, step_rule = "group", step_type = "f16", coding = "rans", same_bits = false,
+    frame_family = None, frame_size = None, redundancy = None, levels = None, code_bits = None,
+    reorder = false, delta = None, axis = "rows", bias = false, include = None, exclude = None,
+    tensor_types = None, min_dim = 16, zstd = None, nonfinite = "refuse", metadata = None
 ))]
 #[allow(clippy::too_many_arguments)]
 fn pack<'py>(
     py: Python<'py>,
     tensors: &Bound<'py, PyAny>,
     path: PathBuf,
+    scheme: &str,
+    bits_per_weight: Option<f64>,
+    max_error: Option<f64>,
+    sign_seed: u64,
+    group: Option<usize>,
+    step_rule: &str,
+    step_type: &str,
+    coding: &str,
+    same_bits: bool,
+    frame_family: Option<&str>,
     frame_size: Option<usize>,
     redundancy: Option<f64>,
-    bits_per_weight: Option<f64>,
-    levels: u32,
-    scheme: &str,
-    frame_family: Option<&str>,
+    levels: Option<u32>,
+    code_bits: Option<u32>,
     reorder: bool,
     delta: Option<&Bound<'py, PyAny>>,
     axis: &str,
     bias: bool,
     include: Option<&Bound<'py, PyAny>>,
     exclude: Option<&Bound<'py, PyAny>>,
+    tensor_types: Option<&Bound<'py, PyAny>>,
     min_dim: usize,
     zstd: Option<&Bound<'py, PyAny>>,
+    nonfinite: &str,
     metadata: Option<&Bound<'py, PyDict>>,
 ) -> PyResult<Bound<'py, PyAny>> {
+    let perr = |m: String| Err(ParameterError::new_err(m));
     let metadata: Option<Vec<(String, String)>> = metadata
         .map(|m| {
             m.iter()
@@ -600,87 +674,174 @@ fn pack<'py>(
         })
         .transpose()
         .map_err(|_| PyTypeError::new_err("metadata must be a dict of str to str"))?;
-    let frame = match (frame_size, redundancy, bits_per_weight) {
-        (Some(n), None, None) => FrameRule::FrameSize(n),
-        (None, Some(r), None) if r.is_finite() && r > 1.0 => FrameRule::Redundancy(r),
-        (None, Some(r), None) => {
-            return Err(ParameterError::new_err(format!(
-                "redundancy={r}: the redundancy must be a number above 1 (N > d)"
-            )))
-        }
-        (None, None, Some(b)) if b.is_finite() && b > 0.0 => FrameRule::BitsPerWeight(b),
-        (None, None, Some(b)) => {
-            return Err(ParameterError::new_err(format!(
-                "bits_per_weight={b}: must be a positive number"
-            )))
-        }
-        (None, None, None) => FrameRule::BitsPerWeight(4.0),
-        _ => {
-            return Err(ParameterError::new_err(
-                "frame_size, redundancy and bits_per_weight are mutually exclusive",
+    let (pcm, scheme) = match scheme {
+        "pcm" => (true, Scheme::FirstOrder),
+        "first-order" => (false, Scheme::FirstOrder),
+        "second-order" => (false, Scheme::SecondOrder),
+        s => {
+            return perr(format!(
+                "scheme={s:?}: must be \"pcm\", \"first-order\" or \"second-order\""
             ))
         }
     };
     let orientation = match axis {
         "columns" => Orientation::Columns,
         "rows" => Orientation::Rows,
-        a => {
-            return Err(ParameterError::new_err(format!(
-                "axis={a:?}: must be \"columns\" or \"rows\""
-            )))
+        a => return perr(format!("axis={a:?}: must be \"columns\" or \"rows\"")),
+    };
+    let family = match frame_family {
+        Some("identity") if !pcm => {
+            return perr(
+                "frame_family=\"identity\" is for scheme=\"pcm\": sigma-delta needs a frame with N > d"
+                    .into(),
+            )
+        }
+        Some("identity") => None,
+        Some("harmonic") => Some(FrameFamily::Harmonic),
+        Some("spectral-tetris") => Some(FrameFamily::SpectralTetris),
+        None if pcm => None,
+        None => Some(FrameFamily::Harmonic),
+        Some(f) => {
+            return perr(format!(
+                "frame_family={f:?}: must be \"identity\" (pcm only), \"harmonic\" or \"spectral-tetris\""
+            ))
         }
     };
-    let pcm = scheme == "pcm";
-    let family = match frame_family {
-        None if pcm => None,
-        None | Some("harmonic") => Some(FrameFamily::Harmonic),
-        Some("spectral-tetris") => Some(FrameFamily::SpectralTetris),
-        Some("identity") if pcm => None,
-        Some(f) => {
-            return Err(ParameterError::new_err(format!(
-                "frame_family={f:?}: must be \"harmonic\" or \"spectral-tetris\" (or \"identity\" with scheme=\"pcm\")"
-            )))
+    if levels.is_some() && code_bits.is_some() {
+        return perr("levels and code_bits are mutually exclusive".into());
+    }
+    if let Some(b) = code_bits {
+        if !(1..=16).contains(&b) {
+            return perr(format!("code_bits={b}: must be in 1..=16"));
         }
+    }
+    if max_error.is_some() && bits_per_weight.is_some() {
+        return perr("bits_per_weight and max_error are mutually exclusive".into());
+    }
+    let delta = delta_choice(delta)?;
+    let nonfinite = match nonfinite {
+        "refuse" => NonFinite::Refuse,
+        "raw" => NonFinite::Raw,
+        n => return perr(format!("nonfinite={n:?}: must be \"refuse\" or \"raw\"")),
     };
     let method = if pcm {
-        let mut p = PcmOptions {
-            family,
-            frame_size: frame_size.filter(|_| family.is_some()),
-            ..PcmOptions::default()
-        };
-        if let FrameRule::BitsPerWeight(b) = frame {
-            if bits_per_weight.is_some() {
-                p.target = RateTarget::BitsPerWeight(b);
-            }
+        if code_bits.is_some() {
+            return perr(
+                "code_bits is for sigma-delta (pcm codes are entropy-coded: give bits_per_weight)"
+                    .into(),
+            );
         }
-        Method::Pcm(p)
+        if redundancy.is_some() {
+            return perr(
+                "redundancy is for sigma-delta; with pcm give frame_size N with a frame family"
+                    .into(),
+            );
+        }
+        if frame_size.is_some() && family.is_none() {
+            return perr(
+                "frame_size needs frame_family=\"harmonic\" or \"spectral-tetris\" with pcm (without a frame N = d)"
+                    .into(),
+            );
+        }
+        let target = match (max_error, bits_per_weight) {
+            (Some(e), _) if !(e.is_finite() && e > 0.0) => {
+                return perr(format!("max_error={e}: must be a positive number"))
+            }
+            (Some(e), _) => RateTarget::RelativeError(e),
+            (None, Some(b)) if !(b.is_finite() && b > 0.0 && b <= 32.0) => {
+                return perr(format!(
+                    "bits_per_weight={b}: must be a number above 0 and at most 32 (fp32's own size)"
+                ))
+            }
+            (None, Some(b)) => RateTarget::BitsPerWeight(b),
+            (None, None) => PcmOptions::default().target,
+        };
+        if group == Some(0) {
+            return perr("group must be at least 1".into());
+        }
+        if levels.is_some_and(|k| k != 1) || reorder || delta != DeltaChoice::Coefficient {
+            return perr(
+                "levels, reorder and delta are sigma-delta options: add scheme=\"first-order\" (or \"second-order\"), or drop them (pcm's codes have no fixed alphabet and its steps are set by bits_per_weight or max_error)"
+                    .into(),
+            );
+        }
+        Method::Pcm(PcmOptions {
+            family,
+            frame_size,
+            sign_seed,
+            group: group.unwrap_or(0),
+            rule: match step_rule {
+                "group" => StepRule::Group,
+                "tensor" => StepRule::Tensor,
+                r => return perr(format!("step_rule={r:?}: must be \"group\" or \"tensor\"")),
+            },
+            step_type: match step_type {
+                "f16" => StepType::F16,
+                "f32" => StepType::F32,
+                t => return perr(format!("step_type={t:?}: must be \"f16\" or \"f32\"")),
+            },
+            coding: match coding {
+                "rans" => Coding::Rans,
+                "fixed" => Coding::Fixed,
+                c => return perr(format!("coding={c:?}: must be \"rans\" or \"fixed\"")),
+            },
+            target,
+            record_bytes: 0,
+        })
     } else {
+        if max_error.is_some() {
+            return perr("max_error is for scheme=\"pcm\"".into());
+        }
         Method::SigmaDelta
     };
+    let given = [
+        frame_size.is_some(),
+        redundancy.is_some(),
+        bits_per_weight.is_some(),
+    ];
+    if !pcm && given.iter().filter(|&&x| x).count() > 1 {
+        return perr(
+            "frame_size, redundancy and bits_per_weight are mutually exclusive with sigma-delta"
+                .into(),
+        );
+    }
+    let frame = match (frame_size, redundancy, bits_per_weight) {
+        (Some(n), _, _) => FrameRule::FrameSize(n),
+        (_, Some(r), _) => FrameRule::Redundancy(r),
+        (_, _, Some(b)) => FrameRule::BitsPerWeight(b),
+        _ => FrameRule::BitsPerWeight(4.0),
+    };
+    match frame {
+        FrameRule::Redundancy(r) if !(r.is_finite() && r > 1.0) => {
+            return perr(format!(
+                "redundancy={r}: the redundancy must be a number above 1 (N > d)"
+            ))
+        }
+        FrameRule::BitsPerWeight(b) if !(b.is_finite() && b > 0.0) => {
+            return perr(format!("bits_per_weight={b}: must be a positive number"))
+        }
+        _ => {}
+    }
     let opts = PackOptions {
         method,
-        allocation: Allocation::Model,
         frame,
-        levels,
-        scheme: match scheme {
-            "first-order" | "pcm" => Scheme::FirstOrder,
-            "second-order" => Scheme::SecondOrder,
-            s => {
-                return Err(ParameterError::new_err(format!(
-                    "scheme={s:?}: must be \"pcm\", \"first-order\" or \"second-order\""
-                )))
-            }
-        },
+        levels: code_bits.map_or(levels.unwrap_or(1), |b| 1 << (b - 1)),
+        scheme,
         family: family.unwrap_or(FrameFamily::Harmonic),
         reorder,
-        delta: delta_choice(delta)?,
+        delta,
         orientation,
         bias,
         include: globs("include", include)?,
         exclude: globs("exclude", exclude)?,
         min_dim,
         zstd: zstd_level(zstd)?,
-        tensor_types: Vec::new(),
+        allocation: if same_bits {
+            Allocation::PerTensor
+        } else {
+            Allocation::Model
+        },
+        tensor_types: tensor_settings(tensor_types)?,
     };
     let (_temp, input, label) = if let Ok(dict) = tensors.cast::<PyDict>() {
         let temp = dict_to_safetensors(py, dict, &metadata.unwrap_or_default())?;
@@ -703,7 +864,7 @@ fn pack<'py>(
         let ck = Checkpoint::open(&input)?;
         // The output may not replace the checkpoint (or a shard or the index) being read.
         sdq::bridge::refuse_output_over_input(&path, ck.files())?;
-        sdq::bridge::pack::pack(&ck, &path, &opts, &mut NoProgress)
+        sdq::bridge::pack::pack_nonfinite(&ck, &path, &opts, nonfinite, &mut NoProgress)
     };
     let summary = py.detach(run).map_err(|e| py_err(&label, e))?;
     let biases = summary
@@ -722,6 +883,7 @@ fn pack<'py>(
         "uniform_delta": summary.uniform_delta,
         "unmatched_includes": summary.plan.unmatched_includes,
         "warnings": summary.plan.warnings.iter().map(|w| w.to_string()).collect::<Vec<_>>(),
+        "nonfinite_raw": summary.nonfinite_raw.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>(),
     });
     json_to_py(py, &doc)
 }

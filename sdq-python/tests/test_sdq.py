@@ -158,25 +158,62 @@ def checkpoint(tmp_path):
 
 def test_pack_matches_the_cli_byte_for_byte(tmp_path, checkpoint):
     path, _ = checkpoint
+    sd = ["--scheme", "first-order", "--axis", "columns"]
+    sd_kw = {"scheme": "first-order", "axis": "columns"}
     options = [
+        # pcm, the default (these tensors are too small to be quantized unless included)
         ([], {}),
-        (["--bias", "--zstd"], {"bias": True, "zstd": True}),
+        (["--include", "fc*.weight"], {"include": "fc*.weight"}),
         (
-            ["--levels", "2", "--redundancy", "3", "--axis", "rows", "--delta", "vector"],
-            {"levels": 2, "redundancy": 3.0, "axis": "rows", "delta": "vector"},
+            ["--include", "fc*", "--bias", "--bits-per-weight", "6", "--zstd"],
+            {"include": ["fc*"], "bias": True, "bits_per_weight": 6, "zstd": True},
         ),
         (
-            ["--frame-size", "100", "--delta", "0.05", "--exclude", "fc2.*"],
-            {"frame_size": 100, "delta": 0.05, "exclude": ["fc2.*"]},
+            ["--include", "fc*", "--max-error", "0.02", "--step-rule", "tensor", "--coding", "fixed"],
+            {"include": "fc*", "max_error": 0.02, "step_rule": "tensor", "coding": "fixed"},
         ),
         (
-            ["--scheme", "second-order", "--levels", "2", "--redundancy", "2.53"],
-            {"scheme": "second-order", "levels": 2, "redundancy": 2.53},
+            ["--include", "fc*", "--group", "8", "--step-type", "f32", "--same-bits",
+             "--sign-seed", "5", "--axis", "columns"],
+            {"include": "fc*", "group": 8, "step_type": "f32", "same_bits": True,
+             "sign_seed": 5, "axis": "columns"},
         ),
         (
-            ["--frame-family", "spectral-tetris", "--reorder", "--bits-per-weight", "2.5"],
-            {"frame_family": "spectral-tetris", "reorder": True, "bits_per_weight": 2.5},
+            ["--include", "fc*", "--frame-family", "harmonic", "--sign-seed", "1",
+             "--tensor-type", "fc2*=q8", "--tensor-type", "*=raw"],
+            {"include": "fc*", "frame_family": "harmonic", "sign_seed": 1,
+             "tensor_types": {"fc2*": "q8", "*": "raw"}},
         ),
+        (
+            ["--include", "fc*", "--frame-family", "spectral-tetris", "--frame-size", "100",
+             "--tensor-type", "fc1*=3"],
+            {"include": "fc*", "frame_family": "spectral-tetris", "frame_size": 100,
+             "tensor_types": [("fc1*", 3)]},
+        ),
+        # sigma-delta
+        (sd, sd_kw),
+        (sd + ["--bias", "--zstd"], {**sd_kw, "bias": True, "zstd": True}),
+        (
+            ["--scheme", "first-order", "--levels", "2", "--redundancy", "3", "--axis", "rows",
+             "--delta", "vector"],
+            {"scheme": "first-order", "levels": 2, "redundancy": 3.0, "axis": "rows",
+             "delta": "vector"},
+        ),
+        (
+            sd + ["--frame-size", "100", "--delta", "0.05", "--exclude", "fc2.*"],
+            {**sd_kw, "frame_size": 100, "delta": 0.05, "exclude": ["fc2.*"]},
+        ),
+        (
+            ["--scheme", "second-order", "--axis", "columns", "--levels", "2", "--redundancy",
+             "2.53"],
+            {"scheme": "second-order", "axis": "columns", "levels": 2, "redundancy": 2.53},
+        ),
+        (
+            sd + ["--frame-family", "spectral-tetris", "--reorder", "--bits-per-weight", "2.5"],
+            {**sd_kw, "frame_family": "spectral-tetris", "reorder": True,
+             "bits_per_weight": 2.5},
+        ),
+        (sd + ["--code-bits", "3"], {**sd_kw, "code_bits": 3}),
     ]
     for i, (args, kwargs) in enumerate(options):
         by_cli = tmp_path / f"cli{i}.sdq"
@@ -185,6 +222,12 @@ def test_pack_matches_the_cli_byte_for_byte(tmp_path, checkpoint):
         summary = sdq.pack(str(path), by_py, **kwargs)
         assert by_cli.read_bytes() == by_py.read_bytes(), args
         assert summary["tensors"] == 6
+        encodings = {t["encoding"] for t in sdq.info(by_py)["tensors"]}
+        if kwargs.get("scheme", "pcm") == "pcm":
+            assert "sigma-delta" not in encodings, args
+            assert ("pcm" in encodings) == ("include" in kwargs), args
+        else:
+            assert "sigma-delta" in encodings and "pcm" not in encodings, args
 
 
 def test_info_is_the_cli_json(tmp_path, checkpoint):
@@ -235,13 +278,14 @@ def test_errors_carry_the_cli_messages(tmp_path, checkpoint):
     )
     same(
         sdq.ParameterError,
-        lambda: sdq.pack(path, tmp_path / "o.sdq", levels=8),
-        ["pack", path, "-o", tmp_path / "o.sdq", "--levels", "8", "-q"],
+        lambda: sdq.pack(path, tmp_path / "o.sdq", scheme="first-order", axis="columns", levels=8),
+        ["pack", path, "-o", tmp_path / "o.sdq", "--scheme", "first-order", "--axis", "columns",
+         "--levels", "8", "-q"],
     )
 
     # A damaged code section: a checksum error, when decoding and in `sdq unpack`.
     good = tmp_path / "good.sdq"
-    run_cli("pack", path, "-o", good, "-q")
+    run_cli("pack", path, "-o", good, "-q", "--scheme", "first-order", "--axis", "columns")
     entry = next(t for t in sdq.info(good)["tensors"] if t["encoding"] == "sigma-delta")
     data = bytearray(good.read_bytes())
     # The last section is the last sigma-delta tensor's codes (or padding): flip its middle.
@@ -279,7 +323,14 @@ def test_pack_a_dict_round_trip(tmp_path):
         "scalar": np.array(2.5, dtype=np.float64),
     }
     out = tmp_path / "d.sdq"
-    summary = sdq.pack(tensors, out, bits_per_weight=8, metadata={"source": "pytest"})
+    summary = sdq.pack(
+        tensors,
+        out,
+        scheme="first-order",
+        axis="columns",
+        bits_per_weight=8,
+        metadata={"source": "pytest"},
+    )
     assert summary["quantized"] == 2
     back = sdq.load_file(out)
     assert list(back) == list(tensors)
@@ -307,7 +358,7 @@ def test_safetensors_numpy_round_trip(tmp_path):
     st = tmp_path / "in.safetensors"
     safetensors.numpy.save_file(original, str(st))
     out = tmp_path / "in.sdq"
-    sdq.pack(st, out, bias=True, redundancy=8)
+    sdq.pack(st, out, scheme="first-order", axis="columns", bias=True, redundancy=8)
     loaded = sdq.load_file(out)
     again = tmp_path / "again.safetensors"
     safetensors.numpy.save_file(loaded, str(again))
@@ -327,7 +378,7 @@ def test_safetensors_numpy_round_trip(tmp_path):
 def test_pack_errors(tmp_path):
     w = {"w": np.ones((32, 4), dtype=np.float32)}
     with pytest.raises(sdq.ParameterError, match="mutually exclusive"):
-        sdq.pack(w, tmp_path / "x.sdq", frame_size=100, redundancy=2.0)
+        sdq.pack(w, tmp_path / "x.sdq", scheme="first-order", frame_size=100, redundancy=2.0)
     with pytest.raises(sdq.ParameterError, match="axis"):
         sdq.pack(w, tmp_path / "x.sdq", axis="diagonal")
     with pytest.raises(sdq.ParameterError, match="delta"):
@@ -337,7 +388,9 @@ def test_pack_errors(tmp_path):
     nan = np.ones((32, 4), dtype=np.float32)
     nan[3, 1] = np.nan
     with pytest.raises(sdq.DataError):
-        sdq.pack({"w": nan}, tmp_path / "x.sdq")
+        sdq.pack({"w": nan}, tmp_path / "x.sdq", include="w")
+    with pytest.raises(sdq.DataError):
+        sdq.pack({"w": nan}, tmp_path / "x.sdq", scheme="first-order", axis="columns")
     with pytest.raises(TypeError):
         sdq.pack(42, tmp_path / "x.sdq")
     assert not (tmp_path / "x.sdq").exists()
@@ -391,8 +444,10 @@ def test_pack_include_and_exclude_take_a_string_or_a_list(tmp_path):
 
     for include in ["a*", ["a*"], ("a*",)]:
         sdq.pack(w, tmp_path / "x.sdq", include=include)
+        assert encodings(tmp_path / "x.sdq") == {"a.weight": "pcm", "b.weight": "raw"}
+        sdq.pack(w, tmp_path / "x.sdq", include=include, scheme="first-order", axis="columns")
         assert encodings(tmp_path / "x.sdq") == {"a.weight": "sigma-delta", "b.weight": "raw"}
-    sdq.pack(w, tmp_path / "y.sdq", exclude="b*")
+    sdq.pack(w, tmp_path / "y.sdq", exclude="b*", scheme="first-order", axis="columns")
     assert encodings(tmp_path / "y.sdq") == {"a.weight": "sigma-delta", "b.weight": "raw"}
     for bad in [3, [1, 2], {"a*": 1}]:
         with pytest.raises(sdq.ParameterError, match="include= must be a glob"):
@@ -443,3 +498,111 @@ def test_pack_refuses_to_overwrite_its_input(tmp_path, checkpoint):
     with pytest.raises(sdq.ParameterError, match="same file as the input"):
         sdq.pack(str(path), str(link))
     assert path.read_bytes() == before
+
+
+# -------------------------------------------------------------------------------------------
+# pcm, the default scheme
+
+
+def test_pack_pcm_default_end_to_end(tmp_path):
+    """The default (pcm, rows, 4.5 stored bits per weight): large tensors are quantized, small
+    ones stay raw; the errors are what the bits allow; the same file as the command line."""
+    rng = np.random.default_rng(5)
+    tensors = {
+        "a.weight": rng.standard_normal((128, 256)).astype(np.float32),
+        "b.weight": (rng.standard_normal((256, 128)) / 10).astype(np.float32),
+        "small.weight": rng.standard_normal((8, 20)).astype(np.float32),
+        "b.bias": rng.standard_normal(256).astype(np.float32),
+    }
+    st = tmp_path / "in.safetensors"
+    safetensors.numpy.save_file(tensors, str(st))
+    for bits in [None, 3, 8]:
+        kw = {} if bits is None else {"bits_per_weight": bits}
+        args = [] if bits is None else ["--bits-per-weight", bits]
+        by_py = tmp_path / f"py{bits}.sdq"
+        by_cli = tmp_path / f"cli{bits}.sdq"
+        summary = sdq.pack(tensors, by_py, **kw)
+        assert summary["quantized"] == 2 and summary["raw"] == 2
+        info = {t["name"]: t for t in sdq.info(by_py)["tensors"]}
+        assert info["a.weight"]["encoding"] == info["b.weight"]["encoding"] == "pcm"
+        assert info["a.weight"]["quantization"]["orientation"] == "rows"
+        assert info["small.weight"]["encoding"] == info["b.bias"]["encoding"] == "raw"
+        b = 4.5 if bits is None else bits
+        stored = sum(info[k]["stored_bytes"] for k in ["a.weight", "b.weight"])
+        assert 8 * stored <= b * 2 * 128 * 256 * 1.01
+        back = sdq.load_file(by_py)
+        for k in ["a.weight", "b.weight"]:
+            w = tensors[k]
+            rel = np.linalg.norm(back[k] - w) / np.linalg.norm(w)
+            # Entropy-coded rounding of Gaussian weights: about 1.2 * 2^-b.
+            assert rel < 2.0 ** (1.5 - b), (k, bits, rel)
+            rows = np.linalg.norm(back[k] - w, axis=1)
+            assert rows.max() <= info[k]["quantization"]["max_bound"] * (1 + 1e-6)
+        for k in ["small.weight", "b.bias"]:
+            np.testing.assert_array_equal(back[k], tensors[k])
+        # The same model through a safetensors file: byte for byte the CLI's.
+        run_cli("pack", st, "-o", by_cli, "-q", *args)
+        sdq.pack(st, tmp_path / "path.sdq", **kw)
+        assert (tmp_path / "path.sdq").read_bytes() == by_cli.read_bytes()
+        again = sdq.load_file(by_cli)
+        for k in tensors:
+            np.testing.assert_array_equal(again[k], back[k])
+
+
+@pytest.mark.parametrize(
+    "kwargs, args",
+    [
+        ({"levels": 2}, ["--levels", "2"]),
+        ({"reorder": True}, ["--reorder"]),
+        ({"delta": "vector"}, ["--delta", "vector"]),
+        ({"redundancy": 2.0}, ["--redundancy", "2"]),
+        ({"code_bits": 2}, ["--code-bits", "2"]),
+        ({"frame_size": 100}, ["--frame-size", "100"]),
+        ({"bits_per_weight": 0}, ["--bits-per-weight", "0"]),
+        ({"bits_per_weight": 33}, ["--bits-per-weight", "33"]),
+        ({"bits_per_weight": float("nan")}, ["--bits-per-weight", "NaN"]),
+        ({"max_error": -1.0}, ["--max-error=-1"]),
+        ({"max_error": 0.1, "bits_per_weight": 4}, ["--max-error", "0.1", "--bits-per-weight", "4"]),
+        ({"group": 0}, ["--group", "0"]),
+        ({"step_rule": "vector"}, ["--step-rule", "vector"]),
+        ({"step_type": "f64"}, ["--step-type", "f64"]),
+        ({"coding": "huffman"}, ["--coding", "huffman"]),
+        ({"frame_family": "wavelet"}, ["--frame-family", "wavelet"]),
+        ({"tensor_types": {"*": "q5"}}, ["--tensor-type", "*=q5"]),
+        ({"tensor_types": {"*": -1}}, ["--tensor-type", "*=-1"]),
+        ({"scheme": "first-order", "frame_family": "identity"},
+         ["--scheme", "first-order", "--frame-family", "identity"]),
+        ({"scheme": "first-order", "max_error": 0.1}, ["--scheme", "first-order", "--max-error", "0.1"]),
+        ({"scheme": "first-order", "levels": 2, "code_bits": 2},
+         ["--scheme", "first-order", "--levels", "2", "--code-bits", "2"]),
+        ({"scheme": "first-order", "code_bits": 17}, ["--scheme", "first-order", "--code-bits", "17"]),
+        ({"scheme": "third-order"}, ["--scheme", "third-order"]),
+        ({"nonfinite": "ignore"}, ["--nonfinite", "ignore"]),
+    ],
+)
+def test_pack_refuses_what_the_cli_refuses(tmp_path, checkpoint, kwargs, args):
+    path, _ = checkpoint
+    with pytest.raises(sdq.ParameterError):
+        sdq.pack(path, tmp_path / "x.sdq", **kwargs)
+    r = run_cli("pack", path, "-o", tmp_path / "c.sdq", "-q", *args, ok=False)
+    assert r.returncode == 2, (args, r.stderr)
+    assert not (tmp_path / "x.sdq").exists() and not (tmp_path / "c.sdq").exists()
+
+
+def test_pack_tensor_types_and_nonfinite(tmp_path):
+    rng = np.random.default_rng(9)
+    w = rng.standard_normal((128, 256)).astype(np.float32)
+    nan = w.copy()
+    nan[3, 4] = np.nan
+    tensors = {"a.weight": w, "b.weight": w.copy(), "nan.weight": nan}
+    out = tmp_path / "t.sdq"
+    summary = sdq.pack(
+        tensors, out, tensor_types=[("b.*", "raw"), ("*", 8)], nonfinite="raw"
+    )
+    assert summary["nonfinite_raw"] == ["nan.weight"]
+    info = {t["name"]: t for t in sdq.info(out)["tensors"]}
+    assert info["a.weight"]["encoding"] == "pcm"
+    assert info["a.weight"]["bits_per_weight"] <= 8 * 1.01
+    assert info["b.weight"]["encoding"] == info["nan.weight"]["encoding"] == "raw"
+    back = sdq.load_file(out)
+    np.testing.assert_array_equal(back["nan.weight"], nan)
