@@ -314,7 +314,7 @@ fn basic_index(key: &Bound<'_, PyAny>) -> bool {
     let one = |k: &Bound<'_, PyAny>| {
         (k.is_instance_of::<pyo3::types::PyInt>() && !k.is_instance_of::<pyo3::types::PyBool>())
             || k.is_instance_of::<pyo3::types::PySlice>()
-            || k.is(&k.py().Ellipsis())
+            || k.is(k.py().Ellipsis())
     };
     match key.cast::<pyo3::types::PyTuple>() {
         Ok(t) => t.iter().all(|k| one(&k)),
