@@ -245,21 +245,35 @@ impl PcmSynthesis {
         if codes.len() != self.n || out.len() != self.d || steps.len() != self.groups() {
             return Err(Error::param("pcm vector buffers do not match the frame"));
         }
-        let level =
-            |k: usize, q: i32| f64::from(q) * steps.get(k / self.group).copied().unwrap_or(0.0);
+        // Group by group (no division per coefficient): code k has the step of group k / G.
+        let group = self.group.max(1);
         match (&self.frame, ws.frame.as_mut()) {
             (None, _) => {
-                for (k, ((o, &q), &s)) in out.iter_mut().zip(codes).zip(&self.signs).enumerate() {
-                    *o = (level(k, q) * s) as f32;
+                let groups = out
+                    .chunks_mut(group)
+                    .zip(codes.chunks(group))
+                    .zip(self.signs.chunks(group));
+                for (((o, c), sg), &step) in groups.zip(steps) {
+                    for ((o, &q), &s) in o.iter_mut().zip(c).zip(sg) {
+                        *o = (f64::from(q) * step * s) as f32;
+                    }
                 }
             }
             (Some(frame), Some(fws)) => {
                 let input = frame.fft_input(fws);
-                let n = input.len();
-                for (k, &q) in codes.iter().enumerate() {
-                    // Frame position k (vector e_{k+1}) sits at FFT index (k + 1) mod N.
-                    if let Some(slot) = input.get_mut((k + 1) % n.max(1)) {
-                        *slot = level(k, q);
+                // Frame position k (vector e_{k+1}) sits at FFT index (k + 1) mod N: positions
+                // 0..N−1 go to indices 1..N−1, then the last to index 0.
+                if let Some((first, rest)) = input.split_first_mut() {
+                    let mut k = 0;
+                    for (c, &step) in codes.chunks(group).zip(steps) {
+                        for &q in c {
+                            let v = f64::from(q) * step;
+                            match rest.get_mut(k) {
+                                Some(slot) => *slot = v,
+                                None => *first = v,
+                            }
+                            k += 1;
+                        }
                     }
                 }
                 frame.synthesise_workspace_f32(self.d as f64 / self.n as f64, out, fws)?;
