@@ -58,3 +58,47 @@ fn pack_input() {
     let dir = tempfile::tempdir().unwrap();
     replay("pack_input", |b| harness::pack_input(b, dir.path()));
 }
+
+/// Open findings (fuzz/known_issues/<target>/): each must still fail its target's checks. When a
+/// fix makes one pass, this test fails: move the file to tests/regressions/<target>/ (where
+/// `pack_input` above replays it) and update fuzz/known_issues/README.md and SECURITY.md.
+#[test]
+fn known_issues_still_fail() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/known_issues/pack_input");
+    let dir = tempfile::tempdir().unwrap();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&root)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    files.sort();
+    assert!(
+        !files.is_empty(),
+        "no known issues under {}",
+        root.display()
+    );
+    for p in &files {
+        let bytes = std::fs::read(p).unwrap();
+        let r =
+            std::panic::catch_unwind(AssertUnwindSafe(|| harness::pack_input(&bytes, dir.path())));
+        let Err(payload) = r else {
+            panic!(
+                "{} now passes the pack_input checks: the bug is fixed, move it to \
+                 tests/regressions/pack_input/",
+                p.display()
+            );
+        };
+        let msg = payload
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_default();
+        // uncertified_tiny_weights: the packed file declares 0 uncertified vectors, but
+        // `verify_against` finds 3.
+        assert!(
+            msg.contains("vectors are not certified, the file declares"),
+            "{} fails differently now: {msg}",
+            p.display()
+        );
+    }
+}
