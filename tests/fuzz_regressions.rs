@@ -67,16 +67,13 @@ fn known_issues_still_fail() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/known_issues/pack_input");
     let dir = tempfile::tempdir().unwrap();
     let mut files: Vec<PathBuf> = std::fs::read_dir(&root)
-        .unwrap()
+        .into_iter()
+        .flatten()
         .flatten()
         .map(|e| e.path())
         .collect();
     files.sort();
-    assert!(
-        !files.is_empty(),
-        "no known issues under {}",
-        root.display()
-    );
+    // None open with an input at the moment (fuzz/known_issues/README.md).
     for p in &files {
         let bytes = std::fs::read(p).unwrap();
         let r =
