@@ -107,6 +107,7 @@ impl Scheme {
         PackOptions {
             method: sdq::bridge::pack::Method::SigmaDelta,
             orientation: sdq::Orientation::Columns,
+            force_quantize: true,
             frame: FrameRule::Redundancy(redundancy),
             levels: self.levels,
             scheme: self.recursion,

@@ -174,6 +174,7 @@ fn pack_file(st_path: &Path, sdq_path: &Path, spec: &PackSpec) -> Result<(), Str
     let opts = PackOptions {
         method: sdq::bridge::pack::Method::SigmaDelta,
         allocation: sdq::bridge::pack::Allocation::PerTensor,
+        force_quantize: true,
         frame: match spec.frame {
             FrameSize::Fixed(n) => FrameRule::FrameSize(n),
             FrameSize::BitsPerWeight(b) => FrameRule::BitsPerWeight(b),

@@ -842,6 +842,7 @@ fn pack<'py>(
             Allocation::Model
         },
         tensor_types: tensor_settings(tensor_types)?,
+        force_quantize: false,
     };
     let (_temp, input, label) = if let Ok(dict) = tensors.cast::<PyDict>() {
         let temp = dict_to_safetensors(py, dict, &metadata.unwrap_or_default())?;

@@ -135,6 +135,10 @@ pub struct PackOptions {
     /// Per-tensor settings, `(glob, setting)`: a tensor takes the setting of the FIRST pattern
     /// it matches ([`PackOptions::tensor_setting`]).
     pub tensor_types: Vec<(String, TensorSetting)>,
+    /// Sigma-delta: quantize a planned tensor even when its codes would take more bytes than
+    /// its raw data (default off: such a tensor is stored raw, with a warning). The paper's
+    /// experiments (examples/reproduce) quantize every layer, the 10-row output layer included.
+    pub force_quantize: bool,
 }
 
 /// What `--tensor-type PATTERN=SETTING` does to the tensors it matches.
@@ -220,6 +224,7 @@ impl Default for PackOptions {
             zstd: None,
             allocation: Allocation::Model,
             tensor_types: Vec::new(),
+            force_quantize: false,
         }
     }
 }
@@ -315,6 +320,8 @@ pub enum PlanWarning {
         quantized_bytes: u64,
         /// Its raw bytes (with its bias, if it was to be quantized with it).
         raw_bytes: u64,
+        /// Whether [`PackOptions::force_quantize`] quantizes it anyway.
+        included: bool,
     },
     /// A pcm tensor matched by `--include` that is too small for the per-tensor costs (record,
     /// steps, padding) to stay under a tenth of a 4-bit budget: stored raw.
@@ -369,9 +376,19 @@ impl std::fmt::Display for PlanWarning {
                 "--bias: no X.bias pairs with a quantized X.weight (a float vector with one entry per row): no bias is quantized"
             ),
             PlanWarning::NotSmaller {
+                included: true,
                 tensor,
                 quantized_bytes,
                 raw_bytes,
+            } => write!(
+                f,
+                "tensor {tensor:?} takes about {quantized_bytes} bytes quantized, not less than its {raw_bytes} raw bytes: quantized anyway (force_quantize)"
+            ),
+            PlanWarning::NotSmaller {
+                tensor,
+                quantized_bytes,
+                raw_bytes,
+                included: false,
             } => write!(
                 f,
                 "tensor {tensor:?} would take about {quantized_bytes} bytes quantized, not less than its {raw_bytes} raw bytes: stored raw"
@@ -544,12 +561,18 @@ pub fn plan(ck: &Checkpoint, opts: &PackOptions) -> Result<Plan> {
             .saturating_mul(t.dtype.size())
             .saturating_add(bias.map_or(0, |b| b.elements.saturating_mul(b.dtype.size())));
         if quantized_bytes >= raw_bytes {
+            // Stored raw, unless the caller forces quantization (the paper's experiments
+            // quantize even the 10-row output layer).
+            let included = opts.force_quantize;
             warnings.push(PlanWarning::NotSmaller {
                 tensor: t.name.clone(),
                 quantized_bytes,
                 raw_bytes,
+                included,
             });
-            continue;
+            if !included {
+                continue;
+            }
         }
         if let Some(b) = bias {
             bias_taken.insert(b.name.clone(), t.name.clone());

@@ -407,6 +407,7 @@ pub fn run(a: PackArgs, quiet: bool) -> CliResult {
             Allocation::Model
         },
         tensor_types: a.tensor_type,
+        force_quantize: false,
     };
     let input = &a.input;
     let started = std::time::Instant::now();
