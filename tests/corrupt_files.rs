@@ -1075,6 +1075,18 @@ fn pcm_cases(v: &mut Vec<(&'static str, Vec<u8>, Check)>) {
         fmt_err!(F::CodeStream { .. }),
     ));
     v.push((
+        "pcm_rans_chunk_vectors_over_limit",
+        patched(&p, |b, r, _| {
+            // N = 9 allows 7281 vectors per chunk at most; a huge V would size huge buffers.
+            let desc = r[1].slot(b, 0);
+            let off = get_u64(b, desc) as usize;
+            let (_, model) = sdq::codes::rans::Model::read(&b[off + 1..]).unwrap();
+            put_u32(b, off + 1 + model, u32::MAX);
+            fix_section_crc(b, desc);
+        }),
+        fmt_err!(F::CodeStream { .. }),
+    ));
+    v.push((
         "pcm_rans_block_damaged",
         patched(&p, |b, r, _| {
             let desc = r[1].slot(b, 0);

@@ -12,7 +12,7 @@
 //!   |---|---|
 //!   | 1 | s, the raw low bits per code (0..=15) |
 //!   | model | the static model ([`super::rans::Model::write`]) |
-//!   | 4 | chunk_vectors V, 1 ≤ V |
+//!   | 4 | chunk_vectors V, 1 ≤ V ≤ max(1, ⌊65536 / N⌋) |
 //!   | 4·C | the byte length of each chunk's block, C = ⌈m / V⌉ |
 //!   | … | the C blocks, one after another |
 //!   | ⌈m·N·s / 8⌉ | the low bits of every code, in code order, LSB-first, unused bits zero |
@@ -234,8 +234,13 @@ impl<'a> CodeStream<'a> {
                 let mut pos = 1 + used;
                 let v = le_u32(bytes, pos).ok_or("it ends inside its chunk size")? as usize;
                 pos += 4;
-                if v == 0 {
-                    return Err("chunk_vectors is 0".to_owned());
+                // At most the writer's chunk (about 2^16 codes, at least one vector): a chunk's
+                // buffers are then bounded whatever the file declares.
+                if v == 0 || v > chunk_vectors(n) {
+                    return Err(format!(
+                        "chunk_vectors is {v}; it must be 1..={} for N = {n}",
+                        chunk_vectors(n)
+                    ));
                 }
                 let chunks = m.div_ceil(v);
                 let table_len = chunks
