@@ -530,6 +530,7 @@ fn trial(a: &Analysed, alpha: f64, options: &PcmOptions, d: usize) -> Trial {
         *ej = err2;
         acc
     };
+    #[cfg(feature = "parallel")]
     let merge = |mut a: Acc, b: Acc| -> Acc {
         for (x, y) in a.0.iter_mut().zip(&b.0) {
             *x += y;
