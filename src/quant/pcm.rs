@@ -884,6 +884,11 @@ fn finish(
             .zip(out.iter())
             .map(|(&a, &b)| (a - f64::from(b)).powi(2))
             .sum();
+        if out.iter().any(|x| !x.is_finite()) {
+            return Err(Error::Data(format!(
+                "weights too large: vector {j} rebuilds to values past the f32 range"
+            )));
+        }
         let bound = synth.bound(&steps);
         // The f32 output adds at most 2^-24 of each entry.
         let slack = 1e-9 * bound + 6e-8 * w.iter().map(|x| x * x).sum::<f64>().sqrt();
