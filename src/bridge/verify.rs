@@ -18,7 +18,7 @@ use crate::format::{Compression, DeltaMode, Encoding, PcmInfo, SdqFile, SigmaDel
 use crate::frame::Permutation;
 use crate::quant::bound::vector_bound;
 use crate::quant::pcm::PcmSynthesis;
-use crate::quant::{Alphabet, Orientation, Scheme};
+use crate::quant::{Alphabet, Matrix, Orientation, Scheme};
 
 /// The checksum check of one tensor.
 #[derive(Debug)]
@@ -261,6 +261,60 @@ pub fn verify_against(
     Ok(VerifyReport { tensors, missing })
 }
 
+/// The original and the decoded weight of a quantized tensor, each with its bias if one was
+/// quantized with it.
+struct Pair {
+    w: Vec<f32>,
+    b: Option<Vec<f32>>,
+    w_tilde: Vec<f32>,
+    b_tilde: Option<Vec<f32>>,
+    rows: usize,
+    cols: usize,
+}
+
+impl Pair {
+    /// Loads both; `None` (with `c.problem` set) when the bias is not in the original.
+    fn load(
+        sdq: &SdqFile,
+        original: &Checkpoint,
+        name: &str,
+        bias: Option<&String>,
+        rows: u64,
+        cols: u64,
+        c: &mut TensorCheck,
+    ) -> Result<Option<Pair>> {
+        let w = original.to_f32(original.tensor(name)?)?;
+        let w_tilde = sdq.decode(name)?;
+        let (b, b_tilde) = match bias {
+            Some(bn) => match original.tensor(bn) {
+                Ok(ob) => (Some(original.to_f32(ob)?), Some(sdq.decode(bn)?)),
+                Err(_) => {
+                    c.problem = Some(format!("its bias {bn:?} is not in the original"));
+                    return Ok(None);
+                }
+            },
+            None => (None, None),
+        };
+        Ok(Some(Pair {
+            w,
+            b,
+            w_tilde,
+            b_tilde,
+            rows: rows as usize,
+            cols: cols as usize,
+        }))
+    }
+
+    /// The original and decoded matrices [W | b] (an original with a non-finite weight is a
+    /// data error naming the tensor).
+    fn matrices(&self, name: &str) -> Result<(Matrix<'_>, Matrix<'_>)> {
+        let m = super::pack::matrix(&self.w, self.b.as_deref(), self.rows, self.cols)
+            .map_err(|e| Error::Data(format!("tensor {name:?}: {e}")))?;
+        let mt = super::pack::matrix(&self.w_tilde, self.b_tilde.as_deref(), self.rows, self.cols)?;
+        Ok((m, mt))
+    }
+}
+
 fn check_quantized(
     sdq: &SdqFile,
     sdq_path: &Path,
@@ -270,22 +324,10 @@ fn check_quantized(
     q: &SigmaDeltaInfo,
     c: &mut TensorCheck,
 ) -> Result<()> {
-    let (rows, cols) = (q.rows as usize, q.cols as usize);
-    let w = original.to_f32(original.tensor(name)?)?;
-    let w_tilde = sdq.decode(name)?;
-    let (b, b_tilde) = match bias {
-        Some(bn) => match original.tensor(bn) {
-            Ok(ob) => (Some(original.to_f32(ob)?), Some(sdq.decode(bn)?)),
-            Err(_) => {
-                c.problem = Some(format!("its bias {bn:?} is not in the original"));
-                return Ok(());
-            }
-        },
-        None => (None, None),
+    let Some(pair) = Pair::load(sdq, original, name, bias, q.rows, q.cols, c)? else {
+        return Ok(());
     };
-    let m = super::pack::matrix(&w, b.as_deref(), rows, cols)
-        .map_err(|e| Error::Data(format!("tensor {name:?}: {e}")))?;
-    let mt = super::pack::matrix(&w_tilde, b_tilde.as_deref(), rows, cols)?;
+    let (m, mt) = pair.matrices(name)?;
     let frame = q.frame.build()?;
     let (n, d) = (frame.frame_size(), frame.dim());
     let sigma = if q.permutation.is_none() {
@@ -367,22 +409,10 @@ fn check_pcm(
     q: &PcmInfo,
     c: &mut TensorCheck,
 ) -> Result<()> {
-    let (rows, cols) = (q.rows as usize, q.cols as usize);
-    let w = original.to_f32(original.tensor(name)?)?;
-    let w_tilde = sdq.decode(name)?;
-    let (b, b_tilde) = match bias {
-        Some(bn) => match original.tensor(bn) {
-            Ok(ob) => (Some(original.to_f32(ob)?), Some(sdq.decode(bn)?)),
-            Err(_) => {
-                c.problem = Some(format!("its bias {bn:?} is not in the original"));
-                return Ok(());
-            }
-        },
-        None => (None, None),
+    let Some(pair) = Pair::load(sdq, original, name, bias, q.rows, q.cols, c)? else {
+        return Ok(());
     };
-    let m = super::pack::matrix(&w, b.as_deref(), rows, cols)
-        .map_err(|e| Error::Data(format!("tensor {name:?}: {e}")))?;
-    let mt = super::pack::matrix(&w_tilde, b_tilde.as_deref(), rows, cols)?;
+    let (m, mt) = pair.matrices(name)?;
     let d = q.d as usize;
     let synth = PcmSynthesis::new(q.frame, d, q.sign_seed, q.group as usize)?;
     let steps = sdq.pcm_steps(name)?;

@@ -178,12 +178,7 @@ pub struct SigmaDeltaInfo {
 impl SigmaDeltaInfo {
     /// The matrix layout (shape, bias, orientation) of the vectors.
     pub fn layout(&self) -> MatrixLayout {
-        MatrixLayout {
-            rows: self.rows as usize,
-            cols: self.cols as usize,
-            has_bias: self.has_bias,
-            orientation: self.orientation,
-        }
+        layout_of(self.orientation, self.rows, self.cols, self.has_bias)
     }
 
     /// Number m of quantized vectors.
@@ -244,12 +239,7 @@ pub struct PcmInfo {
 impl PcmInfo {
     /// The matrix layout (shape, bias, orientation) of the vectors.
     pub fn layout(&self) -> MatrixLayout {
-        MatrixLayout {
-            rows: self.rows as usize,
-            cols: self.cols as usize,
-            has_bias: self.has_bias,
-            orientation: self.orientation,
-        }
+        layout_of(self.orientation, self.rows, self.cols, self.has_bias)
     }
 
     /// Number m of quantized vectors.
@@ -270,6 +260,15 @@ impl PcmInfo {
     /// ‖W − W̃‖ / ‖W‖ as measured by the writer.
     pub fn relative_error(&self) -> f64 {
         crate::quant::pcm::relative(self.error_norm, self.weight_norm)
+    }
+}
+
+fn layout_of(orientation: Orientation, rows: u64, cols: u64, has_bias: bool) -> MatrixLayout {
+    MatrixLayout {
+        rows: rows as usize,
+        cols: cols as usize,
+        has_bias,
+        orientation,
     }
 }
 
