@@ -473,33 +473,20 @@ pub fn plan(ck: &Checkpoint, opts: &PackOptions) -> Result<Plan> {
             opts.scheme, opts.levels
         )));
     }
-    let excluded = |n: &str| forced_raw(opts, n);
-    let included = |n: &str| opts.include.iter().any(|p| glob::matches(p, n));
     let mut choices: Vec<Choice> = vec![Choice::Raw; ck.tensors().len()];
     let mut bias_taken: HashMap<String, String> = HashMap::new();
     let mut warnings = Vec::new();
     for (i, t) in ck.tensors().iter().enumerate() {
-        if !quantizable(t) || excluded(&t.name) {
+        let Some(Candidate {
+            rows,
+            cols,
+            bias,
+            d,
+            m,
+        }) = candidate(ck, opts, t)?
+        else {
             continue;
-        }
-        let (rows, cols) = matrix_dims(t)?;
-        let bias = if opts.bias {
-            bias_for(ck, &t.name, rows).filter(|b| !excluded(&b.name))
-        } else {
-            None
         };
-        let d = match opts.orientation {
-            Orientation::Columns => rows,
-            Orientation::Rows => cols + usize::from(bias.is_some()),
-        };
-        let wanted = if opts.include.is_empty() {
-            d >= opts.min_dim
-        } else {
-            included(&t.name)
-        };
-        if !wanted {
-            continue;
-        }
         let frame = match opts.tensor_setting(&t.name) {
             Some(TensorSetting::Bits(b)) => FrameRule::BitsPerWeight(b),
             _ => opts.frame,
@@ -543,10 +530,7 @@ pub fn plan(ck: &Checkpoint, opts: &PackOptions) -> Result<Plan> {
         crate::frame::check_sizes(n, d).map_err(in_tensor(&t.name))?;
         // Codes, steps (8 bytes per vector, or one for the tensor) and a record of about 200
         // bytes: a tensor for which that is not less than its raw bytes is stored raw.
-        let m = match opts.orientation {
-            Orientation::Columns => cols + usize::from(bias.is_some()),
-            Orientation::Rows => rows,
-        } as u64;
+        let m = m as u64;
         let steps = match opts.delta {
             DeltaChoice::Coefficient | DeltaChoice::Vector => m.saturating_mul(8),
             _ => 8,
@@ -597,6 +581,51 @@ fn forced_raw(opts: &PackOptions, name: &str) -> bool {
 
 /// The plan from the per-tensor choices: biases quantized with their weights marked, and the
 /// warnings about options that did nothing appended to `warnings`.
+/// A tensor the options want quantized, with its matrix view, the bias paired with it, the
+/// vector dimension d and the vector count m.
+struct Candidate<'a> {
+    rows: usize,
+    cols: usize,
+    bias: Option<&'a TensorEntry>,
+    d: usize,
+    m: usize,
+}
+
+/// Whether the options want `t` quantized (a quantizable float tensor, not forced raw, d ≥
+/// `min_dim` or named by an include), and how.
+fn candidate<'a>(
+    ck: &'a Checkpoint,
+    opts: &PackOptions,
+    t: &TensorEntry,
+) -> Result<Option<Candidate<'a>>> {
+    if !quantizable(t) || forced_raw(opts, &t.name) {
+        return Ok(None);
+    }
+    let (rows, cols) = matrix_dims(t)?;
+    let bias = if opts.bias {
+        bias_for(ck, &t.name, rows).filter(|b| !forced_raw(opts, &b.name))
+    } else {
+        None
+    };
+    let aug = cols + usize::from(bias.is_some());
+    let (d, m) = match opts.orientation {
+        Orientation::Columns => (rows, aug),
+        Orientation::Rows => (aug, rows),
+    };
+    let wanted = if opts.include.is_empty() {
+        d >= opts.min_dim
+    } else {
+        opts.include.iter().any(|p| glob::matches(p, &t.name))
+    };
+    Ok(wanted.then_some(Candidate {
+        rows,
+        cols,
+        bias,
+        d,
+        m,
+    }))
+}
+
 fn finish_plan(
     ck: &Checkpoint,
     opts: &PackOptions,
@@ -689,33 +718,20 @@ fn finish_plan(
 /// include) is quantized with N = d (no frame) or the family's smallest N, unless even its
 /// fixed costs (record, steps, section padding) would be a quarter of its raw bytes.
 fn plan_pcm(ck: &Checkpoint, opts: &PackOptions, p: &PcmOptions) -> Result<Plan> {
-    let excluded = |n: &str| forced_raw(opts, n);
-    let included = |n: &str| opts.include.iter().any(|g| glob::matches(g, n));
     let mut choices: Vec<Choice> = vec![Choice::Raw; ck.tensors().len()];
     let mut bias_taken: HashMap<String, String> = HashMap::new();
     let mut warnings = Vec::new();
     for (i, t) in ck.tensors().iter().enumerate() {
-        if !quantizable(t) || excluded(&t.name) {
+        let Some(Candidate {
+            rows,
+            cols,
+            bias,
+            d,
+            m,
+        }) = candidate(ck, opts, t)?
+        else {
             continue;
-        }
-        let (rows, cols) = matrix_dims(t)?;
-        let bias = if opts.bias {
-            bias_for(ck, &t.name, rows).filter(|b| !excluded(&b.name))
-        } else {
-            None
         };
-        let (d, m) = match opts.orientation {
-            Orientation::Columns => (rows, cols + usize::from(bias.is_some())),
-            Orientation::Rows => (cols + usize::from(bias.is_some()), rows),
-        };
-        let wanted = if opts.include.is_empty() {
-            d >= opts.min_dim
-        } else {
-            included(&t.name)
-        };
-        if !wanted {
-            continue;
-        }
         let n = match (p.family, p.frame_size) {
             (None, _) => d,
             (Some(_), Some(n)) => n,

@@ -24,6 +24,7 @@ use crate::codes::bitpack;
 use crate::error::{Error, Result};
 use crate::limits;
 use crate::quant::pcm::PcmTensor;
+use crate::quant::tensor::MatrixLayout;
 use crate::quant::{Deltas, QuantizedTensor};
 
 /// How a planned tensor will be stored.
@@ -378,19 +379,7 @@ impl<W: Write + Seek> SdqStreamWriter<W> {
             )));
         };
         let l = q.layout();
-        let rows = p.shape.first().copied().unwrap_or(0);
-        let cols = p.shape.iter().skip(1).product::<u64>();
-        if p.shape.len() < 2
-            || l.rows as u64 != rows
-            || l.cols as u64 != cols
-            || l.has_bias != has_bias
-            || !p.dtype.is_quantizable_float()
-        {
-            return Err(Error::param(format!(
-                "tensor {name:?} is planned as {} {:?} (bias: {has_bias}), the quantized matrix is {} x {} (bias: {}); sigma-delta needs rank >= 2 and a float dtype",
-                p.dtype, p.shape, l.rows, l.cols, l.has_bias
-            )));
-        }
+        let (rows, cols) = check_matrix(p, name, &l, has_bias, "sigma-delta")?;
         let alphabet = q.alphabet();
         let bits = alphabet.bits();
         // Algorithm 1 wrote the codes as their b-bit stream already.
@@ -449,19 +438,7 @@ impl<W: Write + Seek> SdqStreamWriter<W> {
             )));
         };
         let l = q.layout;
-        let rows = p.shape.first().copied().unwrap_or(0);
-        let cols = p.shape.iter().skip(1).product::<u64>();
-        if p.shape.len() < 2
-            || l.rows as u64 != rows
-            || l.cols as u64 != cols
-            || l.has_bias != has_bias
-            || !p.dtype.is_quantizable_float()
-        {
-            return Err(Error::param(format!(
-                "tensor {name:?} is planned as {} {:?} (bias: {has_bias}), the quantized matrix is {} x {} (bias: {}); pcm needs rank >= 2 and a float dtype",
-                p.dtype, p.shape, l.rows, l.cols, l.has_bias
-            )));
-        }
+        let (rows, cols) = check_matrix(p, name, &l, has_bias, "pcm")?;
         let codes = self.section(&q.codes_section)?;
         let steps = self.section(&q.steps_bytes())?;
         let d = l.vector_len() as u64;
@@ -529,6 +506,31 @@ impl<W: Write + Seek> SdqStreamWriter<W> {
         self.out.flush().map_err(io)?;
         Ok(self.out)
     }
+}
+
+/// Checks that the planned tensor `p` fits the quantized matrix `l` (rank ≥ 2, a float dtype,
+/// the same rows, columns and bias) and returns its matrix view (rows, cols).
+fn check_matrix(
+    p: &TensorPlan,
+    name: &str,
+    l: &MatrixLayout,
+    has_bias: bool,
+    kind: &str,
+) -> Result<(u64, u64)> {
+    let rows = p.shape.first().copied().unwrap_or(0);
+    let cols = p.shape.iter().skip(1).product::<u64>();
+    if p.shape.len() < 2
+        || l.rows as u64 != rows
+        || l.cols as u64 != cols
+        || l.has_bias != has_bias
+        || !p.dtype.is_quantizable_float()
+    {
+        return Err(Error::param(format!(
+            "tensor {name:?} is planned as {} {:?} (bias: {has_bias}), the quantized matrix is {} x {} (bias: {}); {kind} needs rank >= 2 and a float dtype",
+            p.dtype, p.shape, l.rows, l.cols, l.has_bias
+        )));
+    }
+    Ok((rows, cols))
 }
 
 fn io(e: std::io::Error) -> Error {
