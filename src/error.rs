@@ -629,6 +629,19 @@ pub enum FormatError {
         n: u64,
     },
 
+    /// R58: a recorded per-vector error of a pcm tensor that is not finite and ≥ 0.
+    #[error("R58: tensor {tensor:?}, vector {vector}: recorded {what} {} is not finite and >= 0", f64::from_bits(*bits))]
+    InvalidRecordedError {
+        /// The tensor.
+        tensor: String,
+        /// The vector.
+        vector: u64,
+        /// `weight error` or `output error`.
+        what: &'static str,
+        /// The value found, as the bits of an f64.
+        bits: u64,
+    },
+
     /// R56: a pcm step (per group) that is not finite and ≥ 0.
     #[error("R56: tensor {tensor:?}, vector {vector}: step {} is not finite and >= 0", f64::from_bits(*bits))]
     InvalidStep {

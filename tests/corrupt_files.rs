@@ -113,10 +113,12 @@ fn two_biases() -> Vec<u8> {
 
 /// pcm, built by hand so the codes are known: `p` F32 [3, 5], rows, no frame, K = 3, steps
 /// f16 0.5 (one per vector), fixed-width codes (3 bits); `r` F32 [4, 8], rows, harmonic(9, 8),
-/// sign flips, group 3, rANS codes, steps f32.
+/// sign flips, group 3, rANS codes, steps f32; `c` F32 [4, 6], rows, quantized with error
+/// feedback through a Gram matrix (version 2: recorded weight and output errors).
 fn base_pcm() -> Vec<u8> {
     use sdq::codes::stream::{self, Coding};
-    use sdq::quant::pcm::{self, PcmFrame, PcmOptions, RateTarget, StepType};
+    use sdq::quant::gram::Gram;
+    use sdq::quant::pcm::{self, ErrorRecord, PcmFrame, PcmOptions, RateTarget, StepType};
     use sdq::quant::tensor::MatrixLayout;
     let codes: Vec<i32> = vec![-3, -2, -1, 0, 1, 2, 3, 0, 0, 1, -1, 2, -2, 3, -3];
     let p = pcm::PcmTensor {
@@ -140,6 +142,10 @@ fn base_pcm() -> Vec<u8> {
         weight_norm: 1.0,
         max_vector_error: 0.0,
         alpha: 1.0,
+        record: ErrorRecord::APriori,
+        vector_errors: Vec::new(),
+        output_errors: Vec::new(),
+        output_relative_error: None,
     };
     let w = inputs(32, 9);
     let r = pcm::quantize(
@@ -156,13 +162,42 @@ fn base_pcm() -> Vec<u8> {
         },
     )
     .unwrap();
+    let x = inputs(60, 11);
+    let mut h = vec![0.0f64; 36];
+    for s in x.chunks(6) {
+        for i in 0..6 {
+            for j in 0..6 {
+                h[i * 6 + j] += f64::from(s[i] * s[j]) / 10.0;
+            }
+        }
+    }
+    let wc = inputs(24, 13);
+    let c = pcm::quantize_calibrated(
+        &Matrix::new(&wc, 4, 6).unwrap(),
+        Orientation::Rows,
+        &PcmOptions {
+            target: RateTarget::Scale(0.3),
+            ..PcmOptions::default()
+        },
+        &Gram::full(6, h).unwrap(),
+        &pcm::FeedbackOptions::default(),
+    )
+    .unwrap();
     let plan = [
         TensorPlan::pcm("p", Dtype::F32, &[3, 5], false),
         TensorPlan::pcm("r", Dtype::F32, &[4, 8], false),
+        TensorPlan::pcm_recording(
+            "c",
+            Dtype::F32,
+            &[4, 6],
+            false,
+            ErrorRecord::WeightAndOutput,
+        ),
     ];
     let mut wr = SdqStreamWriter::in_memory(&plan, &[]).unwrap();
     wr.write_pcm("p", &p).unwrap();
     wr.write_pcm("r", &r).unwrap();
+    wr.write_pcm("c", &c).unwrap();
     wr.finish().unwrap().into_inner()
 }
 
@@ -207,7 +242,9 @@ impl Rec {
     fn slot(&self, b: &[u8], i: usize) -> usize {
         match b[self.encoding] {
             0 => self.body,
-            3 => self.body + 54 + 29 * i,
+            // pcm: codes, steps, then (version 2) the errors slot after the error_kind byte.
+            3 if i < 2 => self.body + 54 + 29 * i,
+            3 => self.body + 113,
             _ => self.body + 52 + 29 * i,
         }
     }
@@ -244,6 +281,7 @@ fn walk(b: &[u8]) -> (Vec<usize>, Vec<Rec>) {
             + match b[encoding] {
                 0 => 29,
                 1 => 139,
+                3 if b[body] == 2 => 142,
                 3 => 112,
                 _ => 4,
             };
@@ -949,10 +987,73 @@ fn cases() -> Vec<(&'static str, Vec<u8>, Check)> {
     v
 }
 
-/// The pcm cases (R24, R25, R28, R32, R35, R11, R54–R57). Records: 0 = p (fixed), 1 = r (rANS).
+/// The pcm cases (R23–R25, R28, R32, R34, R35, R11, R54–R58). Records: 0 = p (fixed), 1 = r
+/// (rANS), 2 = c (version 2, recorded errors).
 fn pcm_cases(v: &mut Vec<(&'static str, Vec<u8>, Check)>) {
     let p = base_pcm();
     let body = |r: &[Rec], i: usize| r[i].body;
+    v.push((
+        "pcm_scheme_version_3",
+        patched(&p, |b, r, _| b[body(r, 2)] = 3),
+        fmt_err!(F::UnsupportedSchemeVersion { version: 3, .. }),
+    ));
+    v.push((
+        "pcm_bad_error_kind",
+        patched(&p, |b, r, _| b[body(r, 2) + 112] = 3),
+        fmt_err!(F::BadFieldValue {
+            field: "error_kind",
+            value: 3,
+            ..
+        }),
+    ));
+    v.push((
+        "pcm_errors_len",
+        patched(&p, |b, r, _| b[body(r, 2) + 112] = 1),
+        fmt_err!(F::DecodedLenMismatch {
+            section: "errors",
+            ..
+        }),
+    ));
+    v.push((
+        "pcm_errors_absent",
+        patched(&p, |b, r, _| {
+            let desc = r[2].slot(b, 2);
+            b[desc..desc + 29].fill(0);
+        }),
+        fmt_err!(F::SlotPresence {
+            section: "errors",
+            ..
+        }),
+    ));
+    v.push((
+        "pcm_recorded_error_nan",
+        patched(&p, |b, r, _| {
+            let desc = r[2].slot(b, 2);
+            let off = get_u64(b, desc) as usize;
+            b[off..off + 4].copy_from_slice(&f32::NAN.to_le_bytes());
+            fix_section_crc(b, desc);
+        }),
+        fmt_err!(F::InvalidRecordedError {
+            vector: 0,
+            what: "weight error",
+            ..
+        }),
+    ));
+    v.push((
+        "pcm_recorded_output_error_negative",
+        patched(&p, |b, r, _| {
+            // Vector 1's output error: after the 4 weight errors.
+            let desc = r[2].slot(b, 2);
+            let off = get_u64(b, desc) as usize + 4 * 5;
+            b[off..off + 4].copy_from_slice(&(-1.0f32).to_le_bytes());
+            fix_section_crc(b, desc);
+        }),
+        fmt_err!(F::InvalidRecordedError {
+            vector: 1,
+            what: "output error",
+            ..
+        }),
+    ));
     v.push((
         "pcm_unknown_family",
         patched(&p, |b, r, _| b[body(r, 0) + 1] = 7),

@@ -197,6 +197,8 @@ fn pack_file(st_path: &Path, sdq_path: &Path, spec: &PackSpec) -> Result<(), Str
         min_dim: 1,
         zstd: None,
         tensor_types: Vec::new(),
+        calibration: None,
+        feedback: Default::default(),
     };
     let plan = pack::plan(&ck, &opts).map_err(err("planning"))?;
     if let Some(missing) = plan.unmatched_includes.first() {

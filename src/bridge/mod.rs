@@ -8,11 +8,13 @@
 //! - [`verify`]: check every checksum, and against the original checkpoint every certified bound
 //!   and every raw tensor's bytes;
 //! - [`info`]: the `sdq info --json` document;
+//! - [`calibration`]: the Gram matrices of `--calibration` files;
 //! - [`glob`]: the tiny `*`/`?` matcher of `--include` / `--exclude`;
 //! - [`progress`]: the progress callback the long operations report to.
 //!
 //! Every function returns the crate's [`crate::Error`]; none panics on input data.
 
+pub mod calibration;
 pub mod glob;
 pub mod info;
 pub mod pack;

@@ -3,9 +3,10 @@
 //! [`plan`] decides, tensor by tensor, what is quantized and with which frame; [`pack`] writes
 //! the file, holding one tensor (as f32, plus its codes) in memory at a time.
 
-use std::collections::HashMap;
-use std::path::Path;
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
 
+use super::calibration::Calibration;
 use super::glob;
 use super::progress::Progress;
 use super::safetensors::{Checkpoint, TensorEntry};
@@ -13,7 +14,7 @@ use crate::error::{Error, Result};
 use crate::format::{DeltaPolicy, SdqWriter, TensorPlan};
 use crate::frame::{FrameDescriptor, FrameFamily, OrderingOptions, OrderingReport};
 use crate::quant::alphabet::bits_for_levels;
-use crate::quant::pcm::{self, PcmOptions};
+use crate::quant::pcm::{self, ErrorRecord, FeedbackOptions, PcmOptions};
 use crate::quant::step::smallest_step;
 use crate::quant::{Alphabet, FrameQuantizer, Matrix, Orientation, Scheme, StepPolicy};
 
@@ -139,6 +140,12 @@ pub struct PackOptions {
     /// its raw data (default off: such a tensor is stored raw, with a warning). The paper's
     /// experiments (examples/reproduce) quantize every layer, the 10-row output layer included.
     pub force_quantize: bool,
+    /// pcm: a calibration file (Gram matrices of the layers' inputs by weight name,
+    /// [`crate::bridge::calibration`]). The tensors it covers are quantized with error feedback
+    /// through their Gram matrix ([`pcm::quantize_calibrated`]); the others data-free.
+    pub calibration: Option<PathBuf>,
+    /// Damping and order of the error feedback, with a calibration file.
+    pub feedback: FeedbackOptions,
 }
 
 /// What `--tensor-type PATTERN=SETTING` does to the tensors it matches.
@@ -225,6 +232,8 @@ impl Default for PackOptions {
             allocation: Allocation::Model,
             tensor_types: Vec::new(),
             force_quantize: false,
+            calibration: None,
+            feedback: FeedbackOptions::default(),
         }
     }
 }
@@ -275,6 +284,9 @@ pub struct Plan {
     /// Options that had no effect and tensors stored raw against the options, for the caller
     /// to show (the library prints nothing).
     pub warnings: Vec<PlanWarning>,
+    /// The quantized tensors a calibration file covers (quantized with error feedback, their
+    /// records holding measured errors).
+    pub calibrated: HashSet<String>,
 }
 
 /// Something in a pack that the caller should hear about: an option that does nothing, or a
@@ -332,6 +344,11 @@ pub enum PlanWarning {
         fixed_bytes: u64,
         /// Its raw bytes.
         raw_bytes: u64,
+    },
+    /// The calibration file covers a tensor that is stored raw: its Gram matrix is not used.
+    CalibrationUnused {
+        /// The tensor.
+        tensor: String,
     },
     /// No tensor is quantized: every one of the `tensors` is stored raw.
     NothingQuantized {
@@ -400,6 +417,10 @@ impl std::fmt::Display for PlanWarning {
             } => write!(
                 f,
                 "tensor {tensor:?} is too small to quantize (about {fixed_bytes} bytes of record and steps against {raw_bytes} raw bytes): stored raw"
+            ),
+            PlanWarning::CalibrationUnused { tensor } => write!(
+                f,
+                "the calibration file covers tensor {tensor:?}, which is stored raw: its Gram matrix is not used"
             ),
             PlanWarning::NothingQuantized { tensors } => write!(
                 f,
@@ -708,6 +729,7 @@ fn finish_plan(
         unmatched_includes,
         pcm,
         warnings,
+        calibrated: HashSet::new(),
     };
     let mut plan = plan;
     plan.warn_if_nothing_quantized();
@@ -791,9 +813,13 @@ impl Plan {
                 let e = &p.entry;
                 match &p.choice {
                     Choice::Raw => TensorPlan::raw(e.name.clone(), e.dtype, &e.shape),
-                    Choice::Quantize { bias, .. } if self.pcm => {
-                        TensorPlan::pcm(e.name.clone(), e.dtype, &e.shape, bias.is_some())
-                    }
+                    Choice::Quantize { bias, .. } if self.pcm => TensorPlan::pcm_recording(
+                        e.name.clone(),
+                        e.dtype,
+                        &e.shape,
+                        bias.is_some(),
+                        self.record_of(&e.name),
+                    ),
                     Choice::Quantize { bias, .. } => {
                         TensorPlan::sigma_delta(e.name.clone(), e.dtype, &e.shape, bias.is_some())
                     }
@@ -806,6 +832,52 @@ impl Plan {
                 }
             })
             .collect()
+    }
+
+    /// What the record of the pcm tensor `name` holds per vector: measured errors if a
+    /// calibration file covers it.
+    pub fn record_of(&self, name: &str) -> ErrorRecord {
+        if self.calibrated.contains(name) {
+            ErrorRecord::WeightAndOutput
+        } else {
+            ErrorRecord::APriori
+        }
+    }
+
+    /// Marks the quantized tensors `cal` covers as calibrated, after checking it against the
+    /// plan: every tensor it names is in the checkpoint and, if quantized, has as many inputs
+    /// as its Gram matrix's dimension (a tensor stored raw only gets a warning).
+    pub fn calibrate(&mut self, cal: &Calibration) -> Result<()> {
+        let bad = |name: &str, why: String| {
+            Error::Data(format!(
+                "calibration file {}: tensor {name:?} {why}",
+                cal.path().display()
+            ))
+        };
+        for name in cal.names() {
+            let Some(p) = self.tensors.iter().find(|p| p.entry.name == name) else {
+                return Err(bad(name, "is not a tensor of the checkpoint".into()));
+            };
+            match &p.choice {
+                Choice::Quantize { cols, .. } => {
+                    let n = cal.dim(name).unwrap_or(0);
+                    if n != *cols as u64 {
+                        return Err(bad(
+                            name,
+                            format!(
+                                "is a Gram matrix of dimension {n}, but the weight {:?} has {cols} inputs",
+                                p.entry.shape
+                            ),
+                        ));
+                    }
+                    self.calibrated.insert(name.to_owned());
+                }
+                _ => self.warnings.push(PlanWarning::CalibrationUnused {
+                    tensor: name.to_owned(),
+                }),
+            }
+        }
+        Ok(())
     }
 
     /// Number of tensors quantized (weights, not counting biases quantized with them).
@@ -870,6 +942,9 @@ pub struct PackedTensor {
     pub ordering: Option<(f64, f64)>,
     /// ‖W − W̃‖_F / ‖W‖_F (with the bias), measured.
     pub relative_error: f64,
+    /// With calibration: ‖(W − W̃)H^½‖_F / ‖W H^½‖_F, the relative error of the layer's outputs
+    /// on its calibration inputs (H undamped).
+    pub output_error: Option<f64>,
     /// The tensor's stored bits (record and sections, without padding) per weight (with the
     /// bias).
     pub bits_per_weight: f64,
@@ -1047,6 +1122,35 @@ pub fn pack_nonfinite(
         NonFinite::Raw => raw_nonfinite(ck, &mut plan, progress)?,
     };
     plan.warn_if_nothing_quantized();
+    let calibration = match &opts.calibration {
+        None => None,
+        Some(path) => {
+            match &opts.method {
+                Method::Pcm(p) if plan.pcm => {
+                    if opts.orientation != Orientation::Rows || p.family.is_some() {
+                        return Err(Error::param(
+                            "--calibration needs the rows orientation and no frame \
+                             (--axis rows --frame-family identity, the defaults)",
+                        ));
+                    }
+                    if matches!(p.target, pcm::RateTarget::RelativeError(_)) {
+                        return Err(Error::param(
+                            "--calibration minimises the output error, --max-error bounds the \
+                             weight error: give --bits-per-weight instead",
+                        ));
+                    }
+                }
+                _ => {
+                    return Err(Error::param(
+                        "--calibration works with the pcm scheme (the default)",
+                    ))
+                }
+            }
+            let cal = Calibration::open(path)?;
+            plan.calibrate(&cal)?;
+            Some(cal)
+        }
+    };
     check_output_dir(out)?;
     let (policy, tag, uniform) = match opts.delta {
         DeltaChoice::Tensor => (StepPolicy::Tensor, DeltaPolicy::Tensor, None),
@@ -1122,8 +1226,14 @@ pub fn pack_nonfinite(
                 };
                 let (w, b) = load(ck, &p.entry, bias.as_deref())?;
                 let m = matrix(&w, b.as_deref(), *rows, *cols).map_err(in_tensor(name))?;
-                let record = TensorPlan::pcm(name, p.entry.dtype, &p.entry.shape, bias.is_some())
-                    .record_len();
+                let record = TensorPlan::pcm_recording(
+                    name,
+                    p.entry.dtype,
+                    &p.entry.shape,
+                    bias.is_some(),
+                    plan.record_of(name),
+                )
+                .record_len();
                 let popts = PcmOptions {
                     record_bytes: record,
                     frame_size: popts
@@ -1138,7 +1248,17 @@ pub fn pack_nonfinite(
                     },
                     ..*popts
                 };
-                let q = pcm::quantize(&m, opts.orientation, &popts).map_err(in_tensor(name))?;
+                let gram = match &calibration {
+                    Some(cal) if plan.calibrated.contains(name) => cal.gram(name)?,
+                    _ => None,
+                };
+                let q = match &gram {
+                    Some(g) => {
+                        pcm::quantize_calibrated(&m, opts.orientation, &popts, g, &opts.feedback)
+                    }
+                    None => pcm::quantize(&m, opts.orientation, &popts),
+                }
+                .map_err(in_tensor(name))?;
                 writer.write_pcm(name, &q)?;
                 let weights = (m.layout(opts.orientation).vector_count() * d) as f64;
                 quantized.push(PackedTensor {
@@ -1154,6 +1274,7 @@ pub fn pack_nonfinite(
                     sigma: 0.0,
                     ordering: None,
                     relative_error: q.relative_error(),
+                    output_error: q.output_relative_error,
                     bits_per_weight: 8.0 * (q.section_bytes() + record) as f64 / weights,
                 });
             }
@@ -1221,6 +1342,7 @@ pub fn pack_nonfinite(
                     sigma: q.sigma(),
                     ordering,
                     relative_error: pcm::relative(e2.sqrt(), w2.sqrt()),
+                    output_error: None,
                     bits_per_weight: 8.0 * code_bytes as f64 / weights,
                 });
             }

@@ -62,7 +62,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    Pack(pack::PackArgs),
+    Pack(Box<pack::PackArgs>),
     Info(info::InfoArgs),
     Unpack(unpack::UnpackArgs),
     Verify(verify::VerifyArgs),
@@ -275,7 +275,7 @@ where
         set_threads(usize::from(n));
     }
     let result = match cli.command {
-        Command::Pack(a) => pack::run(a, cli.quiet),
+        Command::Pack(a) => pack::run(*a, cli.quiet),
         Command::Info(a) => info::run(a),
         Command::Unpack(a) => unpack::run(a, cli.quiet),
         Command::Verify(a) => verify::run(a, cli.quiet),

@@ -9,7 +9,8 @@ use sdq::bridge::pack::{
 };
 use sdq::codes::stream::Coding;
 use sdq::frame::FrameFamily;
-use sdq::quant::pcm::{PcmOptions, RateTarget, StepRule, StepType};
+use sdq::quant::gram::FeedbackOrder;
+use sdq::quant::pcm::{FeedbackOptions, PcmOptions, RateTarget, StepRule, StepType};
 use sdq::quant::Scheme;
 use sdq::{Orientation, SdqFile};
 
@@ -130,6 +131,26 @@ pub struct PackArgs {
     #[arg(long, value_name = "E", conflicts_with = "bits_per_weight")]
     max_error: Option<f64>,
 
+    /// pcm: a calibration file (safetensors: for each weight W[out, in] it covers, the mean of
+    /// x xᵀ over the layer's calibration inputs x, named like the weight, [in, in] or [in]; see
+    /// docs/calibration.md). Covered tensors are quantized with error feedback through it, so
+    /// the error the layer's inputs see is least; the file records each vector's measured error.
+    #[arg(long, value_name = "GRAM.safetensors")]
+    calibration: Option<PathBuf>,
+
+    /// With --calibration: λ, the damping added to the Gram matrix's diagonal (λ times its mean).
+    #[arg(
+        long,
+        value_name = "LAMBDA",
+        default_value_t = 0.1,
+        requires = "calibration"
+    )]
+    damping: f64,
+
+    /// With --calibration: the order in which each row's weights are rounded.
+    #[arg(long, value_enum, default_value_t = FeedbackOrderArg::DecreasingDiagonal, requires = "calibration")]
+    feedback_order: FeedbackOrderArg,
+
     /// pcm: flip the signs of each vector's entries by a ±1 pattern drawn from SEED before the
     /// frame (0 = no flips).
     #[arg(long, value_name = "SEED", default_value_t = 0)]
@@ -231,6 +252,15 @@ pub struct PackArgs {
     /// zstd level (1-22); implies --zstd.
     #[arg(long, value_name = "LEVEL", value_parser = clap::value_parser!(i32).range(1..=22))]
     zstd_level: Option<i32>,
+}
+
+/// `--feedback-order`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FeedbackOrderArg {
+    /// First input first.
+    Natural,
+    /// The inputs with the largest mean square first (GPTQ's act order).
+    DecreasingDiagonal,
 }
 
 /// What to do with non-finite weights.
@@ -408,7 +438,21 @@ pub fn run(a: PackArgs, quiet: bool) -> CliResult {
         },
         tensor_types: a.tensor_type,
         force_quantize: false,
+        calibration: a.calibration,
+        feedback: FeedbackOptions {
+            damping: a.damping,
+            order: match a.feedback_order {
+                FeedbackOrderArg::Natural => FeedbackOrder::Natural,
+                FeedbackOrderArg::DecreasingDiagonal => FeedbackOrder::DecreasingDiagonal,
+            },
+        },
     };
+    if !(opts.feedback.damping.is_finite() && opts.feedback.damping > 0.0) {
+        return Err(Failure::usage(format!(
+            "--damping {}: must be a positive number",
+            opts.feedback.damping
+        )));
+    }
     let input = &a.input;
     let started = std::time::Instant::now();
     let ck = super::open_checkpoint(input, &a.output)?;
@@ -525,6 +569,23 @@ pub fn run(a: PackArgs, quiet: bool) -> CliResult {
                     ))
                 );
             }
+        }
+        let calibrated: Vec<(&str, f64)> = summary
+            .quantized
+            .iter()
+            .filter_map(|t| t.output_error.map(|e| (t.name.as_str(), e)))
+            .collect();
+        if let Some((name, e)) = calibrated
+            .iter()
+            .max_by(|x, y| x.1.total_cmp(&y.1))
+            .copied()
+        {
+            let mean = calibrated.iter().map(|x| x.1).sum::<f64>() / calibrated.len() as f64;
+            crate::outln!(
+                "calibrated {} tensors: relative output error on the calibration inputs mean {mean:.4}, largest {e:.4} ({}); their vectors record measured errors",
+                calibrated.len(),
+                escape(&format!("{name:?}"))
+            );
         }
         let worst = summary
             .quantized

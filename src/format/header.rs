@@ -18,7 +18,7 @@ use crate::error::{FileKind, FileLimit, FormatError};
 use crate::frame::{FrameDescriptor, FrameFamily};
 use crate::limits;
 use crate::quant::alphabet::bits_for_levels;
-use crate::quant::pcm::{PcmFrame, StepType, MAX_PCM_K};
+use crate::quant::pcm::{ErrorRecord, PcmFrame, StepType, MAX_PCM_K};
 use crate::quant::tensor::{MatrixLayout, Orientation};
 use crate::quant::{Scheme, StepPolicy};
 
@@ -200,7 +200,7 @@ impl SigmaDeltaInfo {
 /// The parameters of a pcm tensor (spec §5.4), validated.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PcmInfo {
-    /// Version of the pcm scheme (1).
+    /// Version of the pcm scheme: 1 (certified a priori) or 2 (measured errors recorded).
     pub scheme_version: u8,
     /// The frame (or none: N = d).
     pub frame: PcmFrame,
@@ -228,6 +228,11 @@ pub struct PcmInfo {
     pub codes: Section,
     /// The steps section.
     pub steps: Section,
+    /// What is recorded per vector (version 2: measured errors).
+    pub record: ErrorRecord,
+    /// The errors section (version 2): per vector the measured weight error, then (with
+    /// [`ErrorRecord::WeightAndOutput`]) per vector the relative output error, f32.
+    pub errors: Option<Section>,
     /// Rows of the matrix view (the first dimension).
     pub rows: u64,
     /// Columns of the matrix view (the product of the other dimensions), without the bias.
@@ -342,7 +347,13 @@ impl TensorInfo {
                 }
                 v
             }
-            Encoding::Pcm(q) => vec![("codes", q.codes), ("steps", q.steps)],
+            Encoding::Pcm(q) => {
+                let mut v = vec![("codes", q.codes), ("steps", q.steps)];
+                if let Some(e) = q.errors {
+                    v.push(("errors", e));
+                }
+                v
+            }
             Encoding::BiasOf { .. } => Vec::new(),
         }
     }
@@ -1118,8 +1129,14 @@ fn read_pcm(c: &mut Cur, name: &str, dtype: Dtype, shape: &[u64]) -> Result<PcmI
     let weight_norm = c.f64("weight_norm")?;
     let codes = RawSection::read(c)?;
     let steps = RawSection::read(c)?;
+    let measured = scheme_version == layout::pcm::SCHEME_VERSION_MEASURED;
+    let (record, errors) = if measured {
+        (c.u8("error_kind")?, Some(RawSection::read(c)?))
+    } else {
+        (0, None)
+    };
 
-    if scheme_version != layout::pcm::SCHEME_VERSION {
+    if scheme_version != layout::pcm::SCHEME_VERSION && !measured {
         return Err(FormatError::UnsupportedSchemeVersion {
             tensor: t(),
             version: scheme_version,
@@ -1269,6 +1286,28 @@ fn read_pcm(c: &mut Cur, name: &str, dtype: Dtype, shape: &[u64]) -> Result<PcmI
         });
     }
     let steps = steps.validate(name, "steps", steps_len)?;
+    let record = match (measured, record) {
+        (false, _) => ErrorRecord::APriori,
+        (true, 1) => ErrorRecord::Weight,
+        (true, 2) => ErrorRecord::WeightAndOutput,
+        (true, v) => return Err(bad("error_kind", v)),
+    };
+    let errors = match errors {
+        None => None,
+        Some(e) if e.is_zero() => {
+            return Err(FormatError::SlotPresence {
+                tensor: t(),
+                section: "errors",
+                problem: "is absent (a version-2 pcm tensor records its errors)",
+            })
+        }
+        Some(e) => {
+            let len = m
+                .checked_mul(4 * record.fields() as u64)
+                .ok_or_else(too_big)?;
+            Some(e.validate(name, "errors", len)?)
+        }
+    };
     Ok(PcmInfo {
         scheme_version,
         frame,
@@ -1284,6 +1323,8 @@ fn read_pcm(c: &mut Cur, name: &str, dtype: Dtype, shape: &[u64]) -> Result<PcmI
         weight_norm,
         codes,
         steps,
+        record,
+        errors,
         rows,
         cols,
         d,
@@ -1526,6 +1567,10 @@ pub(crate) fn encode_header(metadata: &[(String, String)], tensors: &[TensorInfo
                 out.extend_from_slice(&q.weight_norm.to_le_bytes());
                 put_section(&mut out, Some(&q.codes));
                 put_section(&mut out, Some(&q.steps));
+                if q.scheme_version == layout::pcm::SCHEME_VERSION_MEASURED {
+                    out.push(q.record.id());
+                    put_section(&mut out, q.errors.as_ref());
+                }
             }
             Encoding::BiasOf { weight } => {
                 out.push(encoding::BIAS_OF);

@@ -207,8 +207,11 @@ pub mod sigma_delta {
 
 /// Ids and sizes inside a pcm record (spec §5.4).
 pub mod pcm {
-    /// The pcm scheme version this crate implements.
+    /// The pcm scheme version of a tensor certified a priori by its steps.
     pub const SCHEME_VERSION: u8 = 1;
+    /// The pcm scheme version of a tensor that records measured errors per vector (an
+    /// error_kind byte and an errors slot after the steps slot).
+    pub const SCHEME_VERSION_MEASURED: u8 = 2;
     /// Frame family id 0: no frame, the vector's own entries are rounded (N = d).
     pub const FRAME_IDENTITY: u8 = 0;
     /// Step dtype: IEEE binary16.
@@ -223,6 +226,10 @@ pub mod pcm {
     pub const FIXED_LEN: u64 = 54;
     /// Number of section slots of a pcm body (codes, steps).
     pub const SLOTS: u64 = 2;
+    /// Fixed bytes of a version-2 pcm body (the error_kind byte added).
+    pub const FIXED_LEN_MEASURED: u64 = FIXED_LEN + 1;
+    /// Section slots of a version-2 pcm body (codes, steps, errors).
+    pub const SLOTS_MEASURED: u64 = 3;
 }
 
 #[cfg(test)]

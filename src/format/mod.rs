@@ -38,7 +38,7 @@ pub use header::{
     SigmaDeltaInfo, TensorInfo,
 };
 pub use layout::Dtype;
-pub use reader::SdqFile;
+pub use reader::{RecordedErrors, SdqFile};
 pub use report::{StorageReport, TensorReport};
 #[cfg(feature = "encode")]
 pub use writer::{SdqStreamWriter, SdqWriter, TensorKind, TensorPlan};

@@ -34,6 +34,17 @@ enum Source {
     File(File),
 }
 
+/// The per-vector errors a version-2 pcm tensor records (spec §5.4): measured by the writer,
+/// re-checked by `sdq verify --against`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordedErrors {
+    /// ‖w_j − w̃_j‖ per vector, rounded up.
+    pub weight: Vec<f32>,
+    /// ‖H^½(w_j − w̃_j)‖ / ‖H^½ w_j‖ per vector with the calibration's Gram matrix H, rounded
+    /// up (when recorded).
+    pub output: Option<Vec<f32>>,
+}
+
 /// An open, validated .sdq file. `Send + Sync`: decode from several threads at once.
 pub struct SdqFile {
     source: Source,
@@ -357,7 +368,10 @@ impl SdqFile {
         match &t.encoding {
             Encoding::Raw { data } => self.section(&t.name, "data", data, true).map(drop),
             Encoding::SigmaDelta(q) => self.verify_sigma_delta(&t.name, q),
-            Encoding::Pcm(q) => self.decode_pcm_with(&t.name, q, true, None, None).map(drop),
+            Encoding::Pcm(q) => {
+                self.errors_of(&t.name, q, true)?;
+                self.decode_pcm_with(&t.name, q, true, None, None).map(drop)
+            }
             Encoding::BiasOf { weight } => match self.header.tensors.get(*weight) {
                 Some(w) => self.verify(&w.name),
                 None => Err(Error::NoSuchTensor(format!("#{weight}"))),
@@ -545,6 +559,50 @@ impl SdqFile {
             )));
         };
         self.steps_of(&t.name, q, self.verify_checksums)
+    }
+
+    /// The per-vector errors a version-2 pcm tensor `name` records (`None` for a tensor
+    /// certified a priori): CRC checked unless checking is off, each finite and ≥ 0 (R58).
+    pub fn pcm_errors(&self, name: &str) -> Result<Option<RecordedErrors>> {
+        let t = self.tensor(name)?;
+        let Encoding::Pcm(q) = &t.encoding else {
+            return Err(Error::param(format!(
+                "tensor {name:?} is stored as {}, not pcm",
+                t.encoding.name()
+            )));
+        };
+        self.errors_of(&t.name, q, self.verify_checksums)
+    }
+
+    fn errors_of(&self, name: &str, q: &PcmInfo, check: bool) -> Result<Option<RecordedErrors>> {
+        let Some(section) = &q.errors else {
+            return Ok(None);
+        };
+        let bytes = self.section(name, "errors", section, check)?;
+        let m = q.vector_count();
+        let mut values = zeroed::<f32>(
+            m.saturating_mul(q.record.fields() as u64),
+            "recorded errors",
+        )?;
+        convert::to_f32(Dtype::F32, &bytes, &mut values);
+        if let Some(i) = values.iter().position(|e| !(e.is_finite() && *e >= 0.0)) {
+            return Err(FormatError::InvalidRecordedError {
+                tensor: name.to_owned(),
+                vector: i as u64 % m.max(1),
+                what: if (i as u64) < m {
+                    "weight error"
+                } else {
+                    "output error"
+                },
+                bits: f64::from(values.get(i).copied().unwrap_or(0.0)).to_bits(),
+            }
+            .into());
+        }
+        let output = values.split_off(values.len().min(m as usize));
+        Ok(Some(RecordedErrors {
+            weight: values,
+            output: (!output.is_empty()).then_some(output),
+        }))
     }
 
     fn steps_of(&self, name: &str, q: &PcmInfo, check: bool) -> Result<Vec<f32>> {

@@ -23,7 +23,7 @@ use crate::atomic::AtomicFile;
 use crate::codes::bitpack;
 use crate::error::{Error, Result};
 use crate::limits;
-use crate::quant::pcm::PcmTensor;
+use crate::quant::pcm::{ErrorRecord, PcmTensor};
 use crate::quant::tensor::MatrixLayout;
 use crate::quant::{Deltas, QuantizedTensor};
 
@@ -43,6 +43,9 @@ pub enum TensorKind {
     Pcm {
         /// Whether the bias is quantized with this weight.
         has_bias: bool,
+        /// What the record holds per vector besides codes and steps (measured errors make it a
+        /// version-2 record with an errors section).
+        record: ErrorRecord,
     },
     /// The bias quantized with the sigma-delta tensor named `weight` (no data of its own).
     BiasOf {
@@ -90,13 +93,26 @@ impl TensorPlan {
         }
     }
 
-    /// A pcm tensor.
+    /// A pcm tensor certified a priori by its steps (the result of
+    /// [`crate::quant::pcm::quantize`]).
     pub fn pcm(name: impl Into<String>, dtype: Dtype, shape: &[u64], has_bias: bool) -> Self {
+        Self::pcm_recording(name, dtype, shape, has_bias, ErrorRecord::APriori)
+    }
+
+    /// A pcm tensor that records `record` per vector (the result of
+    /// [`crate::quant::pcm::quantize_calibrated`] records [`ErrorRecord::WeightAndOutput`]).
+    pub fn pcm_recording(
+        name: impl Into<String>,
+        dtype: Dtype,
+        shape: &[u64],
+        has_bias: bool,
+        record: ErrorRecord,
+    ) -> Self {
         TensorPlan {
             name: name.into(),
             dtype,
             shape: shape.to_vec(),
-            kind: TensorKind::Pcm { has_bias },
+            kind: TensorKind::Pcm { has_bias, record },
         }
     }
 
@@ -122,7 +138,13 @@ impl TensorPlan {
         let body = match self.kind {
             TensorKind::Raw => SECTION_DESCRIPTOR_LEN,
             TensorKind::SigmaDelta { .. } => sd::FIXED_LEN + sd::SLOTS * SECTION_DESCRIPTOR_LEN,
-            TensorKind::Pcm { .. } => pcm::FIXED_LEN + pcm::SLOTS * SECTION_DESCRIPTOR_LEN,
+            TensorKind::Pcm {
+                record: ErrorRecord::APriori,
+                ..
+            } => pcm::FIXED_LEN + pcm::SLOTS * SECTION_DESCRIPTOR_LEN,
+            TensorKind::Pcm { .. } => {
+                pcm::FIXED_LEN_MEASURED + pcm::SLOTS_MEASURED * SECTION_DESCRIPTOR_LEN
+            }
             TensorKind::BiasOf { .. } => 4,
         };
         4 + self.name.len() as u64 + 1 + 1 + 8 * self.shape.len() as u64 + 1 + body
@@ -212,7 +234,7 @@ impl<W: Write + Seek> SdqStreamWriter<W> {
                 let w = names.get(weight.as_str()).copied();
                 let ok = w.and_then(|w| plan.get(w)).is_some_and(|p| {
                     (p.kind == TensorKind::SigmaDelta { has_bias: true }
-                        || p.kind == TensorKind::Pcm { has_bias: true })
+                        || matches!(p.kind, TensorKind::Pcm { has_bias: true, .. }))
                         && p.shape.first().is_some_and(|&r| t.shape == [r])
                 });
                 match w {
@@ -230,7 +252,7 @@ impl<W: Write + Seek> SdqStreamWriter<W> {
         }
         for (i, t) in plan.iter().enumerate() {
             if (t.kind == (TensorKind::SigmaDelta { has_bias: true })
-                || t.kind == (TensorKind::Pcm { has_bias: true }))
+                || matches!(t.kind, TensorKind::Pcm { has_bias: true, .. }))
                 && !bias_index.values().any(|&w| w == i)
             {
                 return Err(Error::param(format!(
@@ -432,18 +454,42 @@ impl<W: Write + Seek> SdqStreamWriter<W> {
     /// Writes the next planned tensor, a pcm one, from [`crate::quant::pcm::quantize`]'s result.
     pub fn write_pcm(&mut self, name: &str, q: &PcmTensor) -> Result<()> {
         let p = self.expect(name)?;
-        let TensorKind::Pcm { has_bias } = p.kind else {
+        let TensorKind::Pcm { has_bias, record } = p.kind else {
             return Err(Error::param(format!(
                 "tensor {name:?} is not planned as pcm"
             )));
         };
         let l = q.layout;
         let (rows, cols) = check_matrix(p, name, &l, has_bias, "pcm")?;
+        if q.record != record {
+            return Err(Error::param(format!(
+                "tensor {name:?} was planned to record {record:?} per vector, the quantizer \
+                 gives {:?}",
+                q.record
+            )));
+        }
+        let m = l.vector_count();
+        if q.vector_errors.len() != m * usize::from(record != ErrorRecord::APriori)
+            || q.output_errors.len() != m * usize::from(record == ErrorRecord::WeightAndOutput)
+        {
+            return Err(Error::param(format!(
+                "tensor {name:?}: the recorded errors do not match its {m} vectors"
+            )));
+        }
         let codes = self.section(&q.codes_section)?;
         let steps = self.section(&q.steps_bytes())?;
+        let errors = if record == ErrorRecord::APriori {
+            None
+        } else {
+            Some(self.section(&q.errors_bytes())?)
+        };
         let d = l.vector_len() as u64;
         let info = PcmInfo {
-            scheme_version: pcm::SCHEME_VERSION,
+            scheme_version: if errors.is_some() {
+                pcm::SCHEME_VERSION_MEASURED
+            } else {
+                pcm::SCHEME_VERSION
+            },
             frame: q.frame,
             orientation: l.orientation,
             has_bias,
@@ -457,6 +503,8 @@ impl<W: Write + Seek> SdqStreamWriter<W> {
             weight_norm: q.weight_norm,
             codes,
             steps,
+            record,
+            errors,
             rows,
             cols,
             d,

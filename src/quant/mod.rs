@@ -1,9 +1,14 @@
 //! How a vector becomes codes: the midrise alphabet, first- and second-order ΣΔ, step-size
-//! policies, the certified bounds, and Algorithm 1 on a whole weight matrix.
+//! policies, the certified bounds, Algorithm 1 on a whole weight matrix, pcm, and data-aware
+//! ΣΔ (error feedback through a layer's Gram matrix).
 
 pub mod alphabet;
 #[cfg(feature = "encode")]
 pub mod bound;
+#[cfg(feature = "encode")]
+pub mod feedback;
+#[cfg(feature = "encode")]
+pub mod gram;
 pub mod pcm;
 pub mod scheme;
 pub mod second_order;

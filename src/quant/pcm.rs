@@ -28,6 +28,10 @@ use crate::codes::stream::Coding;
 use crate::error::{Error, Result};
 use crate::frame::{signs::sign_flips, Frame, FrameDescriptor, FrameFamily, FrameWorkspace};
 #[cfg(feature = "encode")]
+use crate::quant::feedback;
+#[cfg(feature = "encode")]
+use crate::quant::gram::{FeedbackOrder, Gram};
+#[cfg(feature = "encode")]
 use crate::quant::tensor::Matrix;
 
 /// The largest K of a pcm tensor: codes q + K then fit in 16 bits.
@@ -118,6 +122,58 @@ pub enum RateTarget {
     RelativeError(f64),
     /// A fixed α (δ_g = α·r_g).
     Scale(f64),
+}
+
+/// What a pcm tensor records per vector besides its codes and steps (spec §5.4, error_kind).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ErrorRecord {
+    /// Nothing: every vector is certified a priori from its steps (scheme version 1).
+    #[default]
+    APriori,
+    /// Each vector's measured ‖w − w̃‖ (codes chosen with error feedback, so the rounding bound
+    /// does not hold; scheme version 2).
+    Weight,
+    /// Each vector's measured ‖w − w̃‖ and its calibration-weighted relative output error
+    /// ‖H^½(w − w̃)‖ / ‖H^½ w‖ (scheme version 2).
+    WeightAndOutput,
+}
+
+impl ErrorRecord {
+    /// The id stored in the file (0, 1, 2).
+    pub fn id(self) -> u8 {
+        match self {
+            ErrorRecord::APriori => 0,
+            ErrorRecord::Weight => 1,
+            ErrorRecord::WeightAndOutput => 2,
+        }
+    }
+
+    /// f32 values stored per vector (0, 1 or 2).
+    pub fn fields(self) -> usize {
+        usize::from(self.id())
+    }
+}
+
+/// Settings of data-aware pcm ([`quantize_calibrated`]).
+#[cfg(feature = "encode")]
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FeedbackOptions {
+    /// λ: λ·mean(H_ii) is added to the Gram matrix's diagonal before it is factored (default
+    /// 0.1: with a few hundred calibration sentences, 0.01 (GPTQ's) fits the calibration inputs
+    /// and gains less on others; docs/calibration.md).
+    pub damping: f64,
+    /// The order in which a row's coefficients are rounded.
+    pub order: FeedbackOrder,
+}
+
+#[cfg(feature = "encode")]
+impl Default for FeedbackOptions {
+    fn default() -> Self {
+        FeedbackOptions {
+            damping: 0.1,
+            order: FeedbackOrder::DecreasingDiagonal,
+        }
+    }
 }
 
 /// Parameters of a pcm quantization.
@@ -323,6 +379,16 @@ pub struct PcmTensor {
     pub max_vector_error: f64,
     /// The α the rate control chose.
     pub alpha: f64,
+    /// What the file records per vector: nothing (certified a priori) or measured errors.
+    pub record: ErrorRecord,
+    /// Per vector, the measured ‖w_j − w̃_j‖ rounded up to f32 (with [`ErrorRecord::Weight`] or
+    /// [`ErrorRecord::WeightAndOutput`]).
+    pub vector_errors: Vec<f32>,
+    /// Per vector, ‖H^½(w_j − w̃_j)‖ / ‖H^½ w_j‖ rounded up to f32 (with
+    /// [`ErrorRecord::WeightAndOutput`]).
+    pub output_errors: Vec<f32>,
+    /// With calibration, the whole matrix's (Σ_j ‖H^½(w_j − w̃_j)‖² / Σ_j ‖H^½ w_j‖²)^½.
+    pub output_relative_error: Option<f64>,
 }
 
 #[cfg(feature = "encode")]
@@ -344,9 +410,20 @@ impl PcmTensor {
         }
     }
 
-    /// Bytes of the two sections (codes and steps), without alignment padding.
+    /// Bytes of the errors section: the weight errors, then the output errors (f32 LE).
+    pub fn errors_bytes(&self) -> Vec<u8> {
+        self.vector_errors
+            .iter()
+            .chain(&self.output_errors)
+            .flat_map(|e| e.to_le_bytes())
+            .collect()
+    }
+
+    /// Bytes of the sections (codes, steps, errors), without alignment padding.
     pub fn section_bytes(&self) -> u64 {
-        (self.codes_section.len() + self.steps.len() * self.step_type.size()) as u64
+        (self.codes_section.len()
+            + self.steps.len() * self.step_type.size()
+            + 4 * (self.vector_errors.len() + self.output_errors.len())) as u64
     }
 }
 
@@ -846,9 +923,265 @@ pub fn quantize(
             codes,
             k,
             section,
+            None,
         );
     }
     Err(Error::param("the rate control did not settle"))
+}
+
+/// One data-aware quantization at a given α: its steps, codes and exact stored bits.
+#[cfg(feature = "encode")]
+struct FeedbackRun {
+    alpha: f64,
+    trial: Trial,
+    codes: feedback::FeedbackCodes,
+    k: u32,
+    section: Vec<u8>,
+    bits: f64,
+}
+
+/// Quantizes every row of `matrix` with pcm and error feedback through the layer's Gram matrix
+/// `gram` (data-aware ΣΔ, [`crate::quant::feedback`]): the codes minimise the error the
+/// calibration inputs see rather than the weight error. Rows only (d = the layer's inputs, plus
+/// one for a bias quantized with its weight, whose input is the constant 1), no frame. The
+/// decoder is unchanged; the file records each vector's measured weight error and relative
+/// output error (the rounding bound no longer holds for the weights).
+///
+/// A bits-per-weight target is met by the exact coded size: the data-free α for the target is
+/// the first guess, then a secant search on log α (a few runs of the quantizer).
+#[cfg(feature = "encode")]
+pub fn quantize_calibrated(
+    matrix: &Matrix,
+    orientation: Orientation,
+    options: &PcmOptions,
+    gram: &Gram,
+    fb: &FeedbackOptions,
+) -> Result<PcmTensor> {
+    if orientation != Orientation::Rows {
+        return Err(Error::param(
+            "calibration needs the rows orientation (one vector per output channel)",
+        ));
+    }
+    if options.family.is_some() {
+        return Err(Error::param(
+            "calibration works on the weights themselves: use no frame (--frame-family identity)",
+        ));
+    }
+    let layout = matrix.layout(orientation);
+    let d = layout.vector_len();
+    let gram = if gram.dim() == d {
+        gram.clone()
+    } else if layout.has_bias && gram.dim() + 1 == d {
+        gram.with_bias()
+    } else {
+        return Err(Error::param(format!(
+            "the Gram matrix is for {} inputs, the tensor has {}",
+            gram.dim(),
+            layout.cols
+        )));
+    };
+    let (synth, frame) = synthesis_for(d, options)?;
+    let n = synth.n;
+    let a = analyse(matrix, orientation, &synth, options.rule, 1)?;
+    let factor = gram
+        .with_signs(&synth.signs)?
+        .factor(fb.damping, fb.order)?;
+    let m = layout.vector_count();
+    // The errors section: two f32 per vector.
+    let fixed_bytes = options.record_bytes as f64 + 64.0 + 8.0 * m as f64;
+    let run = |alpha: f64| -> Result<Option<FeedbackRun>> {
+        let t = trial(&a, alpha, options, d);
+        let codes = feedback::quantize_rows(&a.y, n, &t.steps, a.group, &factor)?;
+        let k = codes
+            .codes
+            .iter()
+            .map(|q| q.unsigned_abs())
+            .max()
+            .unwrap_or(0)
+            .max(1);
+        if k > MAX_PCM_K {
+            return Ok(None);
+        }
+        let section = stream::encode(&codes.codes, n, k, options.coding)?;
+        let bits = 8.0
+            * (section.len() as f64 + (t.steps.len() * t.step_type.size()) as f64 + fixed_bytes);
+        Ok(Some(FeedbackRun {
+            alpha,
+            trial: t,
+            codes,
+            k,
+            section,
+            bits,
+        }))
+    };
+    let chosen = match options.target {
+        RateTarget::RelativeError(_) => {
+            return Err(Error::param(
+                "an error target (--max-error) is on the weights, calibration minimises the \
+                 output error: give a bit budget (--bits-per-weight) instead",
+            ))
+        }
+        RateTarget::Scale(alpha) if !(alpha.is_finite() && alpha > 0.0) => {
+            return Err(Error::param(format!(
+                "the step scale must be > 0, got {alpha}"
+            )))
+        }
+        RateTarget::BitsPerWeight(b) if !(b.is_finite() && b > 0.0) => {
+            return Err(Error::param(format!(
+                "bits per weight must be > 0, got {b}"
+            )))
+        }
+        RateTarget::Scale(alpha) => coarsen_until_feasible(&run, alpha)?,
+        _ if a.norm2 == 0.0 => coarsen_until_feasible(&run, 1.0)?,
+        RateTarget::BitsPerWeight(b) => {
+            let budget = b * a.weights as f64;
+            // The data-free α for the budget (the feedback codes spread a little wider).
+            let stride = (m * n).div_ceil(1 << 20).max(1);
+            let guess = if stride > 1 {
+                let sample = analyse(matrix, orientation, &synth, options.rule, stride)?;
+                Some(search(&sample, options.target, options, d, None))
+            } else {
+                None
+            };
+            let alpha0 = search(&a, options.target, options, d, guess);
+            secant_to_budget(&run, alpha0, budget, a.weights as f64)?
+        }
+    };
+    let FeedbackRun {
+        alpha,
+        trial: t,
+        codes,
+        k,
+        section,
+        ..
+    } = chosen;
+    // Relative output errors with the undamped H: ‖H^½e‖² = ‖Lᵀe‖² − λ'‖e‖².
+    let shift = factor.shift();
+    let norms2 = feedback::damped_norms2(&a.y, n, &factor)?;
+    let groups = a.groups;
+    let (mut num2, mut den2) = (0.0f64, 0.0f64);
+    let output: Vec<f32> =
+        a.y.chunks(n)
+            .zip(codes.codes.chunks(n))
+            .zip(t.steps.chunks(groups))
+            .zip(codes.damped_error2.iter().zip(&norms2))
+            .map(|(((yr, qr), sr), (&de2, &dw2))| {
+                let (mut e2, mut w2) = (0.0, 0.0);
+                for (k, (&y, &q)) in yr.iter().zip(qr).enumerate() {
+                    let step = f64::from(sr.get(k / a.group).copied().unwrap_or(0.0));
+                    let e = y - f64::from(q) * step;
+                    e2 += e * e;
+                    w2 += y * y;
+                }
+                let num = (de2 - shift * e2).max(0.0);
+                let den = (dw2 - shift * w2).max(0.0);
+                num2 += num;
+                den2 += den;
+                round_up(relative(num.sqrt(), den.sqrt()).min(f64::from(f32::MAX)))
+            })
+            .collect();
+    let mut q = finish(
+        matrix,
+        orientation,
+        &synth,
+        frame,
+        options,
+        alpha,
+        t,
+        codes.codes,
+        k,
+        section,
+        Some(output),
+    )?;
+    q.output_relative_error = Some(relative(num2.sqrt(), den2.sqrt()));
+    Ok(q)
+}
+
+/// Runs at α, then coarser by 25 % at a time, until the codes fit ±[`MAX_PCM_K`].
+#[cfg(feature = "encode")]
+fn coarsen_until_feasible(
+    run: &dyn Fn(f64) -> Result<Option<FeedbackRun>>,
+    alpha: f64,
+) -> Result<FeedbackRun> {
+    let mut alpha = alpha;
+    for _ in 0..60 {
+        if let Some(r) = run(alpha)? {
+            return Ok(r);
+        }
+        alpha *= 1.25;
+    }
+    Err(Error::param("the rate control did not settle"))
+}
+
+/// The run whose exact stored bits are the most within `budget`: a secant search on log2 α
+/// from `alpha0`, the first step assuming one bit per weight per halving of α.
+#[cfg(feature = "encode")]
+fn secant_to_budget(
+    run: &dyn Fn(f64) -> Result<Option<FeedbackRun>>,
+    alpha0: f64,
+    budget: f64,
+    weights: f64,
+) -> Result<FeedbackRun> {
+    // (log2 α, bits − budget) of the runs so far; infeasible codes count as far over budget.
+    let mut best: Option<FeedbackRun> = None;
+    // The finest α over budget and the coarsest within it, as (log2 α, bits − budget).
+    type Point = Option<(f64, f64)>;
+    let (mut lo, mut hi): (Point, Point) = (None, None);
+    let mut x = alpha0.log2();
+    for _ in 0..8 {
+        let r = run(x.exp2())?;
+        let over = r.as_ref().map_or(f64::INFINITY, |r| r.bits - budget);
+        if over <= 0.0 {
+            // Fits: the coarse side (larger α). Keep the fullest.
+            if best
+                .as_ref()
+                .is_none_or(|b| r.as_ref().is_some_and(|r| r.bits > b.bits))
+            {
+                best = r;
+            }
+            if hi.is_none_or(|(hx, _)| x < hx) {
+                hi = Some((x, over));
+            }
+            if over > -0.003 * budget {
+                break;
+            }
+        } else if lo.is_none_or(|(lx, _)| x > lx) {
+            lo = Some((x, over));
+        }
+        x = match (lo, hi) {
+            (Some((lx, lf)), Some((hx, hf))) if lf.is_finite() => {
+                // Secant between the bracket's ends, kept inside it.
+                let s = lx + (hx - lx) * lf / (lf - hf);
+                s.clamp(lx + 0.1 * (hx - lx), hx - 0.1 * (hx - lx))
+            }
+            (Some((lx, _)), Some((hx, _))) => 0.5 * (lx + hx),
+            (Some((lx, lf)), None) => {
+                lx + if lf.is_finite() {
+                    lf / weights + 0.01
+                } else {
+                    0.5
+                }
+            }
+            (None, Some((hx, hf))) => hx + hf / weights - 0.01,
+            (None, None) => x + 0.5,
+        };
+    }
+    match best {
+        Some(b) => Ok(b),
+        None => {
+            let start = lo.map_or(x, |(lx, _)| lx).exp2();
+            let mut alpha = start;
+            for _ in 0..60 {
+                alpha *= 1.05;
+                if let Some(r) = run(alpha)? {
+                    if r.bits <= budget {
+                        return Ok(r);
+                    }
+                }
+            }
+            Err(Error::param("the rate control did not settle"))
+        }
+    }
 }
 
 #[cfg(feature = "encode")]
@@ -864,7 +1197,11 @@ fn finish(
     codes: Vec<i32>,
     k: u32,
     section: Vec<u8>,
+    output_errors: Option<Vec<f32>>,
 ) -> Result<PcmTensor> {
+    // With output errors (data-aware codes) the rounding bound does not hold: each vector's
+    // error is measured and recorded instead.
+    let measured = output_errors.is_some();
     let layout = matrix.layout(orientation);
     let (d, n, groups) = (layout.vector_len(), synth.n, synth.groups());
     if t.steps.iter().any(|s| !s.is_finite()) {
@@ -888,6 +1225,9 @@ fn finish(
             return Err(Error::Data(format!(
                 "weights too large: vector {j} rebuilds to values past the f32 range"
             )));
+        }
+        if measured {
+            return Ok((e2, w.iter().map(|x| x * x).sum(), e2.sqrt(), e2.sqrt()));
         }
         let bound = synth.bound(&steps);
         // The f32 output adds at most 2^-24 of each entry.
@@ -922,6 +1262,23 @@ fn finish(
     let (e2, w2, max_bound, max_err) = per.iter().fold((0.0, 0.0, 0.0f64, 0.0f64), |a, b| {
         (a.0 + b.0, a.1 + b.1, a.2.max(b.2), a.3.max(b.3))
     });
+    let (record, vector_errors, output_errors) = match output_errors {
+        None => (ErrorRecord::APriori, Vec::new(), Vec::new()),
+        Some(o) => (
+            if o.is_empty() {
+                ErrorRecord::Weight
+            } else {
+                ErrorRecord::WeightAndOutput
+            },
+            per.iter().map(|p| round_up(p.3)).collect(),
+            o,
+        ),
+    };
+    let max_bound = if measured {
+        vector_errors.iter().copied().fold(0.0f32, f32::max).into()
+    } else {
+        max_bound
+    };
     Ok(PcmTensor {
         layout,
         frame,
@@ -938,5 +1295,20 @@ fn finish(
         weight_norm: w2.sqrt(),
         max_vector_error: max_err,
         alpha,
+        record,
+        vector_errors,
+        output_errors,
+        output_relative_error: None,
     })
+}
+
+/// The smallest f32 ≥ x (x finite and ≥ 0): a recorded error is never below the measurement.
+#[cfg(feature = "encode")]
+pub(crate) fn round_up(x: f64) -> f32 {
+    let f = x as f32;
+    if f64::from(f) < x {
+        f.next_up()
+    } else {
+        f
+    }
 }
