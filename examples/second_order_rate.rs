@@ -54,7 +54,7 @@ fn main() -> sdq::Result<()> {
             let mut ws = frame.workspace();
             let (s1, (s2, tail)) = (
                 frame.variation_identity(),
-                second_order::variation(&frame, &Permutation::Identity, &mut ws)?,
+                Permutation::Identity.variation2(&frame, &mut ws)?,
             );
             let (mut e1, mut e2, mut b1, mut b2) = (0.0, 0.0, 0.0f64, 0.0f64);
             let (mut x, mut codes, mut levels, mut out) =

@@ -55,7 +55,7 @@ fn run(frame: &HarmonicFrame, order: &Permutation, k: u32, w: &[f64]) -> (f64, f
         .map(|(a, b)| (a - b) * (a - b))
         .sum::<f64>()
         .sqrt();
-    let (sigma2, tail) = second_order::variation(frame, order, &mut ws).unwrap();
+    let (sigma2, tail) = order.variation2(frame, &mut ws).unwrap();
     (
         err,
         second_order::vector_bound(delta, d, n, sigma2, tail),
@@ -86,7 +86,7 @@ proptest! {
         let frame = HarmonicFrame::new(n, d).unwrap();
         let mut ws = frame.workspace();
         let order = if permute { shuffled(seed, n) } else { Permutation::Identity };
-        let (sigma2, tail) = second_order::variation(&frame, &order, &mut ws).unwrap();
+        let (sigma2, tail) = order.variation2(&frame, &mut ws).unwrap();
         let row = |k: usize| { let mut e = vec![0.0; d]; frame.row(order.position(k) + 1, &mut e).unwrap(); e };
         let mut direct = 0.0;
         for k in 0..n - 2 {

@@ -8,7 +8,7 @@ use common::values;
 
 use proptest::prelude::*;
 use sdq::format::{DeltaPolicy, Dtype, Encoding, SdqFile, SdqStreamWriter, TensorPlan};
-use sdq::quant::{second_order, Scheme};
+use sdq::quant::Scheme;
 use sdq::{
     FrameDescriptor, FrameQuantizer, HarmonicFrame, Matrix, Orientation, Permutation,
     QuantizedTensor, StepPolicy,
@@ -87,7 +87,7 @@ proptest! {
 
         // The frame constant is σ₂ + tail of this frame and ordering.
         let frame = HarmonicFrame::new(n, d).unwrap();
-        let (s2, tail) = second_order::variation(&frame, q.order(), &mut frame.workspace()).unwrap();
+        let (s2, tail) = q.order().variation2(&frame, &mut frame.workspace()).unwrap();
         prop_assert!((q.sigma() - (s2 + tail)).abs() <= 1e-9 * (s2 + tail).max(1.0));
 
         // Every certified vector is within its bound; only an explicit δ may certify less.

@@ -382,9 +382,7 @@ impl Frame {
     /// The second-order variation σ₂(F, p) and the tail ‖f_{N−1} − 2f_N‖ of `order`.
     pub fn variation2(&self, order: &Permutation) -> Result<(f64, f64)> {
         match self {
-            Frame::Harmonic(h) => {
-                crate::quant::second_order::variation(h, order, &mut h.workspace())
-            }
+            Frame::Harmonic(h) => order.variation2(h, &mut h.workspace()),
             Frame::Tetris(t) => t.variation2(order),
         }
     }

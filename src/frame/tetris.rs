@@ -445,7 +445,7 @@ impl TetrisFrame {
 
     /// The second-order variation σ₂(F, p) = Σ_{n=1}^{N−2} ‖f_n − 2f_{n+1} + f_{n+2}‖ and the
     /// tail length ‖f_{N−1} − 2f_N‖, with f_n = e_{p(n)} (as
-    /// [`crate::quant::second_order::variation`] for harmonic frames), in O(N).
+    /// [`Permutation::variation2`] for harmonic frames), in O(N).
     pub fn variation2(&self, order: &Permutation) -> Result<(f64, f64)> {
         order.validate(self.n)?;
         let n = self.n;

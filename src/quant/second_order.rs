@@ -15,11 +15,12 @@
 //! w − w̃ = (d/N)·[Σ_{n=1}^{N−2} u_n (f_n − 2f_{n+1} + f_{n+2}) + u_{N−1}(f_{N−1} − 2f_N) + u_N f_N]
 //! with f_n = e_{p(n)}, so under stability
 //! ‖w − w̃‖ ≤ (δ·d / 2N)·(σ₂(F, p) + ‖f_{N−1} − 2f_N‖ + 1),
-//! where σ₂(F, p) = Σ_{n=1}^{N−2} ‖f_n − 2f_{n+1} + f_{n+2}‖ is the second-order frame variation.
+//! where σ₂(F, p) = Σ_{n=1}^{N−2} ‖f_n − 2f_{n+1} + f_{n+2}‖ is the second-order frame variation
+//! ([`crate::frame::Frame::variation2`]; [`Permutation::variation2`] for harmonic frames).
 
 use super::alphabet::Alphabet;
 use crate::error::{Error, Result};
-use crate::frame::{HarmonicFrame, Permutation, Workspace};
+use crate::frame::Permutation;
 
 /// The largest |x| / δ for which second-order ΣΔ with 2K levels is certified: K − 3/2.
 /// An error for K < 2.
@@ -68,53 +69,6 @@ pub fn quantize(
         *code = (t + k_f) as u16;
     }
     max_state * delta
-}
-
-/// The second-order variation σ₂(F, p) and the tail length ‖f_{N−1} − 2f_N‖ of a harmonic frame
-/// in the order p: in closed form for the identity, from the Gram function otherwise.
-pub fn variation(
-    frame: &HarmonicFrame,
-    order: &Permutation,
-    ws: &mut Workspace,
-) -> Result<(f64, f64)> {
-    let (n, d) = (frame.frame_size(), frame.dim());
-    order.validate(n)?;
-    let g = frame.gram_function(ws)?;
-    let gram = |a: usize, b: usize| g.get((a + n - b) % n).copied().unwrap_or(1.0);
-    // ‖a − 2b + c‖² = 6 − 4⟨a,b⟩ − 4⟨b,c⟩ + 2⟨a,c⟩ and ‖a − 2b‖² = 5 − 4⟨a,b⟩ for unit vectors.
-    let second = |a: usize, b: usize, c: usize| {
-        (6.0 - 4.0 * gram(a, b) - 4.0 * gram(b, c) + 2.0 * gram(a, c))
-            .max(0.0)
-            .sqrt()
-    };
-    let tail = |a: usize, b: usize| (5.0 - 4.0 * gram(a, b)).max(0.0).sqrt();
-    if n < 2 {
-        return Ok((0.0, 1.0));
-    }
-    match order {
-        Permutation::Identity => {
-            // Every step has the same length √((2/d)·Σ_j 16 sin⁴(πj/N)).
-            let step2: f64 = (1..=d / 2)
-                .map(|j| {
-                    let s = (std::f64::consts::PI * j as f64 / n as f64).sin();
-                    16.0 * s.powi(4)
-                })
-                .sum::<f64>()
-                * (2.0 / d as f64);
-            Ok(((n as f64 - 2.0).max(0.0) * step2.sqrt(), tail(n - 2, n - 1)))
-        }
-        Permutation::Explicit(p) => {
-            let sigma2 = p
-                .windows(3)
-                .map(|w| second(w[0] as usize, w[1] as usize, w[2] as usize))
-                .sum();
-            let t = match p.get(n - 2..) {
-                Some([a, b]) => tail(*a as usize, *b as usize),
-                _ => 3.0,
-            };
-            Ok((sigma2, t))
-        }
-    }
 }
 
 /// The certified bound (δ·d / 2N)·(σ₂ + ‖f_{N−1} − 2f_N‖ + 1) of a stable second-order vector.
