@@ -643,7 +643,9 @@ def main():
     ap.add_argument("--models", default="mpnet,minilm,mnist")
     ap.add_argument("--model-dir", action="append", default=[], help="NAME=DIR")
     ap.add_argument("--sdq", default=os.path.join(ROOT, "target", "release", "sdq"))
-    ap.add_argument("--cache", default=os.path.join(HERE, "cache"))
+    ap.add_argument("--cache", default=models.DEFAULT_CACHE,
+                    help="downloads, llama.cpp build and scratch files (default: "
+                         "$SDQ_QUALITY_CACHE, else bench/quality/cache)")
     ap.add_argument("--out", default=os.path.join(ROOT, "docs", "quality"))
     ap.add_argument("--quick", action="store_true", help="fewer RTN variants (not for the docs)")
     ap.add_argument("--only", default=None, help="comma list of scheme names (debugging)")
@@ -674,6 +676,7 @@ def main():
     GIT_AT_START = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
                                   capture_output=True, text=True).stdout.strip()
     os.makedirs(a.out, exist_ok=True)
+    os.makedirs(a.cache, exist_ok=True)
     dirs = dict(x.split("=", 1) for x in a.model_dir)
     todo = a.models.split(",")
     titles = {"mpnet": "all-mpnet-base-v2 (MPNet, 12 layers, 109.5 M weights)",
