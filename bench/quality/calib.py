@@ -183,6 +183,15 @@ def output_error(W, Wq, xs):
     return float(np.linalg.norm(X @ D.T) / np.linalg.norm(X @ W.astype(np.float32).T))
 
 
+def gram_error(W, Wq, H):
+    """sqrt(tr(ΔW H ΔWᵀ) / tr(W H Wᵀ)), ΔW = W − W̃: the output error on the calibration
+    inputs themselves (what GPTQ minimises), from the Gram matrix H = mean x xᵀ."""
+    W = W.astype(np.float32)
+    D = W - Wq.astype(np.float32)
+    H = H.astype(np.float32)
+    return float(np.sqrt(max(np.sum((D @ H) * D), 0.0) / np.sum((W @ H) * W)))
+
+
 # ---------------------------------------------------------------------------------------
 # the GPTQ peer
 

@@ -107,7 +107,12 @@ def held_out_error(weights, dec, held):
     return float(np.mean([calib.output_error(weights[k], dec[k], held[k]) for k in held]))
 
 
-def evaluate_transformer(model, sch, names, E0, iu, S0, workdir, held=None):
+def calib_error(weights, dec, grams):
+    """Mean over the layers of the Gram file of calib.gram_error (in-sample output error)."""
+    return float(np.mean([calib.gram_error(weights[k], dec[k], grams[k]) for k in grams.names]))
+
+
+def evaluate_transformer(model, sch, names, E0, iu, S0, workdir, held=None, grams=None):
     n_q = sum(model.weights[k].size for k in names)
     t0 = time.time()
     if sch.sdq:
@@ -138,12 +143,14 @@ def evaluate_transformer(model, sch, names, E0, iu, S0, workdir, held=None):
     }
     if held is not None:
         row["out_err"] = held_out_error(model.weights, dec, held)
+    if grams is not None:
+        row["calib_out_err"] = calib_error(model.weights, dec, grams)
     for kd, e in kind_means(errs, models.tensor_kind).items():
         row["err_" + kd] = e
     return row
 
 
-def evaluate_mnist(W0, test, sch, names, workdir, held=None):
+def evaluate_mnist(W0, test, sch, names, workdir, held=None, grams=None):
     n_q = sum(W0[k].size for k in names)
     t0 = time.time()
     if sch.sdq:
@@ -167,6 +174,8 @@ def evaluate_mnist(W0, test, sch, names, workdir, held=None):
     }
     if held is not None:
         row["out_err"] = held_out_error(W0, dec, held)
+    if grams is not None:
+        row["calib_out_err"] = calib_error(W0, dec, grams)
     for k, e in errs.items():
         row["err_" + k.split(".")[0]] = e
     return row
@@ -455,8 +464,8 @@ def run_calibration(a, name, dirs):
             held = calib.mnist_inputs(W0, te[0], names)
             meta["float"] = {"accuracy": mnist_mlp.accuracy(W0, *te)}
 
-            def evaluate(sch):
-                return evaluate_mnist(W0, te, sch, names, wd, held)
+            def evaluate(sch, grams):
+                return evaluate_mnist(W0, te, sch, names, wd, held, grams)
 
             def grams_for(n):  # MNIST: every training digit, whatever n
                 t = time.time()
@@ -475,8 +484,8 @@ def run_calibration(a, name, dirs):
             held = {}
             calib.collect_transformer(m, sentences.EVAL, names, keep=held)
 
-            def evaluate(sch):
-                return evaluate_transformer(m, sch, names, E0, iu, S0, wd, held)
+            def evaluate(sch, grams):
+                return evaluate_transformer(m, sch, names, E0, iu, S0, wd, held, grams)
 
             pool = calib.calibration_sentences(max(counts))
             meta["calibration_set"] = (
@@ -515,7 +524,7 @@ def run_calibration(a, name, dirs):
             for sch, dest in todo:
                 if sch.name not in done:
                     try:
-                        done[sch.name] = evaluate(sch)
+                        done[sch.name] = evaluate(sch, GramFile(gp))
                     except subprocess.CalledProcessError as e:
                         print(f"  {sch.name}: FAILED ({e})", flush=True)
                         continue
@@ -523,7 +532,8 @@ def run_calibration(a, name, dirs):
                     r["n_calib"] = n if sch.family in ("sdq-cal", "gptq-g128") else 0
                     key = "accuracy" if name == "mnist" else "cos_mean"
                     print(f"  {sch.name:16s} {r['bpw']:7.3f} bpw  {key} {r[key]:.5f}  err "
-                          f"{r['err_linear']:.3e}  out err {r['out_err']:.3e}  "
+                          f"{r['err_linear']:.3e}  out err {r['out_err']:.3e} (calib "
+                          f"{r['calib_out_err']:.3e})  "
                           f"{r['time_s']:.1f}s", flush=True)
                 if sch.name in done:
                     dest.append(dict(done[sch.name]))
@@ -567,13 +577,15 @@ def calibration_report(out_dir, meta):
         p.append(f"\n\nCSV: [`calibration/{model}.csv`](calibration/{model}.csv).\n\n")
         hi = ("test acc", "accuracy") if mn else ("cos mean", "cos_mean")
         hdr = ["scheme", "B", "bpw", hi[0]] + ([] if mn else ["cos min"]) + [
-            "mean linear err", "held-out output err", "N calib", "quantize s", "sdq pack s"]
+            "mean linear err", "held-out output err", "calib output err", "N calib",
+            "quantize s", "sdq pack s"]
         lines = []
         fam = {"rtn-g128-absmax": 0, "gptq-g128": 1, "sdq": 2, "sdq-cal": 3}
         for r in sorted(rows, key=lambda r: (float(r["B"] or 0), fam.get(r["family"], 9))):
             lines.append([r["scheme"], r["B"], f4(r["bpw"], 3), f4(r[hi[1]])]
                          + ([] if mn else [f4(r["cos_min"])])
-                         + [fe(r["err_linear"]), fe(r["out_err"]), r.get("n_calib", ""),
+                         + [fe(r["err_linear"]), fe(r["out_err"]), fe(r.get("calib_out_err")),
+                            r.get("n_calib", ""),
                             f4(r["time_s"], 1), f4(r.get("pack_s"), 2)])
         p.append(md_table(hdr, lines))
         sp = os.path.join(cdir, f"{model}_sweep.csv")
@@ -584,10 +596,12 @@ def calibration_report(out_dir, meta):
                      "N = 0: the data-free rows of the table above.\n\n")
             base = [r for r in rows if float(r["B"] or 0) == 4 and r["family"] in ("sdq", "rtn-g128-absmax")]
             lines = [[r["scheme"], r.get("n_calib", ""), f4(r["bpw"], 3), f4(r[hi[1]]),
-                      fe(r["err_linear"]), fe(r["out_err"]), f4(r.get("pack_s"), 2)]
+                      fe(r["err_linear"]), fe(r["out_err"]), fe(r.get("calib_out_err")),
+                      f4(r.get("pack_s"), 2)]
                      for r in base + sorted(srows, key=lambda r: (r["family"], int(r["n_calib"])))]
             p.append(md_table(["scheme", "N calib", "bpw", hi[0], "mean linear err",
-                               "held-out output err", "sdq pack s"], lines))
+                               "held-out output err", "calib output err (its own N)",
+                               "sdq pack s"], lines))
     with open(os.path.join(out_dir, "calibration.md"), "w") as f:
         f.write("".join(p))
 
