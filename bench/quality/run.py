@@ -8,6 +8,15 @@ Regenerate docs/quality/ (from the repository root, after `cargo build --release
 Options: --models mpnet,minilm,mnist   --model-dir mpnet=PATH (reuse a downloaded copy)
          --sdq PATH (default target/release/sdq)   --cache DIR   --out DIR   --quick
 
+Calibration comparison (issue 15; docs/quality/calibration.md, CSVs in docs/quality/calibration/):
+
+    python3 bench/quality/run.py --models minilm,mpnet,mnist --calibration 128 --calibration-only
+    python3 bench/quality/run.py --models minilm --calibration 128 --calibration-only --calibration-sweep 16,64,128,512
+
+(Gram files from N calibration sentences; RTN g128, GPTQ g128, sdq data-free and
+`sdq pack --calibration` at B = 3, 4, 5, 8; the sweep runs GPTQ and sdq --calibration at B = 4
+for each N on the --sweep-models.)
+
 See docs/quality/README.md (written by this script) for what is measured and charged.
 """
 
