@@ -199,20 +199,29 @@ def _f16(x):
     return np.asarray(x, dtype=np.float32).astype(np.float16).astype(np.float64)
 
 
-def gptq(W, H, bits, group=128, damp=0.01):
+def hinv_factor(H, damp=0.01):
+    """The upper Cholesky factor U (Uᵀ U = H⁻¹) of the damped Gram matrix, as GPTQ uses it:
+    an input that is always 0 gets H_ii = 1 (no error feedback through it), then
+    λ = damp · mean diag H is added to the diagonal."""
+    H = np.array(H, dtype=np.float64)
+    dead = np.diag(H) == 0
+    H[dead, dead] = 1.0
+    H[np.diag_indices(len(H))] += damp * np.mean(np.diag(H))
+    return np.linalg.cholesky(np.linalg.inv(H)).T
+
+
+def gptq(W, H, bits, group=128, damp=0.01, Hinv=None):
     """GPTQ (OPTQ) of W [out, in] against H [in, in] (mean x xᵀ): symmetric RTN codes,
     levels -(2^(b-1)-1)..2^(b-1)-1, one f16 absmax scale per `group` columns of a row taken
     from the error-updated weights when the group starts; lazy updates in blocks of `group`
-    columns. Returns the dequantized W̃ (float64)."""
+    columns. Hinv: hinv_factor(H, damp) if already computed. Returns the dequantized W̃
+    (float64)."""
     W = np.array(W, dtype=np.float64)
     n = W.shape[1]
-    H = np.array(H, dtype=np.float64)
-    if H.shape != (n, n):
-        raise ValueError(f"Gram shape {H.shape} does not match the weight's in = {n}")
-    dead = np.diag(H) == 0
-    H[dead, dead] = 1.0  # an input that is always 0: no error feedback through it
-    H[np.diag_indices(n)] += damp * np.mean(np.diag(H))
-    Hinv = np.linalg.cholesky(np.linalg.inv(H)).T  # upper U, Uᵀ U = H⁻¹
+    if Hinv is None:
+        if H.shape != (n, n):
+            raise ValueError(f"Gram shape {H.shape} does not match the weight's in = {n}")
+        Hinv = hinv_factor(H, damp)
     qmax = 2 ** (bits - 1) - 1
     Q = np.zeros_like(W)
     for i1 in range(0, n, group):
@@ -239,6 +248,10 @@ class Gptq(schemes.Scheme):
     error feedback. Charged as Rtn(b, 128): b bits per weight + 16 per group (padding of a
     partial group charged)."""
 
+    # name -> (Gram file, hinv_factor): the factor depends on H only, so the configurations
+    # at other bit widths reuse it (it is most of GPTQ's time on wide layers)
+    _factors = {}
+
     def __init__(self, bits, grams, group=128):
         self.bits = bits
         self.group = group
@@ -251,7 +264,12 @@ class Gptq(schemes.Scheme):
     def tensor(self, W, name, info):
         Wt, bits = self._rtn.tensor(W, name, info)
         if name in self.grams:
-            Wt = gptq(W, self.grams[name], self.bits, self.group).astype(np.float32)
+            key = (getattr(self.grams, "path", id(self.grams)), name)
+            if key not in Gptq._factors:
+                Gptq._factors = {k: v for k, v in Gptq._factors.items() if k[0] == key[0]}
+                Gptq._factors[key] = hinv_factor(self.grams[name])
+            Wt = gptq(W, None, self.bits, self.group, Hinv=Gptq._factors[key])
+            Wt = Wt.astype(np.float32)
         else:
             info["data-free"] = info.get("data-free", 0) + 1
         return Wt, bits

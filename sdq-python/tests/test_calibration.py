@@ -105,6 +105,8 @@ def test_refusals_name_the_tensor(tmp_path):
         GramAccumulator().save(tmp_path / "x.safetensors")
     with pytest.raises(ValueError, match="dtype"):
         save_safetensors({"a": np.ones(2)}, tmp_path / "x.safetensors", dtype="F16")
+    with pytest.raises(ValueError, match=r"ints.*float array"):
+        save_safetensors({"ints": np.ones(2, dtype=np.int32)}, tmp_path / "x.safetensors")
     with pytest.raises(ValueError, match=r"big.*non-finite"):
         save_safetensors({"big": np.array([1e300])}, tmp_path / "x.safetensors")
     assert os.listdir(tmp_path) == []

@@ -123,8 +123,9 @@ class GramAccumulator:
         """
         if not self._sums:
             raise ValueError("no tensor was accumulated: nothing to save")
-        save_safetensors({k: self.gram(k) for k in self._sums}, path, dtype=dtype,
-                         metadata=metadata)
+        # one tensor in memory at a time (a model's Gram matrices can be gigabytes)
+        _write(path, [(k, self._sums[k].shape, lambda k=k: self.gram(k)) for k in self._sums],
+               dtype, metadata)
 
     def _check_name(self, name):
         if name not in self._sums:
@@ -141,6 +142,15 @@ def save_safetensors(tensors, path, dtype="F32", metadata=None):
     ``data_offsets`` per tensor, optional ``__metadata__``) padded with spaces to a multiple
     of 8 bytes, then the tensors' bytes. Written atomically (temporary file, then rename).
     """
+    items = []
+    for name, a in tensors.items():
+        a = np.asarray(a)
+        items.append((name, a.shape, lambda a=a: a))
+    _write(path, items, dtype, metadata)
+
+
+def _write(path, items, dtype, metadata):
+    """items: (name, shape, function returning the array) in file order."""
     if dtype not in _DTYPES:
         raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, not {dtype!r}")
     dt = _DTYPES[dtype]
@@ -149,20 +159,16 @@ def save_safetensors(tensors, path, dtype="F32", metadata=None):
         if not all(isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()):
             raise ValueError("metadata must be a dict of strings to strings")
         header["__metadata__"] = dict(metadata)
-    arrays = []
     off = 0
-    for name, a in tensors.items():
+    for name, shape, _ in items:
         if name == "__metadata__":
             raise ValueError("'__metadata__' is reserved by the safetensors format")
-        with np.errstate(over="ignore"):  # past the F32 range: refused just below
-            a = np.ascontiguousarray(np.asarray(a), dtype=dt)
-        if not np.isfinite(a).all():
-            raise ValueError(f"{name}: holds non-finite values (NaN, infinity, or past the "
-                             f"{dtype} range)")
-        header[name] = {"dtype": dtype, "shape": list(a.shape),
-                        "data_offsets": [off, off + a.nbytes]}
-        arrays.append(a)
-        off += a.nbytes
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"tensor names must be non-empty strings, not {name!r}")
+        nbytes = int(np.prod(shape, dtype=np.int64)) * dt.itemsize
+        header[name] = {"dtype": dtype, "shape": [int(d) for d in shape],
+                        "data_offsets": [off, off + nbytes]}
+        off += nbytes
     hb = json.dumps(header, separators=(",", ":")).encode("utf-8")
     hb += b" " * (-len(hb) % 8)
     path = os.fspath(path)
@@ -172,7 +178,16 @@ def save_safetensors(tensors, path, dtype="F32", metadata=None):
         with os.fdopen(fd, "wb") as f:
             f.write(len(hb).to_bytes(8, "little"))
             f.write(hb)
-            for a in arrays:
+            for name, shape, get in items:
+                a = np.asarray(get())
+                if a.dtype.kind != "f" or a.shape != tuple(shape):
+                    raise ValueError(f"{name}: expected a float array of shape "
+                                     f"{tuple(shape)}, got {a.dtype} {a.shape}")
+                with np.errstate(over="ignore"):  # past the F32 range: refused just below
+                    a = np.ascontiguousarray(a, dtype=dt)
+                if not np.isfinite(a).all():
+                    raise ValueError(f"{name}: holds non-finite values (NaN, infinity, or "
+                                     f"past the {dtype} range)")
                 f.write(a.tobytes())
             f.flush()
             os.fsync(f.fileno())
