@@ -463,7 +463,8 @@ def run_calibration(a, name, dirs):
     sentences if asked): returns (rows, sweep rows, meta)."""
     meta = {}
     rows, sweep = [], []
-    counts = sorted(set([a.calibration] + (a.calibration_sweep if name in a.sweep_models else [])))
+    sweep_here = a.calibration_sweep if name in a.sweep_models and name != "mnist" else []
+    counts = sorted(set(([] if a.sweep_only else [a.calibration]) + sweep_here))
     with tempfile.TemporaryDirectory(dir=a.cache) as wd:
         t0 = time.time()
         if name == "mnist":
@@ -524,9 +525,9 @@ def run_calibration(a, name, dirs):
                   f"{os.path.getsize(gp) / 1e6:.1f} MB", flush=True)
             del acc
             todo = []
-            if n == a.calibration or name == "mnist":
+            if (n == a.calibration or name == "mnist") and not a.sweep_only:
                 todo += [(s, rows) for s in calibration_schemes(a, gp, calib.CAL_B)]
-            if name in a.sweep_models and n in a.calibration_sweep:
+            if n in sweep_here:
                 todo += [(s, sweep) for s in calibration_schemes(
                     a, gp, [4], with_rtn=False, with_free=False)]
             done = {}
@@ -600,7 +601,13 @@ def calibration_report(out_dir, meta):
         sp = os.path.join(cdir, f"{model}_sweep.csv")
         if os.path.exists(sp):
             srows = read_csv(sp)
+            sm = mm.get("sweep_meta", {})
             p.append(f"\n### Number of calibration sentences, B = 4 ({model})\n\n"
+                     f"Measured {sm.get('date', '?')} at git `{sm.get('git', '?')}` by "
+                     f"`{sm.get('command', '?')}`. "
+                     + "".join(f"N = {n}: {g['vectors']} input vectors, Gram collected in "
+                               f"{g['collect_s']:.1f} s. " for n, g in sm.get("gram", {}).items())
+                     + "\n\n"
                      f"CSV: [`calibration/{model}_sweep.csv`](calibration/{model}_sweep.csv). "
                      "N = 0: the data-free rows of the table above.\n\n")
             base = [r for r in rows if float(r["B"] or 0) == 4 and r["family"] in ("sdq", "rtn-g128-absmax")]
@@ -630,19 +637,31 @@ def main_calibration(a, dirs, todo, titles, T0):
     cdir = os.path.join(a.out, "calibration")
     os.makedirs(cdir, exist_ok=True)
     mp = os.path.join(cdir, "meta.json")
-    stored = json.load(open(mp)) if os.path.exists(mp) else {}
-    per_model = stored.get("per_model", {})
-    for name in todo:
+    per_model = {}
+    for name in ([] if a.report_only else todo):
         t0 = time.time()
         rows, sweep, meta = run_calibration(a, name, dirs)
         meta.update({"git": GIT_AT_START, "total_s": time.time() - t0,
                      "command": " ".join(["python3", "bench/quality/run.py"] + sys.argv[1:]),
                      "date": datetime.datetime.now(datetime.timezone.utc).strftime(
                          "%Y-%m-%d %H:%M UTC")})
-        write_csv(os.path.join(cdir, f"{name}.csv"), rows)
+        if rows:
+            write_csv(os.path.join(cdir, f"{name}.csv"), rows)
         if sweep:
             write_csv(os.path.join(cdir, f"{name}_sweep.csv"), sweep)
         per_model[name] = meta
+    # the other models' entries as stored now (another run may have finished meanwhile)
+    stored = json.load(open(mp)) if os.path.exists(mp) else {}
+    old = stored.get("per_model", {})
+    for name, m in list(per_model.items()):
+        o = old.get(name, {})
+        if a.sweep_only:  # the model's main entry stays; this run is its sweep's
+            per_model[name] = {**o, "sweep_meta": m}
+        elif name in a.sweep_models and a.calibration_sweep:
+            m["sweep_meta"] = dict(m)
+        elif "sweep_meta" in o:  # the sweep CSV of an earlier run stays, with its meta
+            m["sweep_meta"] = o["sweep_meta"]
+    per_model = {**old, **per_model}
     ver = subprocess.run([a.sdq, "--version"], capture_output=True, text=True).stdout.strip()
     meta = {
         "command": " ".join(["python3", "bench/quality/run.py"] + sys.argv[1:]),
@@ -682,11 +701,15 @@ def main():
                          "RTN g128, GPTQ g128, sdq data-free and `sdq pack --calibration` at "
                          "B = 3, 4, 5, 8")
     ap.add_argument("--calibration-only", action="store_true",
-                    help="with --calibration: only the calibration comparison")
+                    help="with --calibration: only the calibration comparison (with "
+                         "--report-only: rewrite calibration.md from its CSVs and meta.json)")
     ap.add_argument("--calibration-sweep", default="",
                     help="with --calibration: comma list of calibration-set sizes (e.g. "
                          "16,64,128,512) run at B = 4 for the --sweep-models")
     ap.add_argument("--sweep-models", default="minilm")
+    ap.add_argument("--sweep-only", action="store_true",
+                    help="with --calibration-sweep: only the sweep (the model's main "
+                         "calibration table stays)")
     a = ap.parse_args()
     a.calibration_sweep = [int(x) for x in a.calibration_sweep.split(",") if x]
     a.sweep_models = a.sweep_models.split(",")
@@ -708,7 +731,7 @@ def main():
     model_notes = {}
     if a.calibration:
         main_calibration(a, dirs, todo, titles, T0)
-        if a.calibration_only:
+        if a.calibration_only or a.report_only:
             return
     if not a.report_only:
         ggml = GgmlQuants(a.cache)
