@@ -537,6 +537,7 @@ def run_calibration(a, name, dirs):
                         done[sch.name] = evaluate(sch, GramFile(gp))
                     except subprocess.CalledProcessError as e:
                         print(f"  {sch.name}: FAILED ({e})", flush=True)
+                        meta.setdefault("failed", []).append(f"{sch.name} (N = {n}): {e}")
                         continue
                     r = done[sch.name]
                     r["n_calib"] = n if sch.family in ("sdq-cal", "gptq-g128") else 0
@@ -551,9 +552,6 @@ def run_calibration(a, name, dirs):
     if not CLI_CALIBRATION:
         meta["skipped"] = CLI_SKIP_MESSAGE
     return rows, sweep, meta
-
-
-CAL_COLS = [("scheme", "scheme"), ("family", "family"), ("B", "B"), ("bpw", "bpw")]
 
 
 def calibration_report(out_dir, meta):
@@ -582,6 +580,8 @@ def calibration_report(out_dir, meta):
             p.append(f"Gram file of N = {n}: {g['tensors']} tensors, {g['vectors']} input "
                      f"vectors, {g['bytes'] / 1e6:.1f} MB (F32), collected in "
                      f"{g['collect_s']:.1f} s. ")
+        if mm.get("failed"):
+            p.append("\n\n**Configurations that failed to run:** " + "; ".join(mm["failed"]))
         if mm.get("skipped"):
             p.append(f"\n\n**sdq calibrated configurations not run:** {mm['skipped']}")
         p.append(f"\n\nCSV: [`calibration/{model}.csv`](calibration/{model}.csv).\n\n")
