@@ -558,10 +558,17 @@ def calibration_report(out_dir, meta):
     """docs/quality/calibration.md from the CSVs in docs/quality/calibration/."""
     cdir = os.path.join(out_dir, "calibration")
     p = ["# Calibration (issue 15): data-free against data-aware quantization\n\n"]
-    p.append("Regenerate (from the repository root, after `cargo build --release`):\n\n"
-             f"```\n{meta['command']}\n```\n\n")
-    p.append(f"Last generated {meta['date']} on {meta['machine']}; sdq `{meta['sdq_version']}` "
-             f"(git `{meta['git']}`). Each model's section names the run that measured it.\n\n")
+    p.append("Regenerate (from the repository root, after `cargo build --release`; add "
+             "`--model-dir NAME=DIR` to reuse downloaded models), each model's section naming "
+             "the command that measured it:\n\n"
+             "```\npython3 bench/quality/run.py --models minilm,mpnet,mnist --calibration 128 "
+             "--calibration-only\n"
+             "python3 bench/quality/run.py --models minilm --calibration 128 --calibration-only "
+             "--calibration-sweep 16,64,128,512\n"
+             "python3 bench/quality/run.py --models mpnet --calibration 128 --calibration-only "
+             "--calibration-sweep 512 --sweep-models mpnet --sweep-only\n```\n\n")
+    p.append(f"Last written by `{meta['command']}`: {meta['date']} on {meta['machine']}; "
+             f"sdq `{meta['sdq_version']}` (git `{meta['git']}`).\n\n")
     p.append(open(os.path.join(HERE, "README_calibration.md")).read())
     for model in meta["models"]:
         mm = meta["per_model"].get(model, {})
@@ -609,7 +616,8 @@ def calibration_report(out_dir, meta):
                                f"{g['collect_s']:.1f} s. " for n, g in sm.get("gram", {}).items())
                      + "\n\n"
                      f"CSV: [`calibration/{model}_sweep.csv`](calibration/{model}_sweep.csv). "
-                     "N = 0: the data-free rows of the table above.\n\n")
+                     "N = 0: the data-free rows of the table above (their calib output err "
+                     "is on that table's Gram file).\n\n")
             base = [r for r in rows if float(r["B"] or 0) == 4 and r["family"] in ("sdq", "rtn-g128-absmax")]
             lines = [[r["scheme"], r.get("n_calib", ""), f4(r["bpw"], 3), f4(r[hi[1]]),
                       fe(r["err_linear"]), fe(r["out_err"]), fe(r.get("calib_out_err")),
