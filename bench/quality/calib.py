@@ -16,7 +16,10 @@
   columns; codes are symmetric round-to-nearest in groups of 128 along the input axis with
   an f16 absmax scale per group (exactly schemes.Rtn(b, 128, "absmax"), which is the same
   quantizer without error feedback), charged b bits per weight + 16 bits per group.
-- run_model / report: the same-run comparison written to docs/quality/calibration/.
+- run.py --calibration N: the same-run comparison written to docs/quality/calibration/.
+
+`python3 bench/quality/calib.py` runs selftest() (GPTQ against RTN) and checks the
+calibration set.
 """
 
 import hashlib
@@ -316,3 +319,10 @@ def sdq_pair(B, binary, gram_path):
         cal.label = f"sdq --bits-per-weight {B} --calibration GRAM"
         cal.family = "sdq-cal"
     return free, cal
+
+
+if __name__ == "__main__":
+    selftest()
+    pool = calibration_pool()
+    print(f"{len(pool)} calibration sentences (SHA-256 {digest(pool)}), disjoint from the "
+          f"{len(sentences.EVAL)} evaluation sentences")
