@@ -23,7 +23,9 @@ import numpy as np
 
 DTYPE = np.float32  # compute type of the forward pass (weights are f32)
 HERE = os.path.dirname(os.path.abspath(__file__))
-DEFAULT_CACHE = os.path.join(HERE, "cache")
+# The download cache: $SDQ_QUALITY_CACHE, else bench/quality/cache (git-ignored). A copy
+# already unpacked elsewhere is reused with run.py's --model-dir NAME=DIR instead.
+DEFAULT_CACHE = os.environ.get("SDQ_QUALITY_CACHE") or os.path.join(HERE, "cache")
 
 
 def _pip_download(args, dest):
@@ -109,7 +111,15 @@ def softmax(x):
     return e / e.sum(-1, keepdims=True)
 
 
-def linear(x, W, b):
+# Calibration hook: when set, RECORD(weight_name, x) is called with the input x [tokens, in]
+# of every linear layer that names its weight (bench/quality/calib.py collects Gram
+# matrices with it). None: no overhead.
+RECORD = None
+
+
+def linear(x, W, b, name=None):
+    if RECORD is not None and name is not None:
+        RECORD(name, x)
     return x @ W.T + b
 
 
@@ -157,6 +167,11 @@ class Model:
         if s not in self._ids:
             self._ids[s] = np.array(self.tokenizer.encode(s).ids, dtype=np.int64)
         return self._ids[s]
+
+    @staticmethod
+    def _lin(x, g, stem):
+        """The linear layer STEM.weight / STEM.bias on x (recorded under STEM.weight)."""
+        return linear(x, g(stem + ".weight"), g(stem + ".bias"), name=stem + ".weight")
 
     def embed(self, sentences, weights=None):
         W = self.weights if weights is None else weights
@@ -233,14 +248,14 @@ class MPNet(Model):
 
         for i in range(c["num_hidden_layers"]):
             p = f"encoder.layer.{i}."
-            q = linear(x, g(p + "attention.attn.q.weight"), g(p + "attention.attn.q.bias"))
-            k = linear(x, g(p + "attention.attn.k.weight"), g(p + "attention.attn.k.bias"))
-            v = linear(x, g(p + "attention.attn.v.weight"), g(p + "attention.attn.v.bias"))
+            q = self._lin(x, g, p + "attention.attn.q")
+            k = self._lin(x, g, p + "attention.attn.k")
+            v = self._lin(x, g, p + "attention.attn.v")
             ctx = attention(q, k, v, lens, H, bias)
-            o = linear(ctx, g(p + "attention.attn.o.weight"), g(p + "attention.attn.o.bias"))
+            o = self._lin(ctx, g, p + "attention.attn.o")
             x = layer_norm(o + x, g(p + "attention.LayerNorm.weight"), g(p + "attention.LayerNorm.bias"), eps)
-            it = gelu(linear(x, g(p + "intermediate.dense.weight"), g(p + "intermediate.dense.bias")))
-            o = linear(it, g(p + "output.dense.weight"), g(p + "output.dense.bias"))
+            it = gelu(self._lin(x, g, p + "intermediate.dense"))
+            o = self._lin(it, g, p + "output.dense")
             x = layer_norm(o + x, g(p + "output.LayerNorm.weight"), g(p + "output.LayerNorm.bias"), eps)
         return x
 
@@ -261,15 +276,15 @@ class Bert(Model):
         x = layer_norm(x, g("embeddings.LayerNorm.weight"), g("embeddings.LayerNorm.bias"), eps)
         for i in range(c["num_hidden_layers"]):
             p = f"encoder.layer.{i}."
-            q = linear(x, g(p + "attention.self.query.weight"), g(p + "attention.self.query.bias"))
-            k = linear(x, g(p + "attention.self.key.weight"), g(p + "attention.self.key.bias"))
-            v = linear(x, g(p + "attention.self.value.weight"), g(p + "attention.self.value.bias"))
+            q = self._lin(x, g, p + "attention.self.query")
+            k = self._lin(x, g, p + "attention.self.key")
+            v = self._lin(x, g, p + "attention.self.value")
             ctx = attention(q, k, v, lens, H)
-            o = linear(ctx, g(p + "attention.output.dense.weight"), g(p + "attention.output.dense.bias"))
+            o = self._lin(ctx, g, p + "attention.output.dense")
             x = layer_norm(o + x, g(p + "attention.output.LayerNorm.weight"),
                            g(p + "attention.output.LayerNorm.bias"), eps)
-            it = gelu(linear(x, g(p + "intermediate.dense.weight"), g(p + "intermediate.dense.bias")))
-            o = linear(it, g(p + "output.dense.weight"), g(p + "output.dense.bias"))
+            it = gelu(self._lin(x, g, p + "intermediate.dense"))
+            o = self._lin(it, g, p + "output.dense")
             x = layer_norm(o + x, g(p + "output.LayerNorm.weight"), g(p + "output.LayerNorm.bias"), eps)
         return x
 

@@ -8,6 +8,15 @@ Regenerate docs/quality/ (from the repository root, after `cargo build --release
 Options: --models mpnet,minilm,mnist   --model-dir mpnet=PATH (reuse a downloaded copy)
          --sdq PATH (default target/release/sdq)   --cache DIR   --out DIR   --quick
 
+Calibration comparison (issue 15; docs/quality/calibration.md, CSVs in docs/quality/calibration/):
+
+    python3 bench/quality/run.py --models minilm,mpnet,mnist --calibration 128 --calibration-only
+    python3 bench/quality/run.py --models minilm --calibration 128 --calibration-only --calibration-sweep 16,64,128,512
+
+(Gram files from N calibration sentences; RTN g128, GPTQ g128, sdq data-free and
+`sdq pack --calibration` at B = 3, 4, 5, 8; the sweep runs GPTQ and sdq --calibration at B = 4
+for each N on the --sweep-models.)
+
 See docs/quality/README.md (written by this script) for what is measured and charged.
 """
 
@@ -32,6 +41,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 sys.path.insert(0, HERE)
 
+import calib  # noqa: E402
 import models  # noqa: E402
 import mnist_mlp  # noqa: E402
 import schemes  # noqa: E402
@@ -100,7 +110,18 @@ def kind_means(errs, kind_of):
     return {kd: float(np.mean(v)) for kd, v in per.items()}
 
 
-def evaluate_transformer(model, sch, names, E0, iu, S0, workdir):
+def held_out_error(weights, dec, held):
+    """Mean over the layers in `held` of the output error ‖(W − W̃)Xᵀ‖/‖WXᵀ‖ on their
+    held-out inputs X (calib.output_error)."""
+    return float(np.mean([calib.output_error(weights[k], dec[k], held[k]) for k in held]))
+
+
+def calib_error(weights, dec, grams):
+    """Mean over the layers of the Gram file of calib.gram_error (in-sample output error)."""
+    return float(np.mean([calib.gram_error(weights[k], dec[k], grams[k]) for k in grams.names]))
+
+
+def evaluate_transformer(model, sch, names, E0, iu, S0, workdir, held=None, grams=None):
     n_q = sum(model.weights[k].size for k in names)
     t0 = time.time()
     if sch.sdq:
@@ -126,15 +147,19 @@ def evaluate_transformer(model, sch, names, E0, iu, S0, workdir):
         "time_s": tq,
         "pack_s": info.get("pack_s", ""), "unpack_s": info.get("unpack_s", ""),
         "notes": "; ".join(f"{a}: {b}" for a, b in info.items()
-                           if a in ("fallback", "padded")),
+                           if a in ("fallback", "padded", "data-free")),
         "git": GIT_AT_START,
     }
+    if held is not None:
+        row["out_err"] = held_out_error(model.weights, dec, held)
+    if grams is not None:
+        row["calib_out_err"] = calib_error(model.weights, dec, grams)
     for kd, e in kind_means(errs, models.tensor_kind).items():
         row["err_" + kd] = e
     return row
 
 
-def evaluate_mnist(W0, test, sch, names, workdir):
+def evaluate_mnist(W0, test, sch, names, workdir, held=None, grams=None):
     n_q = sum(W0[k].size for k in names)
     t0 = time.time()
     if sch.sdq:
@@ -151,9 +176,15 @@ def evaluate_mnist(W0, test, sch, names, workdir):
         "whole_file_bpw": info.get("whole_file_bpw", ""),
         "accuracy": mnist_mlp.accuracy(W, *test),
         "err_linear": float(np.mean(list(errs.values()))), "time_s": tq,
-        "notes": "; ".join(f"{a}: {b}" for a, b in info.items() if a in ("fallback", "padded")),
+        "pack_s": info.get("pack_s", ""),
+        "notes": "; ".join(f"{a}: {b}" for a, b in info.items()
+                           if a in ("fallback", "padded", "data-free")),
         "git": GIT_AT_START,
     }
+    if held is not None:
+        row["out_err"] = held_out_error(W0, dec, held)
+    if grams is not None:
+        row["calib_out_err"] = calib_error(W0, dec, grams)
     for k, e in errs.items():
         row["err_" + k.split(".")[0]] = e
     return row
@@ -386,13 +417,285 @@ def report(out_dir, meta):
 
 
 # ---------------------------------------------------------------------------------------
+# calibration (issue 15): data-free against data-aware quantization, same run
+
+class GramFile:
+    """The Gram matrices of a saved Gram file, read on demand as float64 (what GPTQ sees is
+    what `sdq pack --calibration` reads)."""
+
+    def __init__(self, path):
+        from safetensors import safe_open
+
+        self.path = path
+        with safe_open(path, framework="np") as f:
+            self.names = set(f.keys())
+
+    def __contains__(self, k):
+        return k in self.names
+
+    def __getitem__(self, k):
+        from safetensors import safe_open
+
+        with safe_open(self.path, framework="np") as f:
+            return f.get_tensor(k).astype(np.float64)
+
+
+def calibration_schemes(a, gram_path, Bs, with_rtn=True, with_free=True):
+    """RTN g128, GPTQ g128, sdq data-free and sdq calibrated at each B (same-run peers)."""
+    grams = GramFile(gram_path)
+    out = []
+    for B in Bs:
+        free, cal = calib.sdq_pair(B, a.sdq, gram_path if CLI_CALIBRATION else None)
+        rtn, gq = schemes.Rtn(B, 128, "absmax"), calib.Gptq(B, grams)
+        rtn.B = gq.B = B  # the table's B column (not judged by the verdicts)
+        if with_rtn:
+            out.append(rtn)
+        out.append(gq)
+        if with_free:
+            out.append(free)
+        if cal is not None:
+            out.append(cal)
+    return out
+
+
+def run_calibration(a, name, dirs):
+    """The calibration comparison of one model (and its sweep over the number of calibration
+    sentences if asked): returns (rows, sweep rows, meta)."""
+    meta = {}
+    rows, sweep = [], []
+    sweep_here = a.calibration_sweep if name in a.sweep_models and name != "mnist" else []
+    counts = sorted(set(([] if a.sweep_only else [a.calibration]) + sweep_here))
+    with tempfile.TemporaryDirectory(dir=a.cache) as wd:
+        t0 = time.time()
+        if name == "mnist":
+            tr, te = mnist_mlp.load()
+            W0 = mnist_mlp.train(tr)
+            names = schemes.select(W0)
+            held = calib.mnist_inputs(W0, te[0], names)
+            meta["float"] = {"accuracy": mnist_mlp.accuracy(W0, *te)}
+
+            def evaluate(sch, grams):
+                return evaluate_mnist(W0, te, sch, names, wd, held, grams)
+
+            def grams_for(n):  # MNIST: every training digit, whatever n
+                t = time.time()
+                acc = calib.collect_mnist(W0, tr[0], names)
+                return acc, time.time() - t
+
+            counts = [len(tr[1])]
+            meta["calibration_set"] = (f"the {len(tr[1])} training digits (the test digits are "
+                                       f"the evaluation set)")
+        else:
+            m = models.load(name, dirs.get(name), a.cache)
+            names = schemes.select(m.weights)
+            E0 = m.embed(sentences.EVAL)
+            S0 = E0 @ E0.T
+            iu = np.triu_indices(len(sentences.EVAL), 1)
+            held = {}
+            calib.collect_transformer(m, sentences.EVAL, names, keep=held)
+
+            def evaluate(sch, grams):
+                return evaluate_transformer(m, sch, names, E0, iu, S0, wd, held, grams)
+
+            pool = calib.calibration_sentences(max(counts))
+            meta["calibration_set"] = (
+                f"the first N of {calib.MAX_CALIB} sentences of bench/quality/calib.py "
+                f"(hand-written sentences.CALIB + Python {platform.python_version()} "
+                f"standard-library docstrings; first {max(counts)}: SHA-256 "
+                f"{calib.digest(pool)}), disjoint from the {len(sentences.EVAL)} evaluation "
+                f"sentences")
+
+            def grams_for(n):
+                t = time.time()
+                acc = calib.collect_transformer(m, pool[:n], names)
+                return acc, time.time() - t
+
+        meta["setup_s"] = time.time() - t0
+        meta["gram"] = {}
+        for n in counts:
+            acc, tg = grams_for(n)
+            gp = os.path.join(wd, f"gram-{n}.safetensors")
+            acc.save(gp, metadata={"vectors": str(acc.count(acc.names()[0]))})
+            meta["gram"][str(n)] = {"collect_s": tg, "bytes": os.path.getsize(gp),
+                                    "tensors": len(acc.names()),
+                                    "vectors": acc.count(acc.names()[0])}
+            print(f"{name}: Gram of {len(acc.names())} tensors from {n} calibration "
+                  f"{'digits' if name == 'mnist' else 'sentences'} "
+                  f"({acc.count(acc.names()[0])} vectors) in {tg:.1f} s, "
+                  f"{os.path.getsize(gp) / 1e6:.1f} MB", flush=True)
+            del acc
+            todo = []
+            if (n == a.calibration or name == "mnist") and not a.sweep_only:
+                todo += [(s, rows) for s in calibration_schemes(a, gp, calib.CAL_B)]
+            if n in sweep_here:
+                todo += [(s, sweep) for s in calibration_schemes(
+                    a, gp, [4], with_rtn=False, with_free=False)]
+            done = {}
+            for sch, dest in todo:
+                if sch.name not in done:
+                    try:
+                        done[sch.name] = evaluate(sch, GramFile(gp))
+                    except subprocess.CalledProcessError as e:
+                        print(f"  {sch.name}: FAILED ({e})", flush=True)
+                        meta.setdefault("failed", []).append(f"{sch.name} (N = {n}): {e}")
+                        continue
+                    r = done[sch.name]
+                    r["n_calib"] = n if sch.family in ("sdq-cal", "gptq-g128") else 0
+                    key = "accuracy" if name == "mnist" else "cos_mean"
+                    print(f"  {sch.name:16s} {r['bpw']:7.3f} bpw  {key} {r[key]:.5f}  err "
+                          f"{r['err_linear']:.3e}  out err {r['out_err']:.3e} (calib "
+                          f"{r['calib_out_err']:.3e})  "
+                          f"{r['time_s']:.1f}s", flush=True)
+                if sch.name in done:
+                    dest.append(dict(done[sch.name]))
+            os.remove(gp)
+    if not CLI_CALIBRATION:
+        meta["skipped"] = CLI_SKIP_MESSAGE
+    return rows, sweep, meta
+
+
+def calibration_report(out_dir, meta):
+    """docs/quality/calibration.md from the CSVs in docs/quality/calibration/."""
+    cdir = os.path.join(out_dir, "calibration")
+    p = ["# Calibration (issue 15): data-free against data-aware quantization\n\n"]
+    p.append("Regenerate (from the repository root, after `cargo build --release`; add "
+             "`--model-dir NAME=DIR` to reuse downloaded models), each model's section naming "
+             "the command that measured it:\n\n"
+             "```\npython3 bench/quality/run.py --models minilm,mpnet,mnist --calibration 128 "
+             "--calibration-only\n"
+             "python3 bench/quality/run.py --models minilm --calibration 128 --calibration-only "
+             "--calibration-sweep 16,64,128,512\n"
+             "python3 bench/quality/run.py --models mpnet --calibration 128 --calibration-only "
+             "--calibration-sweep 512 --sweep-models mpnet --sweep-only\n```\n\n")
+    p.append(f"Last written by `{meta['command']}`: {meta['date']} on {meta['machine']}; "
+             f"sdq `{meta['sdq_version']}` (git `{meta['git']}`).\n\n")
+    p.append(open(os.path.join(HERE, "README_calibration.md")).read())
+    for model in meta["models"]:
+        mm = meta["per_model"].get(model, {})
+        path = os.path.join(cdir, f"{model}.csv")
+        if not os.path.exists(path):
+            continue
+        rows = read_csv(path)
+        mn = model == "mnist"
+        p.append(f"\n## {meta['titles'][model]}\n\n")
+        p.append(f"Measured {mm.get('date', '?')} at git `{mm.get('git', '?')}` in "
+                 f"{mm.get('total_s', 0):.0f} s by `{mm.get('command', '?')}`.\n\n")
+        if "float" in mm:
+            p.append(f"Float32 test accuracy {mm['float']['accuracy']:.4f}. ")
+        p.append(f"Calibration set: {mm.get('calibration_set', '?')}. ")
+        for n, g in mm.get("gram", {}).items():
+            p.append(f"Gram file of N = {n}: {g['tensors']} tensors, {g['vectors']} input "
+                     f"vectors, {g['bytes'] / 1e6:.1f} MB (F32), collected in "
+                     f"{g['collect_s']:.1f} s. ")
+        if mm.get("failed"):
+            p.append("\n\n**Configurations that failed to run:** " + "; ".join(mm["failed"]))
+        if mm.get("skipped"):
+            p.append(f"\n\n**sdq calibrated configurations not run:** {mm['skipped']}")
+        p.append(f"\n\nCSV: [`calibration/{model}.csv`](calibration/{model}.csv).\n\n")
+        hi = ("test acc", "accuracy") if mn else ("cos mean", "cos_mean")
+        hdr = ["scheme", "B", "bpw", hi[0]] + ([] if mn else ["cos min"]) + [
+            "mean linear err", "held-out output err", "calib output err", "N calib",
+            "quantize s", "sdq pack s"]
+        lines = []
+        fam = {"rtn-g128-absmax": 0, "gptq-g128": 1, "sdq": 2, "sdq-cal": 3}
+        for r in sorted(rows, key=lambda r: (float(r["B"] or 0), fam.get(r["family"], 9))):
+            lines.append([r["scheme"], r["B"], f4(r["bpw"], 3), f4(r[hi[1]])]
+                         + ([] if mn else [f4(r["cos_min"])])
+                         + [fe(r["err_linear"]), fe(r["out_err"]), fe(r.get("calib_out_err")),
+                            r.get("n_calib", ""),
+                            f4(r["time_s"], 1), f4(r.get("pack_s"), 2)])
+        p.append(md_table(hdr, lines))
+        sp = os.path.join(cdir, f"{model}_sweep.csv")
+        if os.path.exists(sp):
+            srows = read_csv(sp)
+            sm = mm.get("sweep_meta", {})
+            p.append(f"\n### Number of calibration sentences, B = 4 ({model})\n\n"
+                     f"Measured {sm.get('date', '?')} at git `{sm.get('git', '?')}` by "
+                     f"`{sm.get('command', '?')}`. "
+                     + "".join(f"N = {n}: {g['vectors']} input vectors, Gram collected in "
+                               f"{g['collect_s']:.1f} s. " for n, g in sm.get("gram", {}).items())
+                     + "\n\n"
+                     f"CSV: [`calibration/{model}_sweep.csv`](calibration/{model}_sweep.csv). "
+                     "N = 0: the data-free rows of the table above (their calib output err "
+                     "is on that table's Gram file).\n\n")
+            base = [r for r in rows if float(r["B"] or 0) == 4 and r["family"] in ("sdq", "rtn-g128-absmax")]
+            lines = [[r["scheme"], r.get("n_calib", ""), f4(r["bpw"], 3), f4(r[hi[1]]),
+                      fe(r["err_linear"]), fe(r["out_err"]), fe(r.get("calib_out_err")),
+                      f4(r.get("pack_s"), 2)]
+                     for r in base + sorted(srows, key=lambda r: (r["family"], int(r["n_calib"])))]
+            p.append(md_table(["scheme", "N calib", "bpw", hi[0], "mean linear err",
+                               "held-out output err", "calib output err (its own N)",
+                               "sdq pack s"], lines))
+    with open(os.path.join(out_dir, "calibration.md"), "w") as f:
+        f.write("".join(p))
+
+
+CLI_CALIBRATION = False
+CLI_SKIP_MESSAGE = ""
+
+
+def main_calibration(a, dirs, todo, titles, T0):
+    global CLI_CALIBRATION, CLI_SKIP_MESSAGE
+    CLI_CALIBRATION = calib.cli_has_calibration(a.sdq)
+    if not CLI_CALIBRATION:
+        CLI_SKIP_MESSAGE = (f"`{a.sdq} pack --help` has no `--calibration` option (an sdq "
+                            f"built before issue 15): the sdq-cal configurations are skipped; "
+                            f"RTN, GPTQ and the data-free sdq configurations still run.")
+        print("NOTE: " + CLI_SKIP_MESSAGE, flush=True)
+    cdir = os.path.join(a.out, "calibration")
+    os.makedirs(cdir, exist_ok=True)
+    mp = os.path.join(cdir, "meta.json")
+    per_model = {}
+    for name in ([] if a.report_only else todo):
+        t0 = time.time()
+        rows, sweep, meta = run_calibration(a, name, dirs)
+        meta.update({"git": GIT_AT_START, "total_s": time.time() - t0,
+                     "command": " ".join(["python3", "bench/quality/run.py"] + sys.argv[1:]),
+                     "date": datetime.datetime.now(datetime.timezone.utc).strftime(
+                         "%Y-%m-%d %H:%M UTC")})
+        if rows:
+            write_csv(os.path.join(cdir, f"{name}.csv"), rows)
+        if sweep:
+            write_csv(os.path.join(cdir, f"{name}_sweep.csv"), sweep)
+        per_model[name] = meta
+    # the other models' entries as stored now (another run may have finished meanwhile)
+    stored = json.load(open(mp)) if os.path.exists(mp) else {}
+    old = stored.get("per_model", {})
+    for name, m in list(per_model.items()):
+        o = old.get(name, {})
+        if a.sweep_only:  # the model's main entry stays; this run is its sweep's
+            per_model[name] = {**o, "sweep_meta": m}
+        elif name in a.sweep_models and a.calibration_sweep:
+            m["sweep_meta"] = dict(m)
+        elif "sweep_meta" in o:  # the sweep CSV of an earlier run stays, with its meta
+            m["sweep_meta"] = o["sweep_meta"]
+    per_model = {**old, **per_model}
+    ver = subprocess.run([a.sdq, "--version"], capture_output=True, text=True).stdout.strip()
+    meta = {
+        "command": " ".join(["python3", "bench/quality/run.py"] + sys.argv[1:]),
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores (shared), {platform.system()}, "
+                   f"Python {platform.python_version()}, numpy {np.__version__}",
+        "sdq_version": ver, "git": GIT_AT_START, "total_s": time.time() - T0,
+        "models": [m for m in ("minilm", "mpnet", "mnist") if m in per_model],
+        "titles": titles, "per_model": per_model,
+    }
+    with open(mp, "w") as f:
+        json.dump(meta, f, indent=1)
+    calibration_report(a.out, meta)
+    print(f"wrote {a.out}/calibration.md", flush=True)
+
+
+# ---------------------------------------------------------------------------------------
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", default="mpnet,minilm,mnist")
     ap.add_argument("--model-dir", action="append", default=[], help="NAME=DIR")
     ap.add_argument("--sdq", default=os.path.join(ROOT, "target", "release", "sdq"))
-    ap.add_argument("--cache", default=os.path.join(HERE, "cache"))
+    ap.add_argument("--cache", default=models.DEFAULT_CACHE,
+                    help="downloads, llama.cpp build and scratch files (default: "
+                         "$SDQ_QUALITY_CACHE, else bench/quality/cache)")
     ap.add_argument("--out", default=os.path.join(ROOT, "docs", "quality"))
     ap.add_argument("--quick", action="store_true", help="fewer RTN variants (not for the docs)")
     ap.add_argument("--only", default=None, help="comma list of scheme names (debugging)")
@@ -400,18 +703,44 @@ def main():
                     help="with --only: re-run those schemes and replace their rows in the existing "
                          "CSV files (each row keeps the git commit it was measured at)")
     ap.add_argument("--report-only", action="store_true", help="rewrite README/plots from the CSVs")
+    ap.add_argument("--calibration", type=int, default=0, metavar="N",
+                    help="also run the calibration comparison (docs/quality/calibration.md): "
+                         "Gram files from N calibration sentences (MNIST: its training digits), "
+                         "RTN g128, GPTQ g128, sdq data-free and `sdq pack --calibration` at "
+                         "B = 3, 4, 5, 8")
+    ap.add_argument("--calibration-only", action="store_true",
+                    help="with --calibration: only the calibration comparison (with "
+                         "--report-only: rewrite calibration.md from its CSVs and meta.json)")
+    ap.add_argument("--calibration-sweep", default="",
+                    help="with --calibration: comma list of calibration-set sizes (e.g. "
+                         "16,64,128,512) run at B = 4 for the --sweep-models")
+    ap.add_argument("--sweep-models", default="minilm")
+    ap.add_argument("--sweep-only", action="store_true",
+                    help="with --calibration-sweep: only the sweep (the model's main "
+                         "calibration table stays)")
     a = ap.parse_args()
+    a.calibration_sweep = [int(x) for x in a.calibration_sweep.split(",") if x]
+    a.sweep_models = a.sweep_models.split(",")
+    if a.calibration_only and not a.calibration:
+        ap.error("--calibration-only needs --calibration N")
+    if a.calibration_sweep and not a.calibration:
+        ap.error("--calibration-sweep needs --calibration N")
     T0 = time.time()
     global GIT_AT_START
     GIT_AT_START = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
                                   capture_output=True, text=True).stdout.strip()
     os.makedirs(a.out, exist_ok=True)
+    os.makedirs(a.cache, exist_ok=True)
     dirs = dict(x.split("=", 1) for x in a.model_dir)
     todo = a.models.split(",")
     titles = {"mpnet": "all-mpnet-base-v2 (MPNet, 12 layers, 109.5 M weights)",
               "minilm": "all-MiniLM-L6-v2 (BERT, 6 layers, 22.7 M weights)",
               "mnist": "MNIST MLP 784-200-200-10 (ReLU, bias-free, trained by the script)"}
     model_notes = {}
+    if a.calibration:
+        main_calibration(a, dirs, todo, titles, T0)
+        if a.calibration_only or a.report_only:
+            return
     if not a.report_only:
         ggml = GgmlQuants(a.cache)
         sdqs = [schemes.Sdq(n, args, B, a.sdq) for n, args, B in SDQ_CONFIGS]

@@ -4,8 +4,9 @@ EVAL: the evaluation set (paraphrase pairs, unrelated pairs, questions, technica
 long sentences). PARAPHRASE_PAIRS and UNRELATED_PAIRS index into EVAL and are used for
 the sanity check of the forward pass.
 
-CALIB: a separate, disjoint calibration set, for a later issue (Gram matrices of layer
-inputs). It is not used by the quality benchmark itself.
+CALIB: a separate, disjoint calibration set (hand-written). The calibration comparison
+(run.py --calibration N, calib.calibration_pool) pools it with Python docstring sentences
+for Gram matrices of layer inputs; the main quality benchmark does not use it.
 """
 
 EVAL = [

@@ -1,4 +1,5 @@
-//! The `sdq` Python module: read .sdq files into numpy arrays (all at once or lazily, mirroring
+//! The native part (`sdq._native`) of the `sdq` Python package, whose `sdq/__init__.py`
+//! re-exports every name: read .sdq files into numpy arrays (all at once or lazily, mirroring
 //! `safetensors`' Python API), pack numpy dicts or safetensors checkpoints into .sdq files, and
 //! inspect them (the content of `sdq info --json`).
 //!
@@ -889,9 +890,10 @@ fn pack<'py>(
     json_to_py(py, &doc)
 }
 
-/// The `sdq` Python module.
+/// The native part of the `sdq` Python package, `sdq._native`: `sdq/__init__.py` re-exports
+/// every name it defines.
 #[pymodule]
-#[pyo3(name = "sdq")]
+#[pyo3(name = "_native")]
 fn sdq_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
