@@ -622,7 +622,7 @@ fn pack_and_check(ck: &Checkpoint, output: &Path, opts: &PackOptions, dir: &Path
     }
     let f = SdqFile::open(output).expect("a packed file opens");
     f.verify_all().expect("a packed file verifies");
-    let report = verify::verify_against(&f, output, ck, f64::INFINITY, &mut NoProgress)
+    let report = verify::verify_against(&f, output, ck, f64::INFINITY, None, &mut NoProgress)
         .expect("verify against the original runs");
     // Uncertified vectors that the file declares (an explicit δ) fail verify but are not a bug
     // of the packer; bound violations, differing raw bytes, missing tensors and a file that

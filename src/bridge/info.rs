@@ -4,7 +4,7 @@
 use serde_json::{json, Value};
 
 use crate::format::{Compression, DeltaMode, Encoding, TensorInfo, TensorReport};
-use crate::quant::pcm::{snr_db, StepType};
+use crate::quant::pcm::{snr_db, ErrorRecord, StepType};
 use crate::SdqFile;
 
 /// Version of the JSON document's schema (docs/cli.md). Bumped on any incompatible change;
@@ -67,6 +67,11 @@ fn tensor_json(t: &TensorInfo, r: Option<&TensorReport>, all: &[TensorInfo]) -> 
                 "max_bound": q.max_bound,
                 "matrix_bound": (m as f64).sqrt() * q.max_bound,
                 "uncertified": 0,
+                "bound": match q.record {
+                    ErrorRecord::APriori => "certified",
+                    ErrorRecord::Weight => "recorded",
+                    ErrorRecord::WeightAndOutput => "recorded (calibrated)",
+                },
                 "relative_error": ratio_or_null(rel),
                 "snr_db": ratio_or_null(snr_db(q.error_norm, q.weight_norm)),
             })

@@ -11,12 +11,14 @@ use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 
+use super::calibration::Calibration;
 use super::progress::Progress;
 use super::safetensors::Checkpoint;
 use crate::error::{Error, Result};
 use crate::format::{Compression, DeltaMode, Encoding, PcmInfo, SdqFile, SigmaDeltaInfo};
 use crate::frame::Permutation;
 use crate::quant::bound::vector_bound;
+use crate::quant::gram::Gram;
 use crate::quant::pcm::PcmSynthesis;
 use crate::quant::{Alphabet, Matrix, Orientation, Scheme};
 
@@ -70,6 +72,14 @@ pub struct TensorCheck {
     pub uncertified: u64,
     /// ‖W − W̃‖_F / ‖W‖_F of a quantized tensor (with its bias), measured now.
     pub relative_error: Option<f64>,
+    /// Whether the bounds checked are errors the file records (measured at pack time, for
+    /// codes chosen with calibration) rather than bounds computed from the steps.
+    pub recorded: bool,
+    /// With a calibration file: the largest relative output error ‖H^½(w_j − w̃_j)‖ / ‖H^½ w_j‖
+    /// measured now, over the vectors whose record holds one.
+    pub max_output_error: Option<f64>,
+    /// Vectors whose output error measured now exceeds the recorded one.
+    pub output_violations: u64,
     /// Anything else wrong: missing in the original, other shape or dtype, raw bytes differ,
     /// uncertified vectors, a relative error above the limit.
     pub problem: Option<String>,
@@ -78,7 +88,7 @@ pub struct TensorCheck {
 impl TensorCheck {
     /// Whether everything about this tensor holds.
     pub fn ok(&self) -> bool {
-        self.violations == 0 && self.problem.is_none()
+        self.violations == 0 && self.output_violations == 0 && self.problem.is_none()
     }
 }
 
@@ -179,13 +189,17 @@ fn norm(v: &[f64]) -> f64 {
 
 /// Compares the file `sdq` (opened from `sdq_path`) with the original checkpoint `original`.
 ///
-/// A quantized tensor fails when a vector's error exceeds its certified bound, when a vector is
-/// not certified, or when its relative error ‖W − W̃‖/‖W‖ exceeds `max_relative_error`.
+/// A quantized tensor fails when a vector's error exceeds its certified bound (or, for a pcm
+/// tensor quantized with calibration, the error its record holds), when a vector is not
+/// certified, or when its relative error ‖W − W̃‖/‖W‖ exceeds `max_relative_error`. With
+/// `calibration`, the recorded relative output errors of the tensors it covers are measured
+/// again with their Gram matrices, and one that is exceeded fails too.
 pub fn verify_against(
     sdq: &SdqFile,
     sdq_path: &Path,
     original: &Checkpoint,
     max_relative_error: f64,
+    calibration: Option<&Calibration>,
     progress: &mut dyn Progress,
 ) -> Result<VerifyReport> {
     progress.start("comparing", sdq.tensors().len() as u64);
@@ -202,6 +216,9 @@ pub fn verify_against(
             violations: 0,
             uncertified: 0,
             relative_error: None,
+            recorded: false,
+            max_output_error: None,
+            output_violations: 0,
             problem: None,
         };
         match original.tensor(&t.name) {
@@ -237,7 +254,19 @@ pub fn verify_against(
                     let bias = sdq.tensors().iter().find(
                         |b| matches!(b.encoding, Encoding::BiasOf { weight } if weight == index),
                     );
-                    check_pcm(sdq, original, &t.name, bias.map(|b| &b.name), q, &mut c)?;
+                    let gram = match calibration {
+                        Some(cal) => cal.gram(&t.name)?,
+                        None => None,
+                    };
+                    check_pcm(
+                        sdq,
+                        original,
+                        &t.name,
+                        bias.map(|b| &b.name),
+                        q,
+                        gram.as_ref(),
+                        &mut c,
+                    )?;
                 }
             },
         }
@@ -401,16 +430,41 @@ fn check_quantized(
     Ok(())
 }
 
+/// Relative slack of a recorded output error: it was computed at pack time from the
+/// quantizer's f64 arithmetic and the damped factor, the check from the decoded f32 values.
+const OUTPUT_SLACK: f64 = 1e-3;
+
 fn check_pcm(
     sdq: &SdqFile,
     original: &Checkpoint,
     name: &str,
     bias: Option<&String>,
     q: &PcmInfo,
+    gram: Option<&Gram>,
     c: &mut TensorCheck,
 ) -> Result<()> {
     let Some(pair) = Pair::load(sdq, original, name, bias, q.rows, q.cols, c)? else {
         return Ok(());
+    };
+    let recorded = sdq.pcm_errors(name)?;
+    c.recorded = recorded.is_some();
+    let output = recorded.as_ref().and_then(|r| r.output.as_ref());
+    let gram = match (gram, output) {
+        (Some(g), Some(_)) if q.orientation == Orientation::Rows => {
+            let d = q.d as usize;
+            if g.dim() == d {
+                Some(g.clone())
+            } else if q.has_bias && g.dim() + 1 == d {
+                Some(g.with_bias())
+            } else {
+                c.problem = Some(format!(
+                    "the calibration's Gram matrix has dimension {}, the tensor's vectors {d}",
+                    g.dim()
+                ));
+                return Ok(());
+            }
+        }
+        _ => None,
     };
     let (m, mt) = pair.matrices(name)?;
     let d = q.d as usize;
@@ -429,7 +483,22 @@ fn check_pcm(
         c.vectors += 1;
         c.max_error = c.max_error.max(err);
         let sj: Vec<f64> = sj.iter().map(|&s| f64::from(s)).collect();
-        let bound = synth.bound(&sj);
+        let bound = match &recorded {
+            Some(r) => f64::from(r.weight.get(j).copied().unwrap_or(0.0)),
+            None => synth.bound(&sj),
+        };
+        if let (Some(g), Some(o)) = (&gram, output) {
+            let e: Vec<f64> = wv.iter().zip(&tv).map(|(a, b)| a - b).collect();
+            let rel = crate::quant::pcm::relative(
+                g.quadratic(&e).max(0.0).sqrt(),
+                g.quadratic(&wv).max(0.0).sqrt(),
+            );
+            c.max_output_error = Some(c.max_output_error.unwrap_or(0.0).max(rel));
+            let stored = f64::from(o.get(j).copied().unwrap_or(0.0));
+            if rel > stored * (1.0 + OUTPUT_SLACK) + 1e-6 {
+                c.output_violations += 1;
+            }
+        }
         c.max_bound = c.max_bound.max(bound);
         let slack = f64::from(f32::EPSILON) * norm(&tv) + 1e-9 * bound;
         if err > bound + slack {

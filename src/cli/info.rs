@@ -190,6 +190,9 @@ fn table(file: &SdqFile, selected: &[(&TensorInfo, Option<&TensorReport>)]) -> S
                 if q.sign_seed != 0 {
                     enc.push_str("+signs");
                 }
+                if q.record == sdq::quant::pcm::ErrorRecord::WeightAndOutput {
+                    enc.push_str("+calibrated");
+                }
                 enc.push('+');
                 enc.push_str(q.coding.name());
                 if compression(info) == "zstd" {
@@ -213,7 +216,11 @@ fn table(file: &SdqFile, selected: &[(&TensorInfo, Option<&TensorReport>)]) -> S
                     group,
                     stored,
                     bpw,
-                    sci(q.max_bound),
+                    if q.record == sdq::quant::pcm::ErrorRecord::APriori {
+                        sci(q.max_bound)
+                    } else {
+                        format!("{} rec.", sci(q.max_bound))
+                    },
                     format!("{:.4}", q.relative_error()),
                     format!(
                         "{:.1}",

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::Args;
+use sdq::bridge::calibration::Calibration;
 use sdq::bridge::safetensors::Checkpoint;
 use sdq::bridge::verify;
 use sdq::SdqFile;
@@ -14,11 +15,14 @@ const EXAMPLES: &str = "\
 Examples:
   sdq verify model.sdq
   sdq verify model.sdq --against model.safetensors
+  sdq verify model.sdq --against model.safetensors --calibration gram.safetensors
 
 Without --against: every section's CRC-32, lengths, codes, step sizes and permutation.
 With it: also, for every quantized vector, the measured error against its certified bound
 (recomputed from the original's frame coefficients), every vector certified, each quantized
-tensor's relative error at most --max-relative-error, and raw tensors bit for bit.
+tensor's relative error at most --max-relative-error, and raw tensors bit for bit. A tensor
+packed with --calibration records each vector's measured error instead of a bound: that is
+what is checked; with --calibration here too, its recorded output errors are measured again.
 Exit code 0 only if everything holds, 1 if anything does not.";
 
 /// Check an .sdq file's checksums and, against the original checkpoint, its certified bounds.
@@ -36,6 +40,11 @@ pub struct VerifyArgs {
     /// exceeds E (the default flags a tensor that is broken, not merely coarse)
     #[arg(long, value_name = "E", default_value_t = 0.5)]
     max_relative_error: f64,
+
+    /// With --against: the calibration file the tensors were packed with; their recorded
+    /// relative output errors ||H^1/2 (w - w~)|| / ||H^1/2 w|| are measured again.
+    #[arg(long, value_name = "GRAM.safetensors", requires = "against")]
+    calibration: Option<PathBuf>,
 }
 
 pub fn run(a: VerifyArgs, quiet: bool) -> CliResult {
@@ -71,8 +80,19 @@ pub fn run(a: VerifyArgs, quiet: bool) -> CliResult {
                 a.max_relative_error
             )));
         }
-        let report = verify::verify_against(&file, input, ck, a.max_relative_error, &mut bar)
-            .map_err(|e| Failure::lib(input, e))?;
+        let cal = match &a.calibration {
+            Some(p) => Some(Calibration::open(p).map_err(|e| Failure::lib(p, e))?),
+            None => None,
+        };
+        let report = verify::verify_against(
+            &file,
+            input,
+            ck,
+            a.max_relative_error,
+            cal.as_ref(),
+            &mut bar,
+        )
+        .map_err(|e| Failure::lib(input, e))?;
         let mut t = Table::new(&[
             ("tensor", false),
             ("encoding", false),
@@ -83,6 +103,7 @@ pub fn run(a: VerifyArgs, quiet: bool) -> CliResult {
             ("violations", true),
             ("uncertified", true),
             ("rel.err", true),
+            ("max out.err (viol.)", true),
             ("status", false),
         ]);
         for c in &report.tensors {
@@ -93,11 +114,17 @@ pub fn run(a: VerifyArgs, quiet: bool) -> CliResult {
                 c.encoding.to_string(),
                 num(c.vectors.to_string()),
                 num(sci(c.max_error)),
-                num(sci(c.max_bound)),
+                num(if c.recorded {
+                    format!("{} rec.", sci(c.max_bound))
+                } else {
+                    sci(c.max_bound)
+                }),
                 num(format!("{:.4}", c.worst_ratio)),
                 num(c.violations.to_string()),
                 num(c.uncertified.to_string()),
                 c.relative_error.map_or("-".into(), |e| format!("{e:.4}")),
+                c.max_output_error
+                    .map_or("-".into(), |e| format!("{e:.4} ({})", c.output_violations)),
                 match (&c.problem, c.ok()) {
                     (Some(p), _) => format!("FAIL: {}", escape(p)),
                     (None, false) => "FAIL".into(),
