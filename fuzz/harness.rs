@@ -455,7 +455,38 @@ fn roundtrip_pcm(
         },
         record_bytes: 0,
     };
-    let q = match pcm::quantize(m, orientation, &opts) {
+    // Data-aware codes (pcm scheme version 2, recorded errors) where they apply: rows, no frame,
+    // not an error target; the Gram matrix drawn as a diagonal plus one drawn direction.
+    let calibrated = orientation == Orientation::Rows
+        && family.is_none()
+        && !matches!(opts.target, RateTarget::RelativeError(_))
+        && u.u8() % 3 == 0;
+    let result = if calibrated {
+        use sdq::quant::gram::{FeedbackOrder, Gram};
+        let v: Vec<f64> = (0..d)
+            .map(|_| f64::from(u.range(0, 200)) / 100.0 - 1.0)
+            .collect();
+        let diag: Vec<f64> = (0..d).map(|_| f64::from(u.range(0, 100)) / 10.0).collect();
+        let mut h = vec![0.0f64; d * d];
+        for i in 0..d {
+            for j in 0..d {
+                h[i * d + j] = v[i] * v[j] + if i == j { diag[i] } else { 0.0 };
+            }
+        }
+        let gram = Gram::full(d, h).expect("a drawn Gram matrix is valid");
+        let fb = pcm::FeedbackOptions {
+            damping: f64::from(u.range(1, 1000)) / 1000.0,
+            order: if u.bool() {
+                FeedbackOrder::Natural
+            } else {
+                FeedbackOrder::DecreasingDiagonal
+            },
+        };
+        pcm::quantize_calibrated(m, orientation, &opts, &gram, &fb)
+    } else {
+        pcm::quantize(m, orientation, &opts)
+    };
+    let q = match result {
         Ok(q) => q,
         Err(Error::Data(msg)) if msg.starts_with("weights too large") => {
             let big = w
@@ -473,7 +504,9 @@ fn roundtrip_pcm(
     let (rows, cols) = (layout.rows, layout.cols);
     let shape = [rows as u64, cols as u64];
     let has_bias = bias.is_some();
-    let mut plan = vec![TensorPlan::pcm("w", dtype, &shape, has_bias)];
+    let mut plan = vec![TensorPlan::pcm_recording(
+        "w", dtype, &shape, has_bias, q.record,
+    )];
     if has_bias {
         plan.push(TensorPlan::bias_of("b", dtype, rows as u64, "w"));
     }
@@ -492,6 +525,8 @@ fn roundtrip_pcm(
     let groups = synth.groups();
     let steps = f.pcm_steps("w").expect("steps");
     assert_eq!(steps.len(), count * groups);
+    let recorded = f.pcm_errors("w").expect("recorded errors");
+    assert_eq!(recorded.is_some(), calibrated);
     let (mut wv, mut tv) = (vec![0.0f64; d], vec![0.0f64; d]);
     let mut e2 = 0.0;
     for j in 0..count {
@@ -504,7 +539,10 @@ fn roundtrip_pcm(
             .iter()
             .map(|&s| f64::from(s))
             .collect();
-        let bound = synth.bound(&sj);
+        let bound = match &recorded {
+            Some(r) => f64::from(r.weight[j]),
+            None => synth.bound(&sj),
+        };
         let allowance =
             dn * f64::from(f32::EPSILON) + (d as f64).sqrt() * f64::from(f32::from_bits(1));
         assert!(

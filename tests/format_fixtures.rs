@@ -471,6 +471,52 @@ fn pcm() -> Fixture {
     }
 }
 
+/// pcm scheme version 2: `c` F32 [16, 64], rows, no frame, rANS codes, quantized with error
+/// feedback through the Gram matrix of 200 drawn inputs at 6 bits per weight; its record holds
+/// each row's measured weight and relative output errors.
+fn pcm_calibrated() -> Fixture {
+    use sdq::quant::gram::Gram;
+    use sdq::quant::pcm::RateTarget;
+    use sdq::quant::pcm::{quantize_calibrated, ErrorRecord, FeedbackOptions, PcmOptions};
+    let x = inputs(200 * 64, 11);
+    let mut h = vec![0.0f64; 64 * 64];
+    for s in x.chunks(64) {
+        for i in 0..64 {
+            for j in 0..64 {
+                h[i * 64 + j] += f64::from(s[i]) * f64::from(s[j]) / 200.0;
+            }
+        }
+    }
+    let cw = inputs(16 * 64, 12);
+    let c = quantize_calibrated(
+        &Matrix::new(&cw, 16, 64).unwrap(),
+        Orientation::Rows,
+        &PcmOptions {
+            target: RateTarget::BitsPerWeight(6.0),
+            ..PcmOptions::default()
+        },
+        &Gram::full(64, h).unwrap(),
+        &FeedbackOptions::default(),
+    )
+    .unwrap();
+    let plan = [TensorPlan::pcm_recording(
+        "c",
+        Dtype::F32,
+        &[16, 64],
+        false,
+        ErrorRecord::WeightAndOutput,
+    )];
+    let mut wr = SdqStreamWriter::in_memory(&plan, &[]).unwrap();
+    wr.write_pcm("c", &c).unwrap();
+    let bytes = wr.finish().unwrap().into_inner();
+    let (cdw, _) = dense_pcm(&c);
+    Fixture {
+        name: "pcm_calibrated",
+        bytes,
+        expected: vec![("c".into(), vec![16, 64], cdw)],
+    }
+}
+
 fn all() -> Vec<Fixture> {
     let mut v = vec![
         k1_tensor_delta(),
@@ -478,6 +524,7 @@ fn all() -> Vec<Fixture> {
         worked_example(),
         tetris_second_order(),
         pcm(),
+        pcm_calibrated(),
     ];
     // `mixed` has zstd sections: it is built and decoded only with the zstd feature.
     if cfg!(feature = "zstd") {

@@ -1166,22 +1166,26 @@ fn secant_to_budget(
             (None, None) => x + 0.5,
         };
     }
-    match best {
-        Some(b) => Ok(b),
-        None => {
-            let start = lo.map_or(x, |(lx, _)| lx).exp2();
-            let mut alpha = start;
-            for _ in 0..60 {
-                alpha *= 1.05;
-                if let Some(r) = run(alpha)? {
-                    if r.bits <= budget {
-                        return Ok(r);
-                    }
-                }
-            }
-            Err(Error::param("the rate control did not settle"))
+    if let Some(b) = best {
+        return Ok(b);
+    }
+    // Nothing tried fits: coarser by factors of 2 until a run fits or the bits stop falling
+    // (the fixed costs alone can exceed a tiny tensor's budget; as without calibration, the
+    // coarsest is then the answer).
+    let mut alpha = lo.map_or(x, |(lx, _)| lx).exp2();
+    let mut fewest: Option<FeedbackRun> = None;
+    for _ in 0..40 {
+        alpha *= 2.0;
+        let Some(r) = run(alpha)? else { continue };
+        if r.bits <= budget {
+            return Ok(r);
+        }
+        match &fewest {
+            Some(f) if r.bits >= f.bits => return Ok(fewest.unwrap_or(r)),
+            _ => fewest = Some(r),
         }
     }
+    fewest.ok_or_else(|| Error::param("the rate control did not settle"))
 }
 
 #[cfg(feature = "encode")]
