@@ -287,7 +287,17 @@ pub struct Plan {
     /// The quantized tensors a calibration file covers (quantized with error feedback, their
     /// records holding measured errors).
     pub calibrated: HashSet<String>,
+    /// pcm: small tensors given their own stored bits per weight ([`SMALL_TENSOR_BITS`]),
+    /// outside the model-wide allocation (see [`plan`]).
+    pub small: HashMap<String, f64>,
 }
+
+/// The stored bits per weight of a pcm tensor too small for the model-wide budget: one whose
+/// record, steps and section padding would take more than a tenth of a 4-bit budget. Such
+/// tensors (1×1 and depthwise convolutions, small projections and embeddings) are few weights
+/// but often sensitive; at this rate their relative error is about 1 % (docs/quality/unseen.md
+/// measured the alternatives) while they take a fraction of their raw bytes.
+pub const SMALL_TENSOR_BITS: f64 = 6.0;
 
 /// Something in a pack that the caller should hear about: an option that does nothing, or a
 /// tensor stored raw although the options asked for it to be quantized. `Display` gives one
@@ -730,6 +740,7 @@ fn finish_plan(
         pcm,
         warnings,
         calibrated: HashSet::new(),
+        small: HashMap::new(),
     };
     let mut plan = plan;
     plan.warn_if_nothing_quantized();
@@ -737,10 +748,13 @@ fn finish_plan(
 }
 
 /// The plan of a pcm pack: every quantizable tensor with d ≥ `min_dim` (or matched by an
-/// include) is quantized with N = d (no frame) or the family's smallest N, unless even its
-/// fixed costs (record, steps, section padding) would be a quarter of its raw bytes.
+/// include) is quantized with N = d (no frame) or the family's smallest N. A tensor whose fixed
+/// costs (record, steps, section padding) would be more than a tenth of a 4-bit budget gets
+/// [`SMALL_TENSOR_BITS`] of its own when that takes at most half its raw bytes, else is stored
+/// raw (with `--include`: raw only if the fixed costs alone reach its raw bytes).
 fn plan_pcm(ck: &Checkpoint, opts: &PackOptions, p: &PcmOptions) -> Result<Plan> {
     let mut choices: Vec<Choice> = vec![Choice::Raw; ck.tensors().len()];
+    let mut small: HashMap<String, f64> = HashMap::new();
     let mut bias_taken: HashMap<String, String> = HashMap::new();
     let mut warnings = Vec::new();
     for (i, t) in ck.tensors().iter().enumerate() {
@@ -775,10 +789,12 @@ fn plan_pcm(ck: &Checkpoint, opts: &PackOptions, p: &PcmOptions) -> Result<Plan>
         // A tensor named by --include is quantized unless its fixed costs alone reach its raw
         // size.
         let fixed_bits = 8 * (200 + 128 + 64 + 2 * m as u64);
-        let too_small = if opts.include.is_empty() {
-            10 * fixed_bits > 4 * t.elements
+        let raw_bits = 8 * t.elements.saturating_mul(t.dtype.size());
+        let small_rate = opts.include.is_empty() && 10 * fixed_bits > 4 * t.elements;
+        let too_small = if small_rate {
+            (fixed_bits as f64 + SMALL_TENSOR_BITS * (m * d) as f64) > 0.5 * raw_bits as f64
         } else {
-            fixed_bits >= 8 * t.elements * t.dtype.size()
+            !opts.include.is_empty() && fixed_bits >= raw_bits
         };
         if too_small {
             if !opts.include.is_empty() {
@@ -793,6 +809,9 @@ fn plan_pcm(ck: &Checkpoint, opts: &PackOptions, p: &PcmOptions) -> Result<Plan>
         if let Some(b) = bias {
             bias_taken.insert(b.name.clone(), t.name.clone());
         }
+        if small_rate {
+            small.insert(t.name.clone(), SMALL_TENSOR_BITS);
+        }
         choices[i] = Choice::Quantize {
             rows,
             cols,
@@ -801,7 +820,9 @@ fn plan_pcm(ck: &Checkpoint, opts: &PackOptions, p: &PcmOptions) -> Result<Plan>
             bias: bias.map(|b| b.name.clone()),
         };
     }
-    Ok(finish_plan(ck, opts, choices, &bias_taken, true, warnings))
+    let mut plan = finish_plan(ck, opts, choices, &bias_taken, true, warnings);
+    plan.small = small;
+    Ok(plan)
 }
 
 impl Plan {
@@ -1240,8 +1261,11 @@ pub fn pack_nonfinite(
                         .frame_size
                         .or(Some(*n))
                         .filter(|_| popts.family.is_some()),
-                    target: match opts.tensor_setting(name) {
-                        Some(TensorSetting::Bits(b)) => pcm::RateTarget::BitsPerWeight(b),
+                    target: match (opts.tensor_setting(name), plan.small.get(name)) {
+                        (Some(TensorSetting::Bits(b)), _) => pcm::RateTarget::BitsPerWeight(b),
+                        (_, Some(&b)) if matches!(popts.target, pcm::RateTarget::BitsPerWeight(_)) => {
+                            pcm::RateTarget::BitsPerWeight(b)
+                        }
                         _ => budgets
                             .get(name)
                             .map_or(popts.target, |&b| pcm::RateTarget::BitsPerWeight(b)),
@@ -1391,7 +1415,9 @@ fn allocate(
             continue;
         };
         let name = t.entry.name.as_str();
-        if let Some(TensorSetting::Bits(_)) = opts.tensor_setting(name) {
+        if matches!(opts.tensor_setting(name), Some(TensorSetting::Bits(_)))
+            || plan.small.contains_key(name)
+        {
             // Its own bits, outside the allocation.
             progress.advance_by(t.entry.elements);
             continue;

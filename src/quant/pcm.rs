@@ -446,7 +446,13 @@ pub fn snr_db(error: f64, norm: f64) -> f64 {
 /// A step rounded to what `F16` can hold exactly as a normal number (or 0), else to f32.
 #[cfg(feature = "encode")]
 fn round_step(x: f64, ty: StepType) -> (f32, bool) {
-    let f32v = x as f32;
+    // A positive step never rounds to 0: coefficients with step 0 rebuild as 0, outside the
+    // rounding bound (found by the fuzz campaign on subnormal weights).
+    let f32v = if x > 0.0 && (x as f32) == 0.0 {
+        f32::from_bits(1)
+    } else {
+        x as f32
+    };
     if ty == StepType::F16 {
         let h = half::f16::from_f64(x);
         if x == 0.0 || (h.is_normal() && h.to_f64() > 0.0) {
@@ -991,6 +997,10 @@ pub fn quantize_calibrated(
     let fixed_bytes = options.record_bytes as f64 + 64.0 + 8.0 * m as f64;
     let run = |alpha: f64| -> Result<Option<FeedbackRun>> {
         let t = trial(&a, alpha, options, d);
+        if t.steps.iter().any(|s| !s.is_finite()) {
+            // Past the f32 range: no coarser step is possible.
+            return Ok(None);
+        }
         let codes = feedback::quantize_rows(&a.y, n, &t.steps, a.group, &factor)?;
         let k = codes
             .codes
@@ -1148,6 +1158,7 @@ fn secant_to_budget(
         } else if lo.is_none_or(|(lx, _)| x > lx) {
             lo = Some((x, over));
         }
+        let previous = x;
         x = match (lo, hi) {
             (Some((lx, lf)), Some((hx, hf))) if lf.is_finite() => {
                 // Secant between the bracket's ends, kept inside it.
@@ -1165,6 +1176,9 @@ fn secant_to_budget(
             (None, Some((hx, hf))) => hx + hf / weights - 0.01,
             (None, None) => x + 0.5,
         };
+        // At most 2^±8 per step: a budget the fixed costs exceed would otherwise send α past
+        // the f32 range.
+        x = x.clamp(previous - 8.0, previous + 8.0);
     }
     if let Some(b) = best {
         return Ok(b);
@@ -1176,7 +1190,12 @@ fn secant_to_budget(
     let mut fewest: Option<FeedbackRun> = None;
     for _ in 0..40 {
         alpha *= 2.0;
-        let Some(r) = run(alpha)? else { continue };
+        let Some(r) = run(alpha)? else {
+            if fewest.is_some() {
+                break;
+            }
+            continue;
+        };
         if r.bits <= budget {
             return Ok(r);
         }
