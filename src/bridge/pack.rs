@@ -292,8 +292,9 @@ pub struct Plan {
     pub small: HashMap<String, f64>,
 }
 
-/// The stored bits per weight of a pcm tensor too small for the model-wide budget: one whose
-/// record, steps and section padding would take more than a tenth of a 4-bit budget. Such
+/// The bits per weight of the codes and steps of a pcm tensor too small for the model-wide
+/// budget (one whose record, steps and section padding would take more than a tenth of a 4-bit
+/// budget), its record and padding counted on top. Such
 /// tensors (1×1 and depthwise convolutions, small projections and embeddings) are few weights
 /// but often sensitive; at this rate their relative error is about 1 % (docs/quality/unseen.md
 /// measured the alternatives) while they take a fraction of their raw bytes.
@@ -810,7 +811,12 @@ fn plan_pcm(ck: &Checkpoint, opts: &PackOptions, p: &PcmOptions) -> Result<Plan>
             bias_taken.insert(b.name.clone(), t.name.clone());
         }
         if small_rate {
-            small.insert(t.name.clone(), SMALL_TENSOR_BITS);
+            // Its codes and steps get SMALL_TENSOR_BITS; its record and padding come on top.
+            let weights = (m * d) as f64;
+            small.insert(
+                t.name.clone(),
+                SMALL_TENSOR_BITS + fixed_bits as f64 / weights,
+            );
         }
         choices[i] = Choice::Quantize {
             rows,
@@ -1263,7 +1269,9 @@ pub fn pack_nonfinite(
                         .filter(|_| popts.family.is_some()),
                     target: match (opts.tensor_setting(name), plan.small.get(name)) {
                         (Some(TensorSetting::Bits(b)), _) => pcm::RateTarget::BitsPerWeight(b),
-                        (_, Some(&b)) if matches!(popts.target, pcm::RateTarget::BitsPerWeight(_)) => {
+                        (_, Some(&b))
+                            if matches!(popts.target, pcm::RateTarget::BitsPerWeight(_)) =>
+                        {
                             pcm::RateTarget::BitsPerWeight(b)
                         }
                         _ => budgets
