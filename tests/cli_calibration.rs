@@ -338,7 +338,6 @@ fn bad_calibration_files_are_refused_naming_the_tensor() {
     for args in [
         vec!["--scheme", "first-order"],
         vec!["--axis", "columns"],
-        vec!["--frame-family", "harmonic"],
         vec!["--max-error", "0.05"],
     ] {
         let mut a: Vec<&dyn AsRef<std::ffi::OsStr>> =

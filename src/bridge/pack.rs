@@ -1154,10 +1154,9 @@ pub fn pack_nonfinite(
         Some(path) => {
             match &opts.method {
                 Method::Pcm(p) if plan.pcm => {
-                    if opts.orientation != Orientation::Rows || p.family.is_some() {
+                    if opts.orientation != Orientation::Rows {
                         return Err(Error::param(
-                            "--calibration needs the rows orientation and no frame \
-                             (--axis rows --frame-family identity, the defaults)",
+                            "--calibration needs the rows orientation (--axis rows, the default)",
                         ));
                     }
                     if matches!(p.target, pcm::RateTarget::RelativeError(_)) {

@@ -145,6 +145,19 @@ impl Gram {
         }
     }
 
+    /// The d × d values, row-major (a diagonal Gram matrix filled out with zeros).
+    pub fn to_dense(&self) -> Vec<f64> {
+        if !self.diagonal {
+            return self.values.clone();
+        }
+        let d = self.d;
+        let mut v = vec![0.0f64; d * d];
+        for (i, &h) in self.values.iter().enumerate() {
+            v[i * d + i] = h;
+        }
+        v
+    }
+
     /// The Gram matrix of [x; 1]: a bias quantized with its weight as [W | b] sees the constant
     /// input 1. The file holds no mean of x, so the new coordinate is taken as uncorrelated with
     /// the others (its off-diagonal entries 0, its diagonal 1).

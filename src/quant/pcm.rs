@@ -949,7 +949,9 @@ struct FeedbackRun {
 /// Quantizes every row of `matrix` with pcm and error feedback through the layer's Gram matrix
 /// `gram` (data-aware ΣΔ, [`crate::quant::feedback`]): the codes minimise the error the
 /// calibration inputs see rather than the weight error. Rows only (d = the layer's inputs, plus
-/// one for a bias quantized with its weight, whose input is the constant 1), no frame. The
+/// one for a bias quantized with its weight, whose input is the constant 1), with or without a
+/// frame (with one, the feedback runs on the frame coefficients through their Gram matrix,
+/// [`coefficient_gram`]). The
 /// decoder is unchanged; the file records each vector's measured weight error and relative
 /// output error (the rounding bound no longer holds for the weights).
 ///
@@ -968,11 +970,6 @@ pub fn quantize_calibrated(
             "calibration needs the rows orientation (one vector per output channel)",
         ));
     }
-    if options.family.is_some() {
-        return Err(Error::param(
-            "calibration works on the weights themselves: use no frame (--frame-family identity)",
-        ));
-    }
     let layout = matrix.layout(orientation);
     let d = layout.vector_len();
     let gram = if gram.dim() == d {
@@ -989,9 +986,7 @@ pub fn quantize_calibrated(
     let (synth, frame) = synthesis_for(d, options)?;
     let n = synth.n;
     let a = analyse(matrix, orientation, &synth, options.rule, 1)?;
-    let factor = gram
-        .with_signs(&synth.signs)?
-        .factor(fb.damping, fb.order)?;
+    let factor = coefficient_gram(&synth, &gram)?.factor(fb.damping, fb.order)?;
     let m = layout.vector_count();
     // The errors section: two f32 per vector.
     let fixed_bytes = options.record_bytes as f64 + 64.0 + 8.0 * m as f64;
@@ -1105,6 +1100,39 @@ pub fn quantize_calibrated(
     )?;
     q.output_relative_error = Some(relative(num2.sqrt(), den2.sqrt()));
     Ok(q)
+}
+
+/// The Gram matrix of the coefficients y that `synth` rounds, for inputs with Gram matrix
+/// `gram`: with w = S·y (S = D·(d/N)·Eᵀ, the synthesis), the output error (w − w̃)ᵀH(w − w̃) is
+/// (y − ŷ)ᵀ·SᵀHS·(y − ŷ). SᵀHS = (d/N)²·E(E(DHD))ᵀ: the frame's analysis applied to every
+/// column of DHD, then to every row of the result (2N analyses, no N × d matrix product).
+#[cfg(feature = "encode")]
+fn coefficient_gram(synth: &PcmSynthesis, gram: &Gram) -> Result<Gram> {
+    let signed = gram.with_signs(&synth.signs)?;
+    let Some(frame) = &synth.frame else {
+        return Ok(signed);
+    };
+    let (d, n) = (synth.d, synth.n);
+    let h = signed.to_dense();
+    let mut ws = frame.workspace();
+    let mut y = vec![0.0f64; n];
+    // M = E·(DHD), N × d: column c is the analysis of column c of DHD (= row c, symmetric).
+    let mut m = vec![0.0f64; n * d];
+    for (c, col) in h.chunks(d).enumerate() {
+        frame.analyse(col, &mut y, &mut ws)?;
+        for (k, &v) in y.iter().enumerate() {
+            m[k * d + c] = v;
+        }
+    }
+    let scale = (d as f64 / n as f64).powi(2);
+    let mut hf = vec![0.0f64; n * n];
+    for (row, out) in m.chunks(d).zip(hf.chunks_mut(n)) {
+        frame.analyse(row, &mut y, &mut ws)?;
+        for (o, &v) in out.iter_mut().zip(&y) {
+            *o = scale * v;
+        }
+    }
+    Gram::full(n, hf)
 }
 
 /// Runs at α, then coarser by 25 % at a time, until the codes fit ±[`MAX_PCM_K`].
