@@ -1,6 +1,6 @@
 //! Calibration files for `sdq pack --calibration` and `sdq verify --calibration`: a safetensors
 //! file holding, for each weight W[out, in] it covers, a tensor **with the weight's name** and
-//! shape [in, in] (the mean of x xᵀ over the layer's calibration inputs x, F32 or F64) or [in]
+//! shape `[in, in]` (the mean of x xᵀ over the layer's calibration inputs x, F32 or F64) or `[in]`
 //! (the mean of x_i² only). `in` is the product of the weight's dimensions after the first (a
 //! convolution [out, in, kh, kw] sees patches of in·kh·kw values). docs/calibration.md describes
 //! the format and how to make one.
@@ -34,7 +34,7 @@ fn bad(path: &Path, name: &str, why: impl std::fmt::Display) -> Error {
 }
 
 impl Calibration {
-    /// Opens `path` and checks that every tensor is F32 or F64 of shape [n, n] or [n], n ≥ 1.
+    /// Opens `path` and checks that every tensor is F32 or F64 of shape `[n, n]` or `[n]`, n ≥ 1.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let ck = Checkpoint::open(path.as_ref())?;
         for t in ck.tensors() {

@@ -951,7 +951,7 @@ struct FeedbackRun {
 /// calibration inputs see rather than the weight error. Rows only (d = the layer's inputs, plus
 /// one for a bias quantized with its weight, whose input is the constant 1), with or without a
 /// frame (with one, the feedback runs on the frame coefficients through their Gram matrix,
-/// [`coefficient_gram`]). The
+/// `coefficient_gram`). The
 /// decoder is unchanged; the file records each vector's measured weight error and relative
 /// output error (the rounding bound no longer holds for the weights).
 ///
