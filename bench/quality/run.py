@@ -627,6 +627,8 @@ def calibration_report(out_dir, meta):
             p.append("\n\n**Configurations that failed to run:** " + "; ".join(mm["failed"]))
         if mm.get("skipped"):
             p.append(f"\n\n**sdq calibrated configurations not run:** {mm['skipped']}")
+        if mm.get("note"):
+            p.append(f"\n\n**Note:** {mm['note']}")
         p.append(f"\n\nCSV: [`calibration/{model}.csv`](calibration/{model}.csv).\n\n")
         hi = ("test acc", "accuracy") if mn else ("cos mean", "cos_mean")
         hdr = ["scheme", "B", "bpw", hi[0]] + ([] if mn else ["cos min"]) + [
