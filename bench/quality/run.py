@@ -11,11 +11,15 @@ Options: --models mpnet,minilm,mnist   --model-dir mpnet=PATH (reuse a downloade
 Calibration comparison (issue 15; docs/quality/calibration.md, CSVs in docs/quality/calibration/):
 
     python3 bench/quality/run.py --models minilm,mpnet,mnist --calibration 128 --calibration-only
-    python3 bench/quality/run.py --models minilm --calibration 128 --calibration-only --calibration-sweep 16,64,128,512
+    python3 bench/quality/run.py --models minilm --calibration 128,512 --calibration-only --calibration-sweep 16,64,128,512
+    python3 bench/quality/run.py --models mpnet --calibration 512,128 --calibration-bits 3,4 --no-gptq --calibration-only
 
 (Gram files from N calibration sentences; RTN g128, GPTQ g128, sdq data-free and
-`sdq pack --calibration` at B = 3, 4, 5, 8; the sweep runs GPTQ and sdq --calibration at B = 4
-for each N on the --sweep-models.)
+`sdq pack --calibration` at B = 3, 4, 5, 8 (--calibration-bits); several N: GPTQ and sdq
+--calibration at each, RTN and data-free sdq once; the sweep runs GPTQ and sdq --calibration at
+B = 4 for each N on the --sweep-models; --calibration-extra NAME=ARGS adds
+`sdq pack --bits-per-weight 4 --calibration GRAM ARGS` on the largest N, e.g. --damping 0.01.
+--sdq PATH picks the binary, e.g. one built with --calibration.)
 
 See docs/quality/README.md (written by this script) for what is measured and charged.
 """
@@ -440,7 +444,7 @@ class GramFile:
             return f.get_tensor(k).astype(np.float64)
 
 
-def calibration_schemes(a, gram_path, Bs, with_rtn=True, with_free=True):
+def calibration_schemes(a, gram_path, Bs, with_rtn=True, with_free=True, with_gptq=True):
     """RTN g128, GPTQ g128, sdq data-free and sdq calibrated at each B (same-run peers)."""
     grams = GramFile(gram_path)
     out = []
@@ -450,7 +454,8 @@ def calibration_schemes(a, gram_path, Bs, with_rtn=True, with_free=True):
         rtn.B = gq.B = B  # the table's B column (not judged by the verdicts)
         if with_rtn:
             out.append(rtn)
-        out.append(gq)
+        if with_gptq:
+            out.append(gq)
         if with_free:
             out.append(free)
         if cal is not None:
@@ -458,13 +463,30 @@ def calibration_schemes(a, gram_path, Bs, with_rtn=True, with_free=True):
     return out
 
 
-def run_calibration(a, name, dirs):
+def extra_schemes(a, gram_path):
+    """--calibration-extra NAME=ARGS: `sdq pack --bits-per-weight 4 --calibration GRAM ARGS`
+    (named sdq-cal-B4-NAME), run on the Gram file of the largest main N."""
+    out = []
+    for spec in a.calibration_extra:
+        tag, args = spec.split("=", 1)
+        _, cal = calib.sdq_pair(4, a.sdq, gram_path)
+        cal.name = f"sdq-cal-B4-{tag}"
+        cal.args += args.split()
+        cal.label += " " + args
+        out.append(cal)
+    return out
+
+
+def run_calibration(a, name, dirs, flush=None):
     """The calibration comparison of one model (and its sweep over the number of calibration
-    sentences if asked): returns (rows, sweep rows, meta)."""
+    sentences if asked): returns (rows, sweep rows, meta). flush(rows, sweep) is called after
+    every measured row (partial CSVs)."""
     meta = {}
     rows, sweep = [], []
     sweep_here = a.calibration_sweep if name in a.sweep_models and name != "mnist" else []
-    counts = sorted(set(([] if a.sweep_only else [a.calibration]) + sweep_here))
+    mains = [] if a.sweep_only else list(a.calibration)
+    # the main Ns in the order given, then the sweep's other Ns ascending
+    counts = mains + sorted(set(sweep_here) - set(mains))
     with tempfile.TemporaryDirectory(dir=a.cache) as wd:
         t0 = time.time()
         if name == "mnist":
@@ -483,6 +505,7 @@ def run_calibration(a, name, dirs):
                 return acc, time.time() - t
 
             counts = [len(tr[1])]
+            mains = counts
             meta["calibration_set"] = (f"the {len(tr[1])} training digits (the test digits are "
                                        f"the evaluation set)")
         else:
@@ -525,11 +548,16 @@ def run_calibration(a, name, dirs):
                   f"{os.path.getsize(gp) / 1e6:.1f} MB", flush=True)
             del acc
             todo = []
-            if (n == a.calibration or name == "mnist") and not a.sweep_only:
-                todo += [(s, rows) for s in calibration_schemes(a, gp, calib.CAL_B)]
+            if n in mains:
+                first = n == mains[0]  # RTN and data-free sdq do not depend on N: once
+                todo += [(s, rows) for s in calibration_schemes(
+                    a, gp, a.calibration_bits, with_rtn=first, with_free=first,
+                    with_gptq=not a.no_gptq)]
+                if n == max(mains) and CLI_CALIBRATION:
+                    todo += [(s, rows) for s in extra_schemes(a, gp)]
             if n in sweep_here:
                 todo += [(s, sweep) for s in calibration_schemes(
-                    a, gp, [4], with_rtn=False, with_free=False)]
+                    a, gp, [4], with_rtn=False, with_free=False, with_gptq=not a.no_gptq)]
             done = {}
             for sch, dest in todo:
                 if sch.name not in done:
@@ -548,6 +576,8 @@ def run_calibration(a, name, dirs):
                           f"{r['time_s']:.1f}s", flush=True)
                 if sch.name in done:
                     dest.append(dict(done[sch.name]))
+                    if flush is not None:
+                        flush(rows, sweep)
             os.remove(gp)
     if not CLI_CALIBRATION:
         meta["skipped"] = CLI_SKIP_MESSAGE
@@ -558,15 +588,21 @@ def calibration_report(out_dir, meta):
     """docs/quality/calibration.md from the CSVs in docs/quality/calibration/."""
     cdir = os.path.join(out_dir, "calibration")
     p = ["# Calibration (issue 15): data-free against data-aware quantization\n\n"]
+    summ = os.path.join(cdir, "summary.md")  # hand-written from the tables below, kept
+    if os.path.exists(summ):
+        p.append(open(summ).read().rstrip() + "\n\n")
     p.append("Regenerate (from the repository root, after `cargo build --release`; add "
              "`--model-dir NAME=DIR` to reuse downloaded models), each model's section naming "
              "the command that measured it:\n\n"
-             "```\npython3 bench/quality/run.py --models minilm,mpnet,mnist --calibration 128 "
-             "--calibration-only\n"
-             "python3 bench/quality/run.py --models minilm --calibration 128 --calibration-only "
-             "--calibration-sweep 16,64,128,512\n"
-             "python3 bench/quality/run.py --models mpnet --calibration 128 --calibration-only "
-             "--calibration-sweep 512 --sweep-models mpnet --sweep-only\n```\n\n")
+             "```\npython3 bench/quality/run.py --models minilm --calibration 128,512 "
+             "--calibration-only --calibration-sweep 16,64,128,512 "
+             "--calibration-extra \"damping0.01=--damping 0.01\" "
+             "--calibration-extra \"damping1=--damping 1\" "
+             "--calibration-extra \"natural=--feedback-order natural\"\n"
+             "python3 bench/quality/run.py --models mpnet --calibration 512,128 "
+             "--calibration-bits 3,4 --no-gptq --calibration-only\n"
+             "python3 bench/quality/run.py --models mnist --calibration 128 --calibration-only\n"
+             "```\n\n")
     p.append(f"Last written by `{meta['command']}`: {meta['date']} on {meta['machine']}; "
              f"sdq `{meta['sdq_version']}` (git `{meta['git']}`).\n\n")
     p.append(open(os.path.join(HERE, "README_calibration.md")).read())
@@ -591,6 +627,8 @@ def calibration_report(out_dir, meta):
             p.append("\n\n**Configurations that failed to run:** " + "; ".join(mm["failed"]))
         if mm.get("skipped"):
             p.append(f"\n\n**sdq calibrated configurations not run:** {mm['skipped']}")
+        if mm.get("note"):
+            p.append(f"\n\n**Note:** {mm['note']}")
         p.append(f"\n\nCSV: [`calibration/{model}.csv`](calibration/{model}.csv).\n\n")
         hi = ("test acc", "accuracy") if mn else ("cos mean", "cos_mean")
         hdr = ["scheme", "B", "bpw", hi[0]] + ([] if mn else ["cos min"]) + [
@@ -598,8 +636,12 @@ def calibration_report(out_dir, meta):
             "quantize s", "sdq pack s"]
         lines = []
         fam = {"rtn-g128-absmax": 0, "gptq-g128": 1, "sdq": 2, "sdq-cal": 3}
-        for r in sorted(rows, key=lambda r: (float(r["B"] or 0), fam.get(r["family"], 9))):
-            lines.append([r["scheme"], r["B"], f4(r["bpw"], 3), f4(r[hi[1]])]
+        for r in sorted(rows, key=lambda r: (float(r["B"] or 0), fam.get(r["family"], 9),
+                                             int(r.get("n_calib") or 0), len(r["scheme"]))):
+            name = r["scheme"]
+            if r["family"] == "sdq-cal" and name.startswith("sdq-cal-B4-"):
+                name += " (`" + r["label"].split("GRAM", 1)[1].strip() + "`)"
+            lines.append([name, r["B"], f4(r["bpw"], 3), f4(r[hi[1]])]
                          + ([] if mn else [f4(r["cos_min"])])
                          + [fe(r["err_linear"]), fe(r["out_err"]), fe(r.get("calib_out_err")),
                             r.get("n_calib", ""),
@@ -648,7 +690,13 @@ def main_calibration(a, dirs, todo, titles, T0):
     per_model = {}
     for name in ([] if a.report_only else todo):
         t0 = time.time()
-        rows, sweep, meta = run_calibration(a, name, dirs)
+        def flush(rows, sweep, name=name):
+            if rows:
+                write_csv(os.path.join(cdir, f"{name}.csv"), rows)
+            if sweep:
+                write_csv(os.path.join(cdir, f"{name}_sweep.csv"), sweep)
+
+        rows, sweep, meta = run_calibration(a, name, dirs, flush)
         meta.update({"git": GIT_AT_START, "total_s": time.time() - t0,
                      "command": " ".join(["python3", "bench/quality/run.py"] + sys.argv[1:]),
                      "date": datetime.datetime.now(datetime.timezone.utc).strftime(
@@ -703,11 +751,20 @@ def main():
                     help="with --only: re-run those schemes and replace their rows in the existing "
                          "CSV files (each row keeps the git commit it was measured at)")
     ap.add_argument("--report-only", action="store_true", help="rewrite README/plots from the CSVs")
-    ap.add_argument("--calibration", type=int, default=0, metavar="N",
+    ap.add_argument("--calibration", default="", metavar="N[,N...]",
                     help="also run the calibration comparison (docs/quality/calibration.md): "
                          "Gram files from N calibration sentences (MNIST: its training digits), "
                          "RTN g128, GPTQ g128, sdq data-free and `sdq pack --calibration` at "
-                         "B = 3, 4, 5, 8")
+                         "B = 3, 4, 5, 8 (several N: GPTQ and sdq --calibration for each, RTN "
+                         "and data-free sdq once)")
+    ap.add_argument("--calibration-bits", default="3,4,5,8",
+                    help="with --calibration: the B of the main table (default 3,4,5,8)")
+    ap.add_argument("--calibration-extra", action="append", default=[], metavar="NAME=ARGS",
+                    help="with --calibration: also `sdq pack --bits-per-weight 4 --calibration "
+                         "GRAM ARGS` on the largest main N's Gram file, as row sdq-cal-B4-NAME "
+                         "(e.g. damping0.01='--damping 0.01')")
+    ap.add_argument("--no-gptq", action="store_true",
+                    help="with --calibration: skip the numpy GPTQ rows (slow on MPNet)")
     ap.add_argument("--calibration-only", action="store_true",
                     help="with --calibration: only the calibration comparison (with "
                          "--report-only: rewrite calibration.md from its CSVs and meta.json)")
@@ -720,6 +777,8 @@ def main():
                          "calibration table stays)")
     a = ap.parse_args()
     a.calibration_sweep = [int(x) for x in a.calibration_sweep.split(",") if x]
+    a.calibration = [int(x) for x in a.calibration.split(",") if x]
+    a.calibration_bits = [int(x) for x in a.calibration_bits.split(",") if x]
     a.sweep_models = a.sweep_models.split(",")
     if a.calibration_only and not a.calibration:
         ap.error("--calibration-only needs --calibration N")
