@@ -590,6 +590,7 @@ pub fn run(a: PackArgs, quiet: bool) -> CliResult {
         let worst = summary
             .quantized
             .iter()
+            .filter(|t| t.output_error.is_none())
             .max_by(|x, y| x.max_bound.total_cmp(&y.max_bound));
         crate::outln!(
             "largest certified bound {} ({}), largest measured error {}, uncertified vectors {}",
