@@ -626,14 +626,17 @@ fn tensor_settings(v: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<(String, Tensor
 /// list of globs), `tensor_types` (a dict {glob: "raw" | "q4" | "q6" | "q8" | bits}, first
 /// match wins), `min_dim` (16), `zstd` (True for level 9, or a level 1..=22), `nonfinite`
 /// ("refuse" (default) or "raw": store a tensor holding a NaN or infinity unquantized).
-/// `metadata` (a dict of strings) is stored with a dict of arrays.
+/// `metadata` (a dict of strings) is stored with a dict of arrays. pcm: `calibration`, the path
+/// of a Gram file (`sdq.calibration.GramAccumulator.save`, docs/calibration.md), quantizes the
+/// weights it covers with error feedback (`damping`, default 0.1), as `sdq pack --calibration`.
 #[pyfunction]
 #[pyo3(signature = (
     tensors, path, *, scheme = "pcm", bits_per_weight = None, max_error = None, sign_seed = 0,
     group = None, step_rule = "group", step_type = "f16", coding = "rans", same_bits = false,
     frame_family = None, frame_size = None, redundancy = None, levels = None, code_bits = None,
     reorder = false, delta = None, axis = "rows", bias = false, include = None, exclude = None,
-    tensor_types = None, min_dim = 16, zstd = None, nonfinite = "refuse", metadata = None
+    tensor_types = None, min_dim = 16, zstd = None, nonfinite = "refuse", metadata = None,
+    calibration = None, damping = 0.1
 ))]
 #[allow(clippy::too_many_arguments)]
 fn pack<'py>(
@@ -665,6 +668,8 @@ fn pack<'py>(
     zstd: Option<&Bound<'py, PyAny>>,
     nonfinite: &str,
     metadata: Option<&Bound<'py, PyDict>>,
+    calibration: Option<PathBuf>,
+    damping: f64,
 ) -> PyResult<Bound<'py, PyAny>> {
     let perr = |m: String| Err(ParameterError::new_err(m));
     let metadata: Option<Vec<(String, String)>> = metadata
@@ -844,7 +849,15 @@ fn pack<'py>(
         },
         tensor_types: tensor_settings(tensor_types)?,
         force_quantize: false,
+        calibration,
+        feedback: sdq::quant::pcm::FeedbackOptions {
+            damping,
+            ..Default::default()
+        },
     };
+    if !(damping.is_finite() && damping > 0.0) {
+        return perr(format!("damping={damping}: must be a positive number"));
+    }
     let (_temp, input, label) = if let Ok(dict) = tensors.cast::<PyDict>() {
         let temp = dict_to_safetensors(py, dict, &metadata.unwrap_or_default())?;
         let input = temp.0.clone();
