@@ -612,8 +612,9 @@ fn tensor_settings(v: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<(String, Tensor
 /// fewest bits with relative error at most E in every tensor. `sign_seed` (0: no sign flips),
 /// `group`, `step_rule` ("group" or "tensor"), `step_type` ("f16" or "f32"), `coding` ("rans"
 /// or "fixed"), `frame_family` ("identity", the default: no frame; "harmonic" or
-/// "spectral-tetris", then `frame_size` N may be given). Small tensors stay raw unless named by
-/// `include`, since their steps would dominate. `levels`, `code_bits`, `redundancy`, `reorder`
+/// "spectral-tetris", then `frame_size` N may be given). Small tensors, whose records and steps
+/// would dominate a shared budget, get 6 bits per weight of their own (or stay raw when that
+/// would not halve them), as with `sdq pack`. `levels`, `code_bits`, `redundancy`, `reorder`
 /// and `delta` are refused with pcm.
 ///
 /// Sigma-delta: one of `frame_size` N, `redundancy` r (N = ceil(r*d)) or `bits_per_weight` =
