@@ -26,6 +26,9 @@ pub struct FeedbackCodes {
     pub bound2: Vec<f64>,
 }
 
+/// The largest |code| (pcm's K limit).
+const MAX_CODE: f64 = crate::quant::pcm::MAX_PCM_K as f64;
+
 /// Rows processed together, so that each row of the factor is read once per block.
 const BLOCK_ROWS: usize = 8;
 
@@ -77,8 +80,11 @@ pub fn quantize_rows(
                 let w = yb[r * d + j];
                 let target = w + c / la;
                 let step = f64::from(sb[r * groups + j / group]);
+                // Clipped to the pcm alphabet's limit: with a nearly singular Gram matrix and
+                // little damping the fed-back error can grow with the step itself (found by
+                // fuzzing); the record then holds the measured error, as always with feedback.
                 let q = if step > 0.0 {
-                    (target / step).round()
+                    (target / step).round().clamp(-MAX_CODE, MAX_CODE)
                 } else {
                     0.0
                 };

@@ -1165,10 +1165,15 @@ fn secant_to_budget(
     // The finest α over budget and the coarsest within it, as (log2 α, bits − budget).
     type Point = Option<(f64, f64)>;
     let (mut lo, mut hi): (Point, Point) = (None, None);
+    // The run with the fewest bits so far, for a budget nothing meets.
+    let mut fewest_at: Point = None;
     let mut x = alpha0.log2();
     for _ in 0..8 {
         let r = run(x.exp2())?;
         let over = r.as_ref().map_or(f64::INFINITY, |r| r.bits - budget);
+        if over.is_finite() && fewest_at.is_none_or(|(_, f)| over < f) {
+            fewest_at = Some((x, over));
+        }
         if over <= 0.0 {
             // Fits: the coarse side (larger α). Keep the fullest.
             if best
@@ -1232,7 +1237,12 @@ fn secant_to_budget(
             _ => fewest = Some(r),
         }
     }
-    fewest.ok_or_else(|| Error::param("the rate control did not settle"))
+    match (fewest, fewest_at) {
+        (Some(f), _) => Ok(f),
+        (None, Some((x, _))) => run(x.exp2())?
+            .ok_or_else(|| Error::param("the rate control did not settle")),
+        (None, None) => Err(Error::param("the rate control did not settle")),
+    }
 }
 
 #[cfg(feature = "encode")]
