@@ -1239,8 +1239,9 @@ fn secant_to_budget(
     }
     match (fewest, fewest_at) {
         (Some(f), _) => Ok(f),
-        (None, Some((x, _))) => run(x.exp2())?
-            .ok_or_else(|| Error::param("the rate control did not settle")),
+        (None, Some((x, _))) => {
+            run(x.exp2())?.ok_or_else(|| Error::param("the rate control did not settle"))
+        }
         (None, None) => Err(Error::param("the rate control did not settle")),
     }
 }
