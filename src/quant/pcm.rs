@@ -1135,6 +1135,12 @@ fn coefficient_gram(synth: &PcmSynthesis, gram: &Gram) -> Result<Gram> {
     Gram::full(n, hf)
 }
 
+/// The refusal of weights whose steps pass the f32 range at every step scale tried.
+#[cfg(feature = "encode")]
+fn too_large() -> Error {
+    Error::Data("weights too large: a pcm step does not fit in f32".into())
+}
+
 /// Runs at α, then coarser by 25 % at a time, until the codes fit ±[`MAX_PCM_K`].
 #[cfg(feature = "encode")]
 fn coarsen_until_feasible(
@@ -1148,7 +1154,7 @@ fn coarsen_until_feasible(
         }
         alpha *= 1.25;
     }
-    Err(Error::param("the rate control did not settle"))
+    Err(too_large())
 }
 
 /// The run whose exact stored bits are the most within `budget`: a secant search on log2 α
@@ -1239,10 +1245,9 @@ fn secant_to_budget(
     }
     match (fewest, fewest_at) {
         (Some(f), _) => Ok(f),
-        (None, Some((x, _))) => {
-            run(x.exp2())?.ok_or_else(|| Error::param("the rate control did not settle"))
-        }
-        (None, None) => Err(Error::param("the rate control did not settle")),
+        (None, Some((x, _))) => run(x.exp2())?.ok_or_else(too_large),
+        // Every run's steps passed the f32 range (codes are clipped, so nothing else fails).
+        (None, None) => Err(too_large()),
     }
 }
 
