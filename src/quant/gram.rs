@@ -6,6 +6,8 @@
 //! (w − w̃)ᵀ x, whose mean square over the inputs is (w − w̃)ᵀ H (w − w̃). See docs/MATH.md §9.
 
 use crate::error::{Error, Result};
+use ndarray::linalg::general_mat_mul;
+use ndarray::{s, ArrayViewMut2, Axis};
 
 /// A validated Gram matrix of dimension d: full (d × d, symmetric, positive semi-definite as far
 /// as the checks can tell) or diagonal (the mean of x_i² only, an importance vector).
@@ -244,30 +246,15 @@ impl Gram {
                 shift,
             });
         }
-        // L row-major, computed row by row (Cholesky–Crout): L_ab = (P_ab − L_a,<b · L_b,<b) / L_bb.
+        // The damped matrix in position order (lower triangle), factored in place.
         let mut l = vec![0.0f64; d * d];
-        let mut diag = vec![0.0f64; d];
-        for a in 0..d {
-            let (done, rest) = l.split_at_mut(a * d);
-            let row = &mut rest[..d];
+        for (a, row) in l.chunks_mut(d).enumerate() {
             let ca = coord[a];
-            for b in 0..=a {
-                let p = self.values[ca * d + coord[b]] + if a == b { shift } else { 0.0 };
-                if b == a {
-                    let s = p - dot(&row[..a], &row[..a]);
-                    if !(s > 0.0 && s.is_finite()) {
-                        return Err(Error::Data(format!(
-                            "the Gram matrix is not positive definite after damping (input {ca})"
-                        )));
-                    }
-                    row[a] = s.sqrt();
-                    diag[a] = row[a];
-                } else {
-                    let lb = &done[b * d..b * d + b];
-                    row[b] = (p - dot(&row[..b], lb)) / diag[b];
-                }
+            for (b, x) in row.iter_mut().enumerate().take(a + 1) {
+                *x = self.values[ca * d + coord[b]] + if a == b { shift } else { 0.0 };
             }
         }
+        let diag = cholesky_lower(&mut l, d, &coord)?;
         // Transpose to Lᵀ so that the quantizer's dot products run over contiguous memory.
         let mut lt = vec![0.0f64; d * d];
         for a in 0..d {
@@ -314,6 +301,12 @@ impl Factor {
         self.shift
     }
 
+    /// Lᵀ row-major (d × d, zero below its diagonal): row a holds L_aa and then `below(a)`.
+    /// Empty for a diagonal Gram matrix.
+    pub(crate) fn transposed(&self) -> &[f64] {
+        &self.lt
+    }
+
     /// ‖Lᵀ v‖² for v in positions: vᵀ(H + λ'I)v.
     pub fn damped_quadratic(&self, v: &[f64]) -> f64 {
         (0..self.d)
@@ -323,6 +316,62 @@ impl Factor {
             })
             .sum()
     }
+}
+
+/// Columns of the factor computed between two matrix-product updates of the rest.
+const PANEL: usize = 64;
+
+/// Factors the symmetric positive definite matrix whose lower triangle `l` holds (d × d,
+/// row-major) in place into its Cholesky factor L (lower triangle; the strict upper triangle is
+/// left unspecified) and returns L's diagonal. Left-looking and blocked: each panel of
+/// [`PANEL`] columns is first updated by the columns before it with one matrix product, then
+/// factored column by column (L_ab = (P_ab − Σ_c L_ac·L_bc) / L_bb). `coord` names the input of
+/// each position in the error.
+fn cholesky_lower(l: &mut [f64], d: usize, coord: &[usize]) -> Result<Vec<f64>> {
+    let mut diag = vec![0.0f64; d];
+    let mut j0 = 0;
+    while j0 < d {
+        let j1 = (j0 + PANEL).min(d);
+        if j0 > 0 {
+            // P[j0.., j0..j1] −= L[j0.., ..j0] · L[j0..j1, ..j0]ᵀ
+            let all = ArrayViewMut2::from_shape((d, d), &mut *l).map_err(shape_error)?;
+            let (done, mut rest) = all.split_at(Axis(1), j0);
+            let done = done.view();
+            let mut panel = rest.slice_mut(s![j0.., ..j1 - j0]);
+            general_mat_mul(
+                -1.0,
+                &done.slice(s![j0.., ..]),
+                &done.slice(s![j0..j1, ..]).t(),
+                1.0,
+                &mut panel,
+            );
+        }
+        for b in j0..j1 {
+            let (row_b, below) = l[b * d..].split_at_mut(d);
+            let lb = &row_b[j0..b];
+            let s = row_b[b] - dot(lb, lb);
+            if !(s > 0.0 && s.is_finite()) {
+                return Err(Error::Data(format!(
+                    "the Gram matrix is not positive definite after damping (input {})",
+                    coord[b]
+                )));
+            }
+            let lbb = s.sqrt();
+            row_b[b] = lbb;
+            diag[b] = lbb;
+            let lb = &row_b[j0..b];
+            for row_a in below.chunks_mut(d) {
+                row_a[b] = (row_a[b] - dot(&row_a[j0..b], lb)) / lbb;
+            }
+        }
+        j0 = j1;
+    }
+    Ok(diag)
+}
+
+/// The error for a matrix view whose shape does not fit its buffer (an internal error).
+pub(crate) fn shape_error(e: ndarray::ShapeError) -> Error {
+    Error::param(format!("a matrix view does not fit its buffer: {e}"))
 }
 
 /// Σ a_i·b_i over the shorter length, in eight independent sums (so it vectorises) added in a
@@ -385,6 +434,28 @@ mod tests {
                 (direct - via).abs() <= 1e-12 * direct.max(1.0),
                 "{direct} vs {via}"
             );
+        }
+    }
+
+    #[test]
+    fn the_blocked_factor_reproduces_the_damped_matrix() {
+        // Three panels and a part: every product of the blocked factorisation is used.
+        let d = 3 * PANEL + 17;
+        let g = random_gram(d, d / 2, 5);
+        let f = g.factor(0.02, FeedbackOrder::DecreasingDiagonal).unwrap();
+        let h = g.to_dense();
+        // L·Lᵀ = P + λ'I entry by entry (P in positions), with L from the transposed rows.
+        let lt = f.transposed();
+        for a in 0..d {
+            for b in 0..=a {
+                let llt: f64 = (0..=b).map(|k| lt[k * d + a] * lt[k * d + b]).sum();
+                let p =
+                    h[f.coordinate(a) * d + f.coordinate(b)] + if a == b { f.shift() } else { 0.0 };
+                assert!(
+                    (llt - p).abs() <= 1e-10 * (1.0 + p.abs()),
+                    "[{a}, {b}] {llt} vs {p}"
+                );
+            }
         }
     }
 
