@@ -155,18 +155,46 @@ fn calibration_lowers_the_held_out_output_error_at_the_same_bits() {
     // info: which tensors record measured errors.
     let j: serde_json::Value =
         serde_json::from_str(&assert_ok(&run_p(&[&"info", &cal, &"--json"]))).unwrap();
-    let bound = |name: &str| {
+    let quant = |name: &str, key: &str| {
         j["tensors"]
             .as_array()
             .unwrap()
             .iter()
             .find(|t| t["name"] == name)
-            .unwrap()["quantization"]["bound"]
+            .unwrap()["quantization"][key]
             .clone()
     };
-    assert_eq!(bound("a.weight"), "recorded (calibrated)");
-    assert_eq!(bound("b.weight"), "recorded (calibrated)");
-    assert_eq!(bound("c.weight"), "certified");
+    assert_eq!(quant("a.weight", "bound"), "recorded (calibrated)");
+    assert_eq!(quant("b.weight", "bound"), "recorded (calibrated)");
+    assert_eq!(quant("c.weight", "bound"), "certified");
+    // Without --frame-family, the calibrated tensors take the harmonic frame (N = d + 1, sign
+    // seed 1); the data-free one none.
+    assert_eq!(quant("a.weight", "frame"), "harmonic");
+    assert_eq!(quant("a.weight", "n"), 257);
+    assert_eq!(quant("a.weight", "sign_seed"), 1);
+    assert_eq!(quant("b.weight", "frame"), "harmonic");
+    assert_eq!(quant("c.weight", "frame"), "identity");
+    // With one, every tensor takes it.
+    let plain = dir.path().join("plain.sdq");
+    assert_ok(&run_p(&[
+        &"pack",
+        &s.model,
+        &"-o",
+        &plain,
+        &"--bits-per-weight",
+        &"3",
+        &"--calibration",
+        &s.gram,
+        &"--frame-family",
+        &"identity",
+    ]));
+    let jp: serde_json::Value =
+        serde_json::from_str(&assert_ok(&run_p(&[&"info", &plain, &"--json"]))).unwrap();
+    assert!(jp["tensors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|t| t["quantization"]["frame"] == "identity"));
 
     // verify re-checks the recorded weight and output errors.
     let v = assert_ok(&run_p(&[

@@ -71,7 +71,7 @@ DOC_MODULES = [
     "wave", "weakref", "xml.dom.minidom", "zipfile",
 ]
 _PROSE = re.compile(r"^[A-Z][A-Za-z0-9 ,;'\-]*[a-z][.]$")  # plain prose: no code, no markup
-MAX_CALIB = 512
+MAX_CALIB = 1536
 SEED = 0
 
 
@@ -115,7 +115,7 @@ def calibration_pool():
 
 
 def calibration_sentences(n):
-    """The first n (<= 512) calibration sentences."""
+    """The first n (<= MAX_CALIB) calibration sentences."""
     if not 1 <= n <= MAX_CALIB:
         raise ValueError(f"the number of calibration sentences must be 1..{MAX_CALIB}, not {n}")
     return calibration_pool()[:n]

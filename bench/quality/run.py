@@ -11,8 +11,8 @@ Options: --models mpnet,minilm,mnist   --model-dir mpnet=PATH (reuse a downloade
 Calibration comparison (issue 15; docs/quality/calibration.md, CSVs in docs/quality/calibration/):
 
     python3 bench/quality/run.py --models minilm,mpnet,mnist --calibration 128 --calibration-only
-    python3 bench/quality/run.py --models minilm --calibration 128,512 --calibration-only --calibration-sweep 16,64,128,512
-    python3 bench/quality/run.py --models mpnet --calibration 512,128 --calibration-bits 3,4 --no-gptq --calibration-only
+    python3 bench/quality/run.py --models minilm --calibration 512,1536 --calibration-only --calibration-sweep 16,64,128,512,1536 --calibration-extra "identity=--frame-family identity" --calibration-extra "damping0.01=--damping 0.01" --calibration-extra "natural=--feedback-order natural" --calibration-extra-bits 3,4
+    python3 bench/quality/run.py --models mpnet --calibration 1536,512 --calibration-bits 3,4 --no-gptq --calibration-only --calibration-extra "identity=--frame-family identity" --calibration-extra-bits 3,4
 
 (Gram files from N calibration sentences; RTN g128, GPTQ g128, sdq data-free and
 `sdq pack --calibration` at B = 3, 4, 5, 8 (--calibration-bits); several N: GPTQ and sdq
@@ -464,16 +464,18 @@ def calibration_schemes(a, gram_path, Bs, with_rtn=True, with_free=True, with_gp
 
 
 def extra_schemes(a, gram_path):
-    """--calibration-extra NAME=ARGS: `sdq pack --bits-per-weight 4 --calibration GRAM ARGS`
-    (named sdq-cal-B4-NAME), run on the Gram file of the largest main N."""
+    """--calibration-extra NAME=ARGS: `sdq pack --bits-per-weight B --calibration GRAM ARGS`
+    (named sdq-cal-BB-NAME) for each B of --calibration-extra-bits, run on the Gram file of the
+    largest main N."""
     out = []
-    for spec in a.calibration_extra:
-        tag, args = spec.split("=", 1)
-        _, cal = calib.sdq_pair(4, a.sdq, gram_path)
-        cal.name = f"sdq-cal-B4-{tag}"
-        cal.args += args.split()
-        cal.label += " " + args
-        out.append(cal)
+    for B in a.calibration_extra_bits:
+        for spec in a.calibration_extra:
+            tag, args = spec.split("=", 1)
+            _, cal = calib.sdq_pair(B, a.sdq, gram_path)
+            cal.name = f"sdq-cal-B{B}-{tag}"
+            cal.args += args.split()
+            cal.label += " " + args
+            out.append(cal)
     return out
 
 
@@ -594,13 +596,16 @@ def calibration_report(out_dir, meta):
     p.append("Regenerate (from the repository root, after `cargo build --release`; add "
              "`--model-dir NAME=DIR` to reuse downloaded models), each model's section naming "
              "the command that measured it:\n\n"
-             "```\npython3 bench/quality/run.py --models minilm --calibration 128,512 "
-             "--calibration-only --calibration-sweep 16,64,128,512 "
+             "```\npython3 bench/quality/run.py --models minilm --calibration 512,1536 "
+             "--calibration-only --calibration-sweep 16,64,128,512,1536 "
+             "--calibration-extra \"identity=--frame-family identity\" "
              "--calibration-extra \"damping0.01=--damping 0.01\" "
-             "--calibration-extra \"damping1=--damping 1\" "
-             "--calibration-extra \"natural=--feedback-order natural\"\n"
-             "python3 bench/quality/run.py --models mpnet --calibration 512,128 "
-             "--calibration-bits 3,4 --no-gptq --calibration-only\n"
+             "--calibration-extra \"natural=--feedback-order natural\" "
+             "--calibration-extra-bits 3,4\n"
+             "python3 bench/quality/run.py --models mpnet --calibration 1536,512 "
+             "--calibration-bits 3,4 --no-gptq --calibration-only "
+             "--calibration-extra \"identity=--frame-family identity\" "
+             "--calibration-extra-bits 3,4\n"
              "python3 bench/quality/run.py --models mnist --calibration 128 --calibration-only\n"
              "```\n\n")
     p.append(f"Last written by `{meta['command']}`: {meta['date']} on {meta['machine']}; "
@@ -763,6 +768,8 @@ def main():
                     help="with --calibration: also `sdq pack --bits-per-weight 4 --calibration "
                          "GRAM ARGS` on the largest main N's Gram file, as row sdq-cal-B4-NAME "
                          "(e.g. damping0.01='--damping 0.01')")
+    ap.add_argument("--calibration-extra-bits", default="4",
+                    help="with --calibration-extra: the B of its rows (default 4)")
     ap.add_argument("--no-gptq", action="store_true",
                     help="with --calibration: skip the numpy GPTQ rows (slow on MPNet)")
     ap.add_argument("--calibration-only", action="store_true",
@@ -779,6 +786,7 @@ def main():
     a.calibration_sweep = [int(x) for x in a.calibration_sweep.split(",") if x]
     a.calibration = [int(x) for x in a.calibration.split(",") if x]
     a.calibration_bits = [int(x) for x in a.calibration_bits.split(",") if x]
+    a.calibration_extra_bits = [int(x) for x in a.calibration_extra_bits.split(",") if x]
     a.sweep_models = a.sweep_models.split(",")
     if a.calibration_only and not a.calibration:
         ap.error("--calibration-only needs --calibration N")

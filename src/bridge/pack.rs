@@ -146,6 +146,11 @@ pub struct PackOptions {
     pub calibration: Option<PathBuf>,
     /// Damping and order of the error feedback, with a calibration file.
     pub feedback: FeedbackOptions,
+    /// pcm with a calibration file whose options name no frame (`family: None`): the frame
+    /// family and sign seed of the tensors the file covers (default harmonic with seed 1,
+    /// N = d + 1: measured better than no frame with calibration, docs/calibration.md).
+    /// `None` packs them without a frame too. Tensors packed data-free are not affected.
+    pub calibrated_frame: Option<(FrameFamily, u64)>,
 }
 
 /// What `--tensor-type PATTERN=SETTING` does to the tensors it matches.
@@ -234,6 +239,7 @@ impl Default for PackOptions {
             force_quantize: false,
             calibration: None,
             feedback: FeedbackOptions::default(),
+            calibrated_frame: Some((FrameFamily::Harmonic, 1)),
         }
     }
 }
@@ -1262,12 +1268,22 @@ pub fn pack_nonfinite(
                     plan.record_of(name),
                 )
                 .record_len();
+                let gram = match &calibration {
+                    Some(cal) if plan.calibrated.contains(name) => cal.gram(name)?,
+                    _ => None,
+                };
+                // A calibrated tensor takes the calibrated frame when no frame is asked for.
+                let (family, sign_seed, n) = match opts.calibrated_frame {
+                    Some((f, seed)) if gram.is_some() && popts.family.is_none() => {
+                        (Some(f), seed, f.min_frame_size(*d as u64) as usize)
+                    }
+                    _ => (popts.family, popts.sign_seed, *n),
+                };
                 let popts = PcmOptions {
                     record_bytes: record,
-                    frame_size: popts
-                        .frame_size
-                        .or(Some(*n))
-                        .filter(|_| popts.family.is_some()),
+                    family,
+                    sign_seed,
+                    frame_size: popts.frame_size.or(Some(n)).filter(|_| family.is_some()),
                     target: match (opts.tensor_setting(name), plan.small.get(name)) {
                         (Some(TensorSetting::Bits(b)), _) => pcm::RateTarget::BitsPerWeight(b),
                         (_, Some(&b))
@@ -1281,10 +1297,6 @@ pub fn pack_nonfinite(
                     },
                     ..*popts
                 };
-                let gram = match &calibration {
-                    Some(cal) if plan.calibrated.contains(name) => cal.gram(name)?,
-                    _ => None,
-                };
                 let q = match &gram {
                     Some(g) => {
                         pcm::quantize_calibrated(&m, opts.orientation, &popts, g, &opts.feedback)
@@ -1297,7 +1309,7 @@ pub fn pack_nonfinite(
                 quantized.push(PackedTensor {
                     name: name.to_owned(),
                     bias: bias.clone(),
-                    n: *n,
+                    n,
                     d: *d,
                     vectors: m.layout(opts.orientation).vector_count(),
                     max_delta: q.steps.iter().copied().fold(0.0f32, f32::max).into(),

@@ -439,6 +439,12 @@ pub fn run(a: PackArgs, quiet: bool) -> CliResult {
         tensor_types: a.tensor_type,
         force_quantize: false,
         calibration: a.calibration,
+        // Without --frame-family, calibrated tensors take the harmonic frame (sign seed 1 unless
+        // --sign-seed gives one); with it, every tensor takes the frame asked for.
+        calibrated_frame: a.frame_family.is_none().then_some((
+            FrameFamily::Harmonic,
+            if a.sign_seed == 0 { 1 } else { a.sign_seed },
+        )),
         feedback: FeedbackOptions {
             damping: a.damping,
             order: match a.feedback_order {
