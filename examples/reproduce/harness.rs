@@ -199,6 +199,7 @@ fn pack_file(st_path: &Path, sdq_path: &Path, spec: &PackSpec) -> Result<(), Str
         tensor_types: Vec::new(),
         calibration: None,
         feedback: Default::default(),
+        calibrated_frame: None,
     };
     let plan = pack::plan(&ck, &opts).map_err(err("planning"))?;
     if let Some(missing) = plan.unmatched_includes.first() {
