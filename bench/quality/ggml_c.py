@@ -6,8 +6,8 @@ Only ggml-quants.c and its headers are extracted into the cache folder, a tiny s
 provides the few ggml symbols it calls (abort, type sizes), and gcc builds
 libggmlquants.so there. Nothing of llama.cpp is committed.
 
-Quantization goes through quantize_<type>(src, dst, nrow, n_per_row, imatrix=NULL),
-which is what llama-quantize runs without an importance matrix; dequantization through
+Quantization goes through quantize_<type>(src, dst, nrow, n_per_row, imatrix), which is
+what llama-quantize runs (imatrix NULL without --imatrix); dequantization through
 dequantize_row_<type>.
 """
 
@@ -114,8 +114,10 @@ class GgmlQuants:
             d.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64]
         init = getattr(self.lib, "iq2xs_init_impl", None)  # not needed for the types above
 
-    def roundtrip(self, W, qtype):
-        """Quantizes W[rows, n_per_row] (f32, C-contiguous) and returns (W~, bytes)."""
+    def roundtrip(self, W, qtype, imatrix=None):
+        """Quantizes W[rows, n_per_row] (f32, C-contiguous) and returns (W~, bytes). imatrix:
+        n_per_row importance weights (llama-quantize --imatrix: the mean square of each input
+        over the calibration tokens), or None."""
         name = C_TYPES[qtype]
         W = np.ascontiguousarray(W, dtype=np.float32)
         nrow, n = W.shape
@@ -123,7 +125,12 @@ class GgmlQuants:
         assert n % blck == 0
         nbytes = nrow * (n // blck) * bsize
         buf = np.empty(nbytes, dtype=np.uint8)
-        got = getattr(self.lib, "quantize_" + name)(W.ctypes.data, buf.ctypes.data, nrow, n, None)
+        im = None
+        if imatrix is not None:
+            im = np.ascontiguousarray(imatrix, dtype=np.float32)
+            assert im.shape == (n,)
+        got = getattr(self.lib, "quantize_" + name)(W.ctypes.data, buf.ctypes.data, nrow, n,
+                                                     None if im is None else im.ctypes.data)
         assert got == nbytes, (got, nbytes)
         out = np.empty_like(W)
         getattr(self.lib, "dequantize_row_" + name)(buf.ctypes.data, out.ctypes.data, W.size)

@@ -444,8 +444,16 @@ class GramFile:
             return f.get_tensor(k).astype(np.float64)
 
 
-def calibration_schemes(a, gram_path, Bs, with_rtn=True, with_free=True, with_gptq=True):
-    """RTN g128, GPTQ g128, sdq data-free and sdq calibrated at each B (same-run peers)."""
+# The llama.cpp types beside each B of the calibration table (their own bits: Q3_K 3.44,
+# IQ4_XS 4.25, Q4_K 4.5, Q5_K 5.5, Q8_0 8.5 bits per weight, fallbacks charged).
+CALIBRATION_GGUF = {3: ["Q3_K"], 4: ["IQ4_XS", "Q4_K"], 5: ["Q5_K"], 8: ["Q8_0"]}
+
+
+def calibration_schemes(a, gram_path, Bs, with_rtn=True, with_free=True, with_gptq=True,
+                        ggml=None):
+    """RTN g128, GPTQ g128, llama.cpp types without and with an importance matrix (with
+    `ggml`), sdq data-free and sdq calibrated at each B (same-run peers). with_rtn: also the
+    N-independent peers (RTN and the GGUF types without an importance matrix)."""
     grams = GramFile(gram_path)
     out = []
     for B in Bs:
@@ -454,6 +462,14 @@ def calibration_schemes(a, gram_path, Bs, with_rtn=True, with_free=True, with_gp
         rtn.B = gq.B = B  # the table's B column (not judged by the verdicts)
         if with_rtn:
             out.append(rtn)
+        for t in CALIBRATION_GGUF.get(B, []) if ggml is not None else []:
+            qt = getattr(schemes.T, t)
+            peers = [schemes.GgufImatrix(qt, ggml, grams)]
+            if with_rtn:
+                peers.insert(0, schemes.Gguf(qt, ggml))
+            for p in peers:
+                p.B = B
+                out.append(p)
         if with_gptq:
             out.append(gq)
         if with_free:
@@ -554,7 +570,7 @@ def run_calibration(a, name, dirs, flush=None):
                 first = n == mains[0]  # RTN and data-free sdq do not depend on N: once
                 todo += [(s, rows) for s in calibration_schemes(
                     a, gp, a.calibration_bits, with_rtn=first, with_free=first,
-                    with_gptq=not a.no_gptq)]
+                    with_gptq=not a.no_gptq, ggml=None if a.no_gguf else GgmlQuants(a.cache))]
                 if n == max(mains) and CLI_CALIBRATION:
                     todo += [(s, rows) for s in extra_schemes(a, gp)]
             if n in sweep_here:
@@ -770,6 +786,9 @@ def main():
                          "(e.g. damping0.01='--damping 0.01')")
     ap.add_argument("--calibration-extra-bits", default="4",
                     help="with --calibration-extra: the B of its rows (default 4)")
+    ap.add_argument("--no-gguf", action="store_true",
+                    help="with --calibration: skip the llama.cpp rows (with and without "
+                         "--imatrix)")
     ap.add_argument("--no-gptq", action="store_true",
                     help="with --calibration: skip the numpy GPTQ rows (slow on MPNet)")
     ap.add_argument("--calibration-only", action="store_true",

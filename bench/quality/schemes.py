@@ -98,6 +98,41 @@ class Gguf(Scheme):
         return Wt[:, :n], 8.0 * nbytes
 
 
+class GgufImatrix(Gguf):
+    """A llama.cpp type quantized with an importance matrix, as `llama-quantize --imatrix`:
+    llama.cpp's own quantize_<type>(..., imatrix) (through ggml_c, legacy types included) with
+    imatrix = diag(H), the mean square of each input over the calibration tokens (what
+    llama-imatrix collects), taken from the same Gram file sdq reads. Tensors the Gram file
+    does not cover are quantized without one; zero-padded columns get the mean importance."""
+
+    family = "gguf-imatrix"
+
+    def __init__(self, qtype, ggml, grams):
+        super().__init__(qtype, ggml)
+        self.grams = grams
+        self.name = qtype.name + "-imatrix"
+        self.label = f"gguf {qtype.name} --imatrix"
+
+    def tensor(self, W, name, info):
+        from ggml_c import FALLBACK
+
+        t = self.qtype
+        if W.shape[1] % gguf.GGML_QUANT_SIZES[t][0] != 0 and t in FALLBACK:
+            t = FALLBACK[t]
+            info.setdefault("fallback", {}).setdefault(t.name, 0)
+            info["fallback"][t.name] += 1
+        blck, _ = gguf.GGML_QUANT_SIZES[t]
+        P, n = _pad_rows(W, blck)
+        im = None
+        if name in self.grams:
+            d = np.diagonal(self.grams[name]).astype(np.float64)
+            if d.shape[0] == n:
+                im = np.full(P.shape[1], d.mean())
+                im[:n] = d
+        Wt, nbytes = self.ggml.roundtrip(P, t, imatrix=im)
+        return Wt[:, :n], 8.0 * nbytes
+
+
 def _f16(x):
     return np.asarray(x, dtype=np.float32).astype(np.float16).astype(np.float32)
 
