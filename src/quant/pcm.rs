@@ -857,39 +857,11 @@ pub fn quantize(
     let a = analyse(matrix, orientation, &synth, options.rule, 1)?;
     let zero = a.norm2 == 0.0;
     let feasible_k = |t: &Trial| t.k <= u64::from(MAX_PCM_K);
+    check_target(options.target)?;
     let alpha = match options.target {
-        RateTarget::Scale(alpha) => {
-            if !(alpha.is_finite() && alpha > 0.0) {
-                return Err(Error::param(format!(
-                    "the step scale must be > 0, got {alpha}"
-                )));
-            }
-            alpha
-        }
-        RateTarget::BitsPerWeight(b) if !(b.is_finite() && b > 0.0) => {
-            return Err(Error::param(format!(
-                "bits per weight must be > 0, got {b}"
-            )))
-        }
-        RateTarget::RelativeError(e) if !(e.is_finite() && e > 0.0) => {
-            return Err(Error::param(format!(
-                "the relative error must be > 0, got {e}"
-            )))
-        }
+        RateTarget::Scale(alpha) => alpha,
         _ if zero => 1.0,
-        target => {
-            // First on a sample of about 2^20 coefficients over the whole range of α, then on
-            // every coefficient in a narrow bracket around the sample's answer (the whole range
-            // again if the bracket does not hold).
-            let stride = (layout.vector_count() * n).div_ceil(1 << 20).max(1);
-            let guess = if stride > 1 {
-                let sample = analyse(matrix, orientation, &synth, options.rule, stride)?;
-                Some(search(&sample, target, options, d, None))
-            } else {
-                None
-            };
-            search(&a, target, options, d, guess)
-        }
+        _ => data_free_alpha(matrix, orientation, &synth, options, &a)?,
     };
     // Settle: the exact coded size may exceed the estimate; coarsen until it fits.
     let mut alpha = alpha;
@@ -933,6 +905,48 @@ pub fn quantize(
         );
     }
     Err(Error::param("the rate control did not settle"))
+}
+
+/// Refuses a rate target whose number is not positive and finite.
+#[cfg(feature = "encode")]
+fn check_target(target: RateTarget) -> Result<()> {
+    match target {
+        RateTarget::Scale(alpha) if !(alpha.is_finite() && alpha > 0.0) => Err(Error::param(
+            format!("the step scale must be > 0, got {alpha}"),
+        )),
+        RateTarget::BitsPerWeight(b) if !(b.is_finite() && b > 0.0) => Err(Error::param(format!(
+            "bits per weight must be > 0, got {b}"
+        ))),
+        RateTarget::RelativeError(e) if !(e.is_finite() && e > 0.0) => Err(Error::param(format!(
+            "the relative error must be > 0, got {e}"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// The step scale α that meets `options.target` without feedback, by the estimated coded
+/// size: first on a sample of about 2^20 coefficients over the whole range of α, then on every
+/// coefficient of `a` in a narrow bracket around the sample's answer (the whole range again if
+/// the bracket does not hold).
+#[cfg(feature = "encode")]
+fn data_free_alpha(
+    matrix: &Matrix,
+    orientation: Orientation,
+    synth: &PcmSynthesis,
+    options: &PcmOptions,
+    a: &Analysed,
+) -> Result<f64> {
+    let d = synth.d;
+    let stride = (matrix.layout(orientation).vector_count() * synth.n)
+        .div_ceil(1 << 20)
+        .max(1);
+    let guess = if stride > 1 {
+        let sample = analyse(matrix, orientation, synth, options.rule, stride)?;
+        Some(search(&sample, options.target, options, d, None))
+    } else {
+        None
+    };
+    Ok(search(a, options.target, options, d, guess))
 }
 
 /// One data-aware quantization at a given α: its steps, codes and exact stored bits.
@@ -1019,6 +1033,7 @@ pub fn quantize_calibrated(
             bits,
         }))
     };
+    check_target(options.target)?;
     let chosen = match options.target {
         RateTarget::RelativeError(_) => {
             return Err(Error::param(
@@ -1026,30 +1041,12 @@ pub fn quantize_calibrated(
                  output error: give a bit budget (--bits-per-weight) instead",
             ))
         }
-        RateTarget::Scale(alpha) if !(alpha.is_finite() && alpha > 0.0) => {
-            return Err(Error::param(format!(
-                "the step scale must be > 0, got {alpha}"
-            )))
-        }
-        RateTarget::BitsPerWeight(b) if !(b.is_finite() && b > 0.0) => {
-            return Err(Error::param(format!(
-                "bits per weight must be > 0, got {b}"
-            )))
-        }
         RateTarget::Scale(alpha) => coarsen_until_feasible(&run, alpha)?,
         _ if a.norm2 == 0.0 => coarsen_until_feasible(&run, 1.0)?,
         RateTarget::BitsPerWeight(b) => {
-            let budget = b * a.weights as f64;
             // The data-free α for the budget (the feedback codes spread a little wider).
-            let stride = (m * n).div_ceil(1 << 20).max(1);
-            let guess = if stride > 1 {
-                let sample = analyse(matrix, orientation, &synth, options.rule, stride)?;
-                Some(search(&sample, options.target, options, d, None))
-            } else {
-                None
-            };
-            let alpha0 = search(&a, options.target, options, d, guess);
-            secant_to_budget(&run, alpha0, budget, a.weights as f64)?
+            let alpha0 = data_free_alpha(matrix, orientation, &synth, options, &a)?;
+            secant_to_budget(&run, alpha0, b * a.weights as f64, a.weights as f64)?
         }
     };
     let FeedbackRun {
