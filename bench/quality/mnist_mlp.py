@@ -35,6 +35,12 @@ def accuracy(W, X, y):
     return float((forward(W, X).argmax(1) == y).mean())
 
 
+def wrong(W, X, y):
+    """The indices of the test digits W misclassifies, as a space-separated string (for the
+    paired comparison of two quantizations on the same digits)."""
+    return " ".join(str(i) for i in np.flatnonzero(forward(W, X).argmax(1) != y))
+
+
 def train(train_set, hidden=(200, 200), epochs=12, batch=64, lr=1e-3, seed=0):
     """Adam on cross-entropy; returns {'fc1.weight': [200,784], ...} (float32, [out, in])."""
     X, y = train_set
