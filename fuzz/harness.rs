@@ -403,7 +403,8 @@ pub fn roundtrip(data: &[u8]) {
 
 /// The pcm half of `roundtrip`: quantize with drawn options, write, read back; the file must
 /// verify, decode to what the quantizer measured (its stored error norm), and keep every vector
-/// within its certified bound √(d/N)·½·‖δ‖ (plus f32 rounding).
+/// within its certified bound √(d/N)·½·‖δ‖ (plus f32 rounding), or within its recorded error
+/// (calibrated codes, least-squares steps).
 fn roundtrip_pcm(
     u: &mut Draw,
     m: &Matrix,
@@ -415,7 +416,9 @@ fn roundtrip_pcm(
 ) {
     use sdq::codes::stream::Coding;
     use sdq::frame::FrameFamily;
-    use sdq::quant::pcm::{self, PcmOptions, PcmSynthesis, RateTarget, StepRule, StepType};
+    use sdq::quant::pcm::{
+        self, PcmOptions, PcmSynthesis, RateTarget, StepPolicy, StepRule, StepType,
+    };
     let orientation = if u.bool() {
         Orientation::Rows
     } else {
@@ -438,6 +441,7 @@ fn roundtrip_pcm(
         } else {
             StepRule::Tensor
         },
+        policy: StepPolicy::Certified,
         step_type: if u.bool() {
             StepType::F16
         } else {
@@ -461,6 +465,7 @@ fn roundtrip_pcm(
         && family.is_none()
         && !matches!(opts.target, RateTarget::RelativeError(_))
         && u.u8() % 3 == 0;
+    let mut least_squares = false;
     let result = if calibrated {
         use sdq::quant::gram::{FeedbackOrder, Gram};
         let v: Vec<f64> = (0..d)
@@ -484,7 +489,17 @@ fn roundtrip_pcm(
         };
         pcm::quantize_calibrated(m, orientation, &opts, &gram, &fb)
     } else {
-        pcm::quantize(m, orientation, &opts)
+        // Least-squares steps (fixed codes, clipped; recorded errors) where they apply: drawn
+        // last, and never from an exhausted input, so earlier inputs keep their meaning.
+        least_squares = opts.coding == Coding::Fixed
+            && !matches!(opts.target, RateTarget::Scale(_))
+            && u.u8() % 2 == 1;
+        let policy = if least_squares {
+            StepPolicy::LeastSquares
+        } else {
+            StepPolicy::Certified
+        };
+        pcm::quantize(m, orientation, &PcmOptions { policy, ..opts })
     };
     let q = match result {
         Ok(q) => q,
@@ -526,7 +541,7 @@ fn roundtrip_pcm(
     let steps = f.pcm_steps("w").expect("steps");
     assert_eq!(steps.len(), count * groups);
     let recorded = f.pcm_errors("w").expect("recorded errors");
-    assert_eq!(recorded.is_some(), calibrated);
+    assert_eq!(recorded.is_some(), calibrated || least_squares);
     let (mut wv, mut tv) = (vec![0.0f64; d], vec![0.0f64; d]);
     let mut e2 = 0.0;
     for j in 0..count {

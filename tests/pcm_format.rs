@@ -10,7 +10,9 @@ use proptest::prelude::*;
 use sdq::codes::stream::Coding;
 use sdq::format::{Dtype, Encoding, SdqFile, SdqStreamWriter, TensorPlan};
 use sdq::frame::FrameFamily;
-use sdq::quant::pcm::{self, PcmOptions, PcmSynthesis, RateTarget, StepRule, StepType};
+use sdq::quant::pcm::{
+    self, ErrorRecord, PcmOptions, PcmSynthesis, RateTarget, StepPolicy, StepRule, StepType,
+};
 use sdq::{Matrix, Orientation};
 
 /// Heavy-tailed values: a Student-t-like mix of the uniform test values and a few outliers.
@@ -81,6 +83,7 @@ proptest! {
             sign_seed: if signs { seed + 1 } else { 0 },
             group,
             rule: if tensor_rule { StepRule::Tensor } else { StepRule::Group },
+            policy: StepPolicy::Certified,
             step_type: if f32_steps { StepType::F32 } else { StepType::F16 },
             coding: if rans { Coding::Rans } else { Coding::Fixed },
             target: match target {
@@ -128,6 +131,89 @@ proptest! {
         prop_assert!((e2.sqrt() - info.error_norm).abs() <= 1e-9 * (1.0 + info.error_norm));
         prop_assert!((w2.sqrt() - info.weight_norm).abs() <= 1e-9 * (1.0 + info.weight_norm));
     }
+}
+
+/// Least-squares steps with fixed-width codes: less error than certified steps at the same
+/// budget on heavy-tailed weights, the budget kept, every code within ±K, and each vector's
+/// recorded error at least its error after decoding the file.
+#[test]
+fn least_squares_steps_beat_certified_ones_and_record_their_errors() {
+    let (rows, cols) = (48, 256);
+    let w = heavy(rows * cols, 7);
+    let m = Matrix::new(&w, rows, cols).unwrap();
+    for b in [3.0, 4.0, 5.0] {
+        let fixed = PcmOptions {
+            target: RateTarget::BitsPerWeight(b),
+            coding: Coding::Fixed,
+            record_bytes: 200,
+            ..PcmOptions::default()
+        };
+        let cert = pcm::quantize(&m, Orientation::Rows, &fixed).unwrap();
+        let ls = pcm::quantize(
+            &m,
+            Orientation::Rows,
+            &PcmOptions {
+                policy: StepPolicy::LeastSquares,
+                ..fixed
+            },
+        )
+        .unwrap();
+        assert!(
+            ls.error_norm < 0.8 * cert.error_norm,
+            "{b} bits: least squares {} vs certified {}",
+            ls.error_norm,
+            cert.error_norm
+        );
+        assert_eq!(ls.record, ErrorRecord::Weight);
+        assert_eq!(ls.vector_errors.len(), rows);
+        assert!((ls.k + 1).is_power_of_two(), "K = {}", ls.k);
+        assert!(ls.codes.iter().all(|q| q.unsigned_abs() <= ls.k));
+        let stored = 8.0 * (ls.section_bytes() + 200) as f64 / (rows * cols) as f64;
+        assert!(stored <= b, "{b} bits asked, {stored} stored");
+        let plan = [TensorPlan::pcm_recording(
+            "w",
+            Dtype::F32,
+            &[rows as u64, cols as u64],
+            false,
+            ErrorRecord::Weight,
+        )];
+        let mut wr = SdqStreamWriter::in_memory(&plan, &[]).unwrap();
+        wr.write_pcm("w", &ls).unwrap();
+        let file = SdqFile::from_bytes(wr.finish().unwrap().into_inner()).unwrap();
+        file.verify_all().unwrap();
+        let recorded = file.pcm_errors("w").unwrap().unwrap().weight;
+        let decoded = file.decode("w").unwrap();
+        for (j, (wr, tr)) in w.chunks(cols).zip(decoded.chunks(cols)).enumerate() {
+            let err = wr
+                .iter()
+                .zip(tr)
+                .map(|(a, b)| f64::from(a - b).powi(2))
+                .sum::<f64>()
+                .sqrt();
+            assert!(
+                err <= f64::from(recorded[j]) * (1.0 + 1e-6) + 1e-6,
+                "vector {j}: {err} above its record {}",
+                recorded[j]
+            );
+        }
+    }
+    // An error target is met; a step scale and entropy-coded codes are refused.
+    let ls = |target, coding| {
+        pcm::quantize(
+            &m,
+            Orientation::Rows,
+            &PcmOptions {
+                policy: StepPolicy::LeastSquares,
+                target,
+                coding,
+                ..PcmOptions::default()
+            },
+        )
+    };
+    let q = ls(RateTarget::RelativeError(0.02), Coding::Fixed).unwrap();
+    assert!(q.relative_error() <= 0.02);
+    assert!(ls(RateTarget::Scale(0.5), Coding::Fixed).is_err());
+    assert!(ls(RateTarget::BitsPerWeight(4.0), Coding::Rans).is_err());
 }
 
 #[test]

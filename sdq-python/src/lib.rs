@@ -32,7 +32,7 @@ use sdq::bridge::NoProgress;
 use sdq::codes::stream::Coding;
 use sdq::format::{Encoding, TensorInfo};
 use sdq::frame::FrameFamily;
-use sdq::quant::pcm::{PcmOptions, RateTarget, StepRule, StepType};
+use sdq::quant::pcm::{PcmOptions, RateTarget, StepPolicy, StepRule, StepType};
 use sdq::quant::Scheme;
 use sdq::{Dtype, Orientation, SdqFile};
 
@@ -611,7 +611,10 @@ fn tensor_settings(v: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<(String, Tensor
 /// that their errors are least (`same_bits=True`: every tensor gets it); or `max_error` E: the
 /// fewest bits with relative error at most E in every tensor. `sign_seed` (0: no sign flips),
 /// `group`, `step_rule` ("group" or "tensor"), `step_type` ("f16" or "f32"), `coding` ("rans"
-/// or "fixed"), `frame_family` ("identity", the default: no frame; "harmonic" or
+/// or "fixed"), `step_policy` ("certified", the default, or "least-squares": with
+/// coding="fixed", each group's step chosen for the least squared error with the codes clipped
+/// to the width the budget allows, every tensor the same bits, vectors recording measured
+/// errors, as `sdq pack --step-policy least-squares`), `frame_family` ("identity", the default: no frame; "harmonic" or
 /// "spectral-tetris", then `frame_size` N may be given). Small tensors, whose records and steps
 /// would dominate a shared budget, get 6 bits per weight of their own (or stay raw when that
 /// would not halve them), as with `sdq pack`. `levels`, `code_bits`, `redundancy`, `reorder`
@@ -634,6 +637,7 @@ fn tensor_settings(v: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<(String, Tensor
 #[pyo3(signature = (
     tensors, path, *, scheme = "pcm", bits_per_weight = None, max_error = None, sign_seed = 0,
     group = None, step_rule = "group", step_type = "f16", coding = "rans", same_bits = false,
+    step_policy = "certified",
     frame_family = None, frame_size = None, redundancy = None, levels = None, code_bits = None,
     reorder = false, delta = None, axis = "rows", bias = false, include = None, exclude = None,
     tensor_types = None, min_dim = 16, zstd = None, nonfinite = "refuse", metadata = None,
@@ -653,6 +657,7 @@ fn pack<'py>(
     step_type: &str,
     coding: &str,
     same_bits: bool,
+    step_policy: &str,
     frame_family: Option<&str>,
     frame_size: Option<usize>,
     redundancy: Option<f64>,
@@ -777,6 +782,21 @@ fn pack<'py>(
             frame_size,
             sign_seed,
             group: group.unwrap_or(0),
+            policy: match (step_policy, coding) {
+                ("certified", _) => StepPolicy::Certified,
+                ("least-squares", "fixed") => StepPolicy::LeastSquares,
+                ("least-squares", _) => {
+                    return perr(
+                        "step_policy=\"least-squares\" needs coding=\"fixed\" (entropy-coded codes have no alphabet limit, so nothing is clipped)"
+                            .into(),
+                    )
+                }
+                (p, _) => {
+                    return perr(format!(
+                        "step_policy={p:?}: must be \"certified\" or \"least-squares\""
+                    ))
+                }
+            },
             rule: match step_rule {
                 "group" => StepRule::Group,
                 "tensor" => StepRule::Tensor,

@@ -173,6 +173,12 @@ def test_pack_matches_the_cli_byte_for_byte(tmp_path, checkpoint):
             {"include": "fc*", "max_error": 0.02, "step_rule": "tensor", "coding": "fixed"},
         ),
         (
+            ["--include", "fc*", "--coding", "fixed", "--step-policy", "least-squares",
+             "--bits-per-weight", "4"],
+            {"include": "fc*", "coding": "fixed", "step_policy": "least-squares",
+             "bits_per_weight": 4},
+        ),
+        (
             ["--include", "fc*", "--group", "8", "--step-type", "f32", "--same-bits",
              "--sign-seed", "5", "--axis", "columns"],
             {"include": "fc*", "group": 8, "step_type": "f32", "same_bits": True,
@@ -565,6 +571,8 @@ def test_pack_pcm_default_end_to_end(tmp_path):
         ({"max_error": 0.1, "bits_per_weight": 4}, ["--max-error", "0.1", "--bits-per-weight", "4"]),
         ({"group": 0}, ["--group", "0"]),
         ({"step_rule": "vector"}, ["--step-rule", "vector"]),
+        ({"step_policy": "least-squares"}, ["--step-policy", "least-squares"]),
+        ({"step_policy": "lsq", "coding": "fixed"}, ["--step-policy", "lsq", "--coding", "fixed"]),
         ({"step_type": "f64"}, ["--step-type", "f64"]),
         ({"coding": "huffman"}, ["--coding", "huffman"]),
         ({"frame_family": "wavelet"}, ["--frame-family", "wavelet"]),

@@ -207,7 +207,8 @@ impl PackOptions {
 /// How a pcm bit budget is spread over the quantized tensors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Allocation {
-    /// Every tensor gets the same stored bits per weight.
+    /// Every tensor gets the same stored bits per weight (also what least-squares steps,
+    /// [`pcm::StepPolicy::LeastSquares`], always do).
     PerTensor,
     /// The bits of the whole model are spread so that Σ_t √n_t·‖W_t − W̃_t‖²/‖W_t‖² is least
     /// (n_t the tensor's weights): each tensor's estimated rate–distortion curve is measured
@@ -296,6 +297,9 @@ pub struct Plan {
     /// pcm: small tensors given their own stored bits per weight ([`SMALL_TENSOR_BITS`]),
     /// outside the model-wide allocation (see [`plan`]).
     pub small: HashMap<String, f64>,
+    /// pcm with least-squares steps ([`pcm::StepPolicy::LeastSquares`]): the quantized tensors
+    /// record their vectors' measured errors.
+    pub measured: bool,
 }
 
 /// The bits per weight of the codes and steps of a pcm tensor too small for the model-wide
@@ -748,6 +752,9 @@ fn finish_plan(
         warnings,
         calibrated: HashSet::new(),
         small: HashMap::new(),
+        measured: pcm
+            && matches!(&opts.method,
+                Method::Pcm(p) if p.policy == pcm::StepPolicy::LeastSquares),
     };
     let mut plan = plan;
     plan.warn_if_nothing_quantized();
@@ -867,11 +874,13 @@ impl Plan {
             .collect()
     }
 
-    /// What the record of the pcm tensor `name` holds per vector: measured errors if a
-    /// calibration file covers it.
+    /// What the record of the pcm tensor `name` holds per vector: measured weight and output
+    /// errors if a calibration file covers it, measured weight errors with least-squares steps.
     pub fn record_of(&self, name: &str) -> ErrorRecord {
         if self.calibrated.contains(name) {
             ErrorRecord::WeightAndOutput
+        } else if self.measured {
+            ErrorRecord::Weight
         } else {
             ErrorRecord::APriori
         }
@@ -1167,6 +1176,12 @@ pub fn pack_nonfinite(
                             "--calibration needs the rows orientation (--axis rows, the default)",
                         ));
                     }
+                    if p.policy == pcm::StepPolicy::LeastSquares {
+                        return Err(Error::param(
+                            "--calibration chooses its codes by error feedback: drop \
+                             --step-policy least-squares",
+                        ));
+                    }
                     if matches!(p.target, pcm::RateTarget::RelativeError(_)) {
                         return Err(Error::param(
                             "--calibration minimises the output error, --max-error bounds the \
@@ -1225,11 +1240,17 @@ pub fn pack_nonfinite(
         }
     };
     policy.validate()?;
+    // The model-wide allocation measures rate–distortion curves of certified steps: with
+    // least-squares steps (integer code widths) every tensor gets the same bits.
     let budgets = match (&opts.method, opts.allocation) {
-        (Method::Pcm(p), Allocation::Model) if plan.pcm => match p.target {
-            pcm::RateTarget::BitsPerWeight(b) => allocate(ck, &plan, opts, p, b, progress)?,
-            _ => HashMap::new(),
-        },
+        (Method::Pcm(p), Allocation::Model)
+            if plan.pcm && p.policy == pcm::StepPolicy::Certified =>
+        {
+            match p.target {
+                pcm::RateTarget::BitsPerWeight(b) => allocate(ck, &plan, opts, p, b, progress)?,
+                _ => HashMap::new(),
+            }
+        }
         _ => HashMap::new(),
     };
     let mut writer = SdqWriter::create(out, &plan.tensor_plans(), ck.metadata())?;

@@ -10,7 +10,7 @@ use sdq::bridge::pack::{
 use sdq::codes::stream::Coding;
 use sdq::frame::FrameFamily;
 use sdq::quant::gram::FeedbackOrder;
-use sdq::quant::pcm::{FeedbackOptions, PcmOptions, RateTarget, StepRule, StepType};
+use sdq::quant::pcm::{FeedbackOptions, PcmOptions, RateTarget, StepPolicy, StepRule, StepType};
 use sdq::quant::Scheme;
 use sdq::{Orientation, SdqFile};
 
@@ -80,6 +80,16 @@ pub enum StepRuleArg {
     Group,
     /// One step for the whole tensor (least squared error for the bits).
     Tensor,
+}
+
+/// How pcm steps are chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StepPolicyArg {
+    /// Nothing clipped: every vector certified a priori from its steps.
+    Certified,
+    /// Least squared error with codes clipped to a fixed width (needs --coding fixed); vectors
+    /// record measured errors.
+    LeastSquares,
 }
 
 /// How pcm steps are stored.
@@ -163,6 +173,12 @@ pub struct PackArgs {
     /// pcm: how steps follow the coefficients.
     #[arg(long, value_enum, default_value_t = StepRuleArg::Group)]
     step_rule: StepRuleArg,
+
+    /// pcm: certified steps (nothing clipped, every vector bounded a priori) or least-squares
+    /// steps (needs --coding fixed: each group's step chosen for the least squared error with
+    /// the codes clipped to the width the budget allows; vectors record measured errors).
+    #[arg(long, value_enum, default_value_t = StepPolicyArg::Certified)]
+    step_policy: StepPolicyArg,
 
     /// pcm: how steps are stored.
     #[arg(long, value_enum, default_value_t = StepTypeArg::F16)]
@@ -348,6 +364,11 @@ pub fn run(a: PackArgs, quiet: bool) -> CliResult {
             (None, Some(b)) => RateTarget::BitsPerWeight(b),
             (None, None) => PcmOptions::default().target,
         };
+        if a.step_policy == StepPolicyArg::LeastSquares && a.coding != CodingArg::Fixed {
+            return Err(Failure::usage(
+                "--step-policy least-squares needs --coding fixed (entropy-coded codes have no alphabet limit, so nothing is clipped)",
+            ));
+        }
         if a.group == Some(0) {
             return Err(Failure::usage("--group must be at least 1"));
         }
@@ -361,6 +382,10 @@ pub fn run(a: PackArgs, quiet: bool) -> CliResult {
             frame_size: a.frame_size,
             sign_seed: a.sign_seed,
             group: a.group.unwrap_or(0),
+            policy: match a.step_policy {
+                StepPolicyArg::Certified => StepPolicy::Certified,
+                StepPolicyArg::LeastSquares => StepPolicy::LeastSquares,
+            },
             rule: match a.step_rule {
                 StepRuleArg::Group => StepRule::Group,
                 StepRuleArg::Tensor => StepRule::Tensor,

@@ -84,6 +84,21 @@ pub enum StepRule {
     Tensor,
 }
 
+/// How each group's step is chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum StepPolicy {
+    /// From the group's rms ([`StepRule`]) scaled by the rate control, with no limit on the
+    /// codes: nothing is clipped and every vector is certified a priori (scheme version 1).
+    #[default]
+    Certified,
+    /// Fixed-width codes of c bits (c the most the budget allows), so |q| ≤ K = 2^(c−1) − 1,
+    /// and each group's step chosen for the least squared error of its coefficients with the
+    /// codes clipped to ±K: the few largest coefficients may be clipped so that the others get
+    /// a finer step. Needs fixed-width codes ([`Coding::Fixed`]); each vector records its
+    /// measured error (scheme version 2, error kind 1), which `verify --against` re-checks.
+    LeastSquares,
+}
+
 /// The stored type of the steps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum StepType {
@@ -188,8 +203,10 @@ pub struct PcmOptions {
     pub sign_seed: u64,
     /// Coefficients per step (0 = one step per vector).
     pub group: usize,
-    /// How steps follow the coefficients.
+    /// How steps follow the coefficients (with [`StepPolicy::Certified`]).
     pub rule: StepRule,
+    /// Certified steps (no clipping) or least-squares steps (fixed-width codes, clipped).
+    pub policy: StepPolicy,
     /// How steps are stored.
     pub step_type: StepType,
     /// How codes are stored.
@@ -209,6 +226,7 @@ impl Default for PcmOptions {
             sign_seed: 0,
             group: 0,
             rule: StepRule::Group,
+            policy: StepPolicy::Certified,
             step_type: StepType::F16,
             coding: Coding::Rans,
             target: RateTarget::BitsPerWeight(4.5),
@@ -854,10 +872,13 @@ pub fn quantize(
     let d = layout.vector_len();
     let (synth, frame) = synthesis_for(d, options)?;
     let n = synth.n;
+    check_target(options.target)?;
+    if options.policy == StepPolicy::LeastSquares {
+        return least_squares(matrix, orientation, options, &synth, frame);
+    }
     let a = analyse(matrix, orientation, &synth, options.rule, 1)?;
     let zero = a.norm2 == 0.0;
     let feasible_k = |t: &Trial| t.k <= u64::from(MAX_PCM_K);
-    check_target(options.target)?;
     let alpha = match options.target {
         RateTarget::Scale(alpha) => alpha,
         _ if zero => 1.0,
@@ -905,6 +926,204 @@ pub fn quantize(
         );
     }
     Err(Error::param("the rate control did not settle"))
+}
+
+/// Scales tried for a least-squares step, as fractions of the step that clips nothing
+/// (largest |y| / (K + ½)): 0.40, 0.43, …, 1.00.
+const LS_SCALES: usize = 21;
+
+/// The codes of `y` at step `step` clipped to ±`k`, and their squared error.
+#[cfg(feature = "encode")]
+fn clipped(y: &[f64], step: f64, k: f64, codes: &mut [i32]) -> f64 {
+    let inv = if step > 0.0 { 1.0 / step } else { 0.0 };
+    let mut e2 = 0.0;
+    for (c, &x) in codes.iter_mut().zip(y) {
+        let q = (x * inv).round().clamp(-k, k);
+        *c = q as i32;
+        e2 += (x - q * step).powi(2);
+    }
+    e2
+}
+
+/// The step (as stored) of one group for the least squared error with codes clipped to ±`k`:
+/// the best of [`LS_SCALES`] fractions of the step that clips nothing, then the least-squares
+/// step Σqy / Σq² of that best's codes if it does better. Writes the codes; returns the step.
+#[cfg(feature = "encode")]
+fn least_squares_step(y: &[f64], k: f64, ty: StepType, codes: &mut [i32]) -> f32 {
+    let amax = y.iter().fold(0.0f64, |m, x| m.max(x.abs()));
+    if amax == 0.0 {
+        codes.iter_mut().for_each(|c| *c = 0);
+        return 0.0;
+    }
+    let full = amax / (k + 0.5);
+    let mut best = (f64::INFINITY, 0.0f32);
+    for i in 0..LS_SCALES {
+        let (step, _) = round_step(full * (0.4 + 0.03 * i as f64), ty);
+        let e2 = clipped(y, f64::from(step), k, codes);
+        if e2 < best.0 {
+            best = (e2, step);
+        }
+    }
+    clipped(y, f64::from(best.1), k, codes);
+    let (qy, qq) = codes.iter().zip(y).fold((0.0, 0.0), |(a, b), (&q, &x)| {
+        (a + f64::from(q) * x, b + f64::from(q) * f64::from(q))
+    });
+    if qq > 0.0 && qy > 0.0 {
+        let (step, _) = round_step(qy / qq, ty);
+        if clipped(y, f64::from(step), k, codes) < best.0 {
+            return step;
+        }
+    }
+    clipped(y, f64::from(best.1), k, codes);
+    best.1
+}
+
+/// pcm with least-squares steps ([`StepPolicy::LeastSquares`]): fixed-width codes, each
+/// group's step chosen for the least squared error with clipping; each vector records its
+/// measured error. With a bit budget, the code width c and the group size G (the given one,
+/// else one step per vector or per 256, 128, 64, 32 or 16 coefficients) are chosen together:
+/// for each G the widest c that fits, then the pair with the least error. With an error
+/// target, the pairs in order of stored bits until one meets it.
+#[cfg(feature = "encode")]
+fn least_squares(
+    matrix: &Matrix,
+    orientation: Orientation,
+    options: &PcmOptions,
+    synth: &PcmSynthesis,
+    frame: PcmFrame,
+) -> Result<PcmTensor> {
+    if options.coding != Coding::Fixed {
+        return Err(Error::param(
+            "least-squares steps need fixed-width codes (--coding fixed): entropy-coded codes \
+             have no alphabet limit, so nothing is clipped",
+        ));
+    }
+    let a = analyse(matrix, orientation, synth, options.rule, 1)?;
+    let (n, m) = (a.n, a.m_full);
+    let count = (m * n) as f64;
+    let weights = a.weights as f64;
+    // Fixed costs: the record, two sections' padding, one recorded f32 error per vector.
+    let fixed = 8.0 * (options.record_bytes as f64 + 64.0 + 4.0 * m as f64);
+    let bits_of = |c: u32, g: usize, ty: StepType| {
+        count * f64::from(c) + 8.0 * (m * n.div_ceil(g) * ty.size()) as f64 + fixed
+    };
+    let sizes: Vec<usize> = if options.group != 0 {
+        vec![options.group.min(n)]
+    } else {
+        std::iter::once(n)
+            .chain([256, 128, 64, 32, 16].into_iter().filter(|&g| g < n))
+            .collect()
+    };
+    // One quantization at code width c and group size g.
+    let run = |c: u32, g: usize| -> Result<PcmTensor> {
+        let k = (1u32 << (c - 1)) - 1;
+        let synth = PcmSynthesis::new(frame, synth.d, options.sign_seed, g)?;
+        let groups = n.div_ceil(g);
+        let quantize_all = |ty: StepType| {
+            let mut steps = vec![0.0f32; m * groups];
+            let mut codes = vec![0i32; m * n];
+            let one = |((yj, sj), cj): ((&[f64], &mut [f32]), &mut [i32])| {
+                for (i, s) in sj.iter_mut().enumerate() {
+                    let range = i * g..((i + 1) * g).min(n);
+                    if let (Some(y), Some(q)) = (yj.get(range.clone()), cj.get_mut(range)) {
+                        *s = least_squares_step(y, f64::from(k), ty, q);
+                    }
+                }
+            };
+            #[cfg(feature = "parallel")]
+            a.y.par_chunks(n)
+                .zip(steps.par_chunks_mut(groups))
+                .zip(codes.par_chunks_mut(n))
+                .for_each(one);
+            #[cfg(not(feature = "parallel"))]
+            a.y.chunks(n)
+                .zip(steps.chunks_mut(groups))
+                .zip(codes.chunks_mut(n))
+                .for_each(one);
+            (steps, codes)
+        };
+        let mut step_type = options.step_type;
+        let (mut steps, mut codes) = quantize_all(step_type);
+        // f16 unless a step does not fit it (then every step is f32).
+        if step_type == StepType::F16 && steps.iter().any(|&s| half::f16::from_f32(s).to_f32() != s)
+        {
+            step_type = StepType::F32;
+            (steps, codes) = quantize_all(step_type);
+        }
+        let section = stream::encode(&codes, n, k, Coding::Fixed)?;
+        let t = Trial {
+            bits: bits_of(c, g, step_type),
+            steps,
+            step_type,
+            k: u64::from(k),
+            err2: 0.0,
+        };
+        finish(
+            matrix,
+            orientation,
+            &synth,
+            frame,
+            options,
+            1.0,
+            t,
+            codes,
+            k,
+            section,
+            Some(Vec::new()),
+        )
+    };
+    match options.target {
+        RateTarget::BitsPerWeight(b) => {
+            // Per group size, the widest codes within the budget.
+            let pairs: Vec<(u32, usize)> = sizes
+                .iter()
+                .filter_map(|&g| {
+                    (2..=16)
+                        .rev()
+                        .find(|&c| bits_of(c, g, options.step_type) <= b * weights)
+                        .map(|c| (c, g))
+                })
+                .collect();
+            let mut best: Option<PcmTensor> = None;
+            // A budget nothing meets: the fewest bits (2-bit codes, one step per vector), as
+            // data-free pcm then gives its fewest bits.
+            for (c, g) in if pairs.is_empty() {
+                vec![(2, n)]
+            } else {
+                pairs
+            } {
+                let q = run(c, g)?;
+                if best.as_ref().is_none_or(|b| q.error_norm < b.error_norm) {
+                    best = Some(q);
+                }
+            }
+            best.ok_or_else(|| Error::param("least-squares steps: no code width tried"))
+        }
+        RateTarget::RelativeError(e) => {
+            let mut pairs: Vec<(u32, usize)> = (2..=16)
+                .flat_map(|c| sizes.iter().map(move |&g| (c, g)))
+                .collect();
+            pairs.sort_by(|x, y| {
+                bits_of(x.0, x.1, options.step_type).total_cmp(&bits_of(
+                    y.0,
+                    y.1,
+                    options.step_type,
+                ))
+            });
+            let mut last = None;
+            for (c, g) in pairs {
+                let q = run(c, g)?;
+                if q.relative_error() <= e {
+                    return Ok(q);
+                }
+                last = Some(q);
+            }
+            last.ok_or_else(|| Error::param("least-squares steps: no code width tried"))
+        }
+        RateTarget::Scale(_) => Err(Error::param(
+            "least-squares steps are set by a bit budget or an error target, not by a step scale",
+        )),
+    }
 }
 
 /// Refuses a rate target whose number is not positive and finite.
