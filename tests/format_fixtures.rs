@@ -517,6 +517,46 @@ fn pcm_calibrated() -> Fixture {
     }
 }
 
+/// pcm scheme version 2 with error kind 1: `l` F32 [12, 40], rows, no frame, fixed-width codes
+/// with least-squares steps (clipped) at 6 bits per weight; its record holds each row's
+/// measured weight error.
+fn pcm_least_squares() -> Fixture {
+    use sdq::codes::stream::Coding;
+    use sdq::quant::pcm::{quantize, ErrorRecord, PcmOptions, RateTarget, StepPolicy};
+    let w: Vec<f32> = inputs(12 * 40, 13)
+        .iter()
+        .enumerate()
+        .map(|(i, &x)| if i % 17 == 0 { 8.0 * x } else { x })
+        .collect();
+    let l = quantize(
+        &Matrix::new(&w, 12, 40).unwrap(),
+        Orientation::Rows,
+        &PcmOptions {
+            coding: Coding::Fixed,
+            policy: StepPolicy::LeastSquares,
+            target: RateTarget::BitsPerWeight(6.0),
+            ..PcmOptions::default()
+        },
+    )
+    .unwrap();
+    let plan = [TensorPlan::pcm_recording(
+        "l",
+        Dtype::F32,
+        &[12, 40],
+        false,
+        ErrorRecord::Weight,
+    )];
+    let mut wr = SdqStreamWriter::in_memory(&plan, &[]).unwrap();
+    wr.write_pcm("l", &l).unwrap();
+    let bytes = wr.finish().unwrap().into_inner();
+    let (ldw, _) = dense_pcm(&l);
+    Fixture {
+        name: "pcm_least_squares",
+        bytes,
+        expected: vec![("l".into(), vec![12, 40], ldw)],
+    }
+}
+
 fn all() -> Vec<Fixture> {
     let mut v = vec![
         k1_tensor_delta(),
@@ -525,6 +565,7 @@ fn all() -> Vec<Fixture> {
         tetris_second_order(),
         pcm(),
         pcm_calibrated(),
+        pcm_least_squares(),
     ];
     // `mixed` has zstd sections: it is built and decoded only with the zstd feature.
     if cfg!(feature = "zstd") {

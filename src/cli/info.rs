@@ -302,8 +302,17 @@ fn totals(s: &mut String, file: &SdqFile, report: &sdq::StorageReport, max_bound
         savings(report.ratio_fp16())
     ));
     if q > 0 {
+        let recorded = file.tensors().iter().any(|t| {
+            matches!(&t.encoding, Encoding::Pcm(p)
+                if p.record != sdq::quant::pcm::ErrorRecord::APriori)
+        });
         s.push_str(&format!(
-            "largest certified vector error bound: {}\n",
+            "{}: {}\n",
+            if recorded {
+                "largest vector error bound (certified, or recorded where marked rec.)"
+            } else {
+                "largest certified vector error bound"
+            },
             sci(max_bound)
         ));
     }
