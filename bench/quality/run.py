@@ -71,6 +71,11 @@ SDQ_CONFIGS = [
     ("sdq-pcm-B8", PCM + ["--bits-per-weight", "8"], 8.0),
     ("sdq-pcm-same-bits-B4", PCM + ["--bits-per-weight", "4", "--same-bits"], 4.0),
     ("sdq-pcm-fixed-B4", PCM + ["--bits-per-weight", "4", "--coding", "fixed"], 4.0),
+    # fixed-width codes with least-squares steps (clipped; measured errors recorded)
+    ("sdq-pcm-fixed-ls-B4", PCM + ["--bits-per-weight", "4", "--coding", "fixed",
+                                   "--step-policy", "least-squares"], 4.0),
+    ("sdq-pcm-fixed-ls-B5.5", PCM + ["--bits-per-weight", "5.5", "--coding", "fixed",
+                                     "--step-policy", "least-squares"], 5.5),
     ("sdq-pcm-g32-B4", PCM + ["--bits-per-weight", "4", "--group", "32"], 4.0),
     ("sdq-pcm-harmonic-signs-B4", PCM + H1 + ["--bits-per-weight", "4"], 4.0),
     ("sdq-pcm-harmonic-signs-B5.5", PCM + H1 + ["--bits-per-weight", "5.5"], 5.5),
