@@ -89,13 +89,19 @@ class Gguf(Scheme):
         P, n = _pad_rows(W, blck)
         if n != P.shape[1]:
             info["padded"] = info.get("padded", 0) + 1
-        if t in (T.Q4_0, T.Q4_1, T.Q5_0, T.Q5_1, T.Q8_0, T.MXFP4):
+        im = self.importance(name, n, P.shape[1])
+        if im is None and t in (T.Q4_0, T.Q4_1, T.Q5_0, T.Q5_1, T.Q8_0, T.MXFP4):
             q = gguf.quants.quantize(P, t)
             Wt = gguf.quants.dequantize(q, t)
             nbytes = q.nbytes
         else:
-            Wt, nbytes = self.ggml.roundtrip(P, t)
+            Wt, nbytes = self.ggml.roundtrip(P, t, imatrix=im)
         return Wt[:, :n], 8.0 * nbytes
+
+    def importance(self, name, n, padded):
+        """The importance matrix of tensor `name` (n inputs, padded to `padded` columns), or
+        None: quantized without one."""
+        return None
 
 
 class GgufImatrix(Gguf):
@@ -113,24 +119,15 @@ class GgufImatrix(Gguf):
         self.name = qtype.name + "-imatrix"
         self.label = f"gguf {qtype.name} --imatrix"
 
-    def tensor(self, W, name, info):
-        from ggml_c import FALLBACK
-
-        t = self.qtype
-        if W.shape[1] % gguf.GGML_QUANT_SIZES[t][0] != 0 and t in FALLBACK:
-            t = FALLBACK[t]
-            info.setdefault("fallback", {}).setdefault(t.name, 0)
-            info["fallback"][t.name] += 1
-        blck, _ = gguf.GGML_QUANT_SIZES[t]
-        P, n = _pad_rows(W, blck)
-        im = None
-        if name in self.grams:
-            d = np.diagonal(self.grams[name]).astype(np.float64)
-            if d.shape[0] == n:
-                im = np.full(P.shape[1], d.mean())
-                im[:n] = d
-        Wt, nbytes = self.ggml.roundtrip(P, t, imatrix=im)
-        return Wt[:, :n], 8.0 * nbytes
+    def importance(self, name, n, padded):
+        if name not in self.grams:
+            return None
+        d = np.diagonal(self.grams[name]).astype(np.float64)
+        if d.shape[0] != n:
+            return None
+        im = np.full(padded, d.mean())
+        im[:n] = d
+        return im
 
 
 def _f16(x):
