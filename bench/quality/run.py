@@ -34,6 +34,7 @@ import csv
 import datetime
 import json
 import platform
+import re
 import subprocess
 import sys
 import tempfile
@@ -620,7 +621,7 @@ def run_calibration(a, name, dirs, flush=None):
                         meta.setdefault("failed", []).append(f"{sch.name} (N = {n}): {e}")
                         continue
                     r = done[sch.name]
-                    r["n_calib"] = n if sch.family in ("sdq-cal", "gptq-g128") else 0
+                    r["n_calib"] = n if sch.family in ("sdq-cal", "gptq-g128", "gguf-imatrix") else 0
                     key = "accuracy" if name == "mnist" else "cos_mean"
                     print(f"  {sch.name:16s} {r['bpw']:7.3f} bpw  {key} {r[key]:.5f}  err "
                           f"{r['err_linear']:.3e}  out err {r['out_err']:.3e} (calib "
@@ -690,11 +691,12 @@ def calibration_report(out_dir, meta):
             "mean linear err", "held-out output err", "calib output err", "N calib",
             "quantize s", "sdq pack s"]
         lines = []
-        fam = {"rtn-g128-absmax": 0, "gptq-g128": 1, "sdq": 2, "sdq-cal": 3}
+        fam = {"rtn-g128-absmax": 0, "gguf": 1, "gguf-imatrix": 2, "gptq-g128": 3, "sdq": 4,
+               "sdq-cal": 5}
         for r in sorted(rows, key=lambda r: (float(r["B"] or 0), fam.get(r["family"], 9),
                                              int(r.get("n_calib") or 0), len(r["scheme"]))):
             name = r["scheme"]
-            if r["family"] == "sdq-cal" and name.startswith("sdq-cal-B4-"):
+            if r["family"] == "sdq-cal" and re.match(r"sdq-cal-B[0-9]+-", name):
                 name += " (`" + r["label"].split("GRAM", 1)[1].strip() + "`)"
             lines.append([name, r["B"], f4(r["bpw"], 3), f4(r[hi[1]])]
                          + ([] if mn else [f4(r["cos_min"])])
