@@ -69,7 +69,7 @@ fn row_count(y: &[f64], d: usize, factor: &Factor) -> Result<usize> {
 /// most L_aa·δ/2 in size.
 ///
 /// The sum is kept in two parts, as in GPTQ's lazy batches: the errors of the positions rounded
-/// in earlier blocks of [`POSITION_BLOCK`] are added to every later target by one matrix
+/// in earlier blocks (of 128 positions) are added to every later target by one matrix
 /// product per block, those of the current block one by one.
 pub fn quantize_rows(
     y: &[f64],
