@@ -930,6 +930,7 @@ pub fn quantize(
 
 /// Scales tried for a least-squares step, as fractions of the step that clips nothing
 /// (largest |y| / (K + ½)): 0.40, 0.43, …, 1.00.
+#[cfg(feature = "encode")]
 const LS_SCALES: usize = 21;
 
 /// The codes of `y` at step `step` clipped to ±`k`, and their squared error.
