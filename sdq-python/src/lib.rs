@@ -872,9 +872,10 @@ fn pack<'py>(
         force_quantize: false,
         calibration,
         // As the CLI: without frame_family, calibrated tensors take the harmonic frame.
-        calibrated_frame: frame_family
-            .is_none()
-            .then_some((FrameFamily::Harmonic, if sign_seed == 0 { 1 } else { sign_seed })),
+        calibrated_frame: frame_family.is_none().then_some((
+            FrameFamily::Harmonic,
+            if sign_seed == 0 { 1 } else { sign_seed },
+        )),
         feedback: sdq::quant::pcm::FeedbackOptions {
             damping,
             ..Default::default()
