@@ -12,7 +12,7 @@ Calibration comparison (issue 15; docs/quality/calibration.md, CSVs in docs/qual
 
     python3 bench/quality/run.py --models minilm,mpnet,mnist --calibration 128 --calibration-only
     python3 bench/quality/run.py --models minilm --calibration 512,1536 --calibration-only --calibration-sweep 16,64,128,512,1536 --calibration-extra "identity=--frame-family identity" --calibration-extra "damping0.01=--damping 0.01" --calibration-extra "natural=--feedback-order natural" --calibration-extra-bits 3,4
-    python3 bench/quality/run.py --models mpnet --calibration 1536,512 --calibration-bits 3,4 --no-gptq --calibration-only --calibration-extra "identity=--frame-family identity" --calibration-extra-bits 3,4
+    python3 bench/quality/run.py --models mpnet --calibration 1536,512 --calibration-bits 3,4,5,8 --calibration-only --calibration-extra "identity=--frame-family identity" --calibration-extra-bits 3,4
 
 (Gram files from N calibration sentences; RTN g128, GPTQ g128, sdq data-free and
 `sdq pack --calibration` at B = 3, 4, 5, 8 (--calibration-bits); several N: GPTQ and sdq
@@ -654,7 +654,7 @@ def calibration_report(out_dir, meta):
              "--calibration-extra \"natural=--feedback-order natural\" "
              "--calibration-extra-bits 3,4\n"
              "python3 bench/quality/run.py --models mpnet --calibration 1536,512 "
-             "--calibration-bits 3,4 --no-gptq --calibration-only "
+             "--calibration-bits 3,4,5,8 --calibration-only "
              "--calibration-extra \"identity=--frame-family identity\" "
              "--calibration-extra-bits 3,4\n"
              "python3 bench/quality/run.py --models mnist --calibration 128 --calibration-only\n"
