@@ -514,7 +514,9 @@ fn roundtrip_pcm(
             );
             return;
         }
-        Err(e) => panic!("finite weights quantize with pcm: {e:?} ({opts:?})"),
+        Err(e) => panic!(
+            "finite weights quantize with pcm: {e:?} ({opts:?}, least squares: {least_squares})"
+        ),
     };
     let (rows, cols) = (layout.rows, layout.cols);
     let shape = [rows as u64, cols as u64];
