@@ -197,6 +197,7 @@ fn pack_file(st_path: &Path, sdq_path: &Path, spec: &PackSpec) -> Result<(), Str
         min_dim: 1,
         zstd: None,
         tensor_types: Vec::new(),
+        file_bits: None,
         calibration: None,
         feedback: Default::default(),
         calibrated_frame: None,

@@ -609,7 +609,11 @@ fn tensor_settings(v: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<(String, Tensor
 /// `group` coefficients), and the codes are entropy-coded. `bits_per_weight` (default 4.5) is
 /// the STORED size (codes, steps, headers) of the quantized tensors, spread over the model so
 /// that their errors are least (`same_bits=True`: every tensor gets it); or `max_error` E: the
-/// fewest bits with relative error at most E in every tensor. `sign_seed` (0: no sign flips),
+/// fewest bits with relative error at most E in every tensor. `file_bits_per_weight` F caps
+/// the whole file at F bits per float weight (raw tensors, records and header counted): the
+/// quantized tensors' budget is lowered to fit when 3 bits or more fit (default 5.0 when
+/// neither `bits_per_weight` nor `max_error` is given, as `sdq pack`; the summary's
+/// "file_cap" says what it did). `sign_seed` (0: no sign flips),
 /// `group`, `step_rule` ("group" or "tensor"), `step_type` ("f16" or "f32"), `coding` ("rans"
 /// or "fixed"), `step_policy` ("certified", the default, or "least-squares": with
 /// coding="fixed", each group's step chosen for the least squared error with the codes clipped
@@ -635,7 +639,8 @@ fn tensor_settings(v: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<(String, Tensor
 /// weights it covers with error feedback (`damping`, default 0.1), as `sdq pack --calibration`.
 #[pyfunction]
 #[pyo3(signature = (
-    tensors, path, *, scheme = "pcm", bits_per_weight = None, max_error = None, sign_seed = 0,
+    tensors, path, *, scheme = "pcm", bits_per_weight = None, max_error = None,
+    file_bits_per_weight = None, sign_seed = 0,
     group = None, step_rule = "group", step_type = "f16", coding = "rans", same_bits = false,
     step_policy = "certified",
     frame_family = None, frame_size = None, redundancy = None, levels = None, code_bits = None,
@@ -651,6 +656,7 @@ fn pack<'py>(
     scheme: &str,
     bits_per_weight: Option<f64>,
     max_error: Option<f64>,
+    file_bits_per_weight: Option<f64>,
     sign_seed: u64,
     group: Option<usize>,
     step_rule: &str,
@@ -871,6 +877,11 @@ fn pack<'py>(
         tensor_types: tensor_settings(tensor_types)?,
         force_quantize: false,
         calibration,
+        file_bits: sdq::bridge::budget::file_bits_for(
+            file_bits_per_weight,
+            pcm,
+            bits_per_weight.is_some() || max_error.is_some(),
+        ),
         // As the CLI: without frame_family, calibrated tensors take the harmonic frame.
         calibrated_frame: frame_family.is_none().then_some((
             FrameFamily::Harmonic,
@@ -883,6 +894,19 @@ fn pack<'py>(
     };
     if !(damping.is_finite() && damping > 0.0) {
         return perr(format!("damping={damping}: must be a positive number"));
+    }
+    if let Some(f) = file_bits_per_weight {
+        if !pcm {
+            return perr("file_bits_per_weight is for scheme=\"pcm\"".into());
+        }
+        if max_error.is_some() {
+            return perr("file_bits_per_weight needs a bit budget: drop max_error".into());
+        }
+        if !(f.is_finite() && f > 0.0) {
+            return perr(format!(
+                "file_bits_per_weight={f}: must be a positive number"
+            ));
+        }
     }
     let (_temp, input, label) = if let Ok(dict) = tensors.cast::<PyDict>() {
         let temp = dict_to_safetensors(py, dict, &metadata.unwrap_or_default())?;
@@ -922,6 +946,14 @@ fn pack<'py>(
         "max_error": summary.max_error(),
         "uncertified": summary.uncertified(),
         "uniform_delta": summary.uniform_delta,
+        "file_cap": summary.file_cap.map(|c| json!({
+            "cap": c.cap,
+            "requested": c.requested,
+            "budget": c.budget,
+            "fixed": c.fixed,
+            "estimated": c.estimated,
+            "reached": c.reached,
+        })),
         "unmatched_includes": summary.plan.unmatched_includes,
         "warnings": summary.plan.warnings.iter().map(|w| w.to_string()).collect::<Vec<_>>(),
         "nonfinite_raw": summary.nonfinite_raw.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>(),

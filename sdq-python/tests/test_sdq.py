@@ -555,6 +555,33 @@ def test_pack_pcm_default_end_to_end(tmp_path):
             np.testing.assert_array_equal(again[k], back[k])
 
 
+def test_pack_whole_file_cap(tmp_path):
+    """The default caps the whole file at 5 bits per float weight (raw vectors counted), as
+    `sdq pack` does; an explicit budget has no cap unless one is given."""
+    rng = np.random.default_rng(7)
+    tensors = {
+        "a.weight": rng.standard_normal((256, 256)).astype(np.float32),
+        "norm.weight": rng.standard_normal(3000).astype(np.float32),
+    }
+    floats = 256 * 256 + 3000
+    st = tmp_path / "in.safetensors"
+    safetensors.numpy.save_file(tensors, str(st))
+    summary = sdq.pack(tensors, tmp_path / "d.sdq")
+    cap = summary["file_cap"]
+    assert cap["cap"] == 5.0 and cap["reached"] and cap["budget"] < cap["requested"] == 4.5
+    bits = (tmp_path / "d.sdq").stat().st_size * 8 / floats
+    assert 4.8 < bits <= 5.0, bits
+    run_cli("pack", st, "-o", tmp_path / "cli.sdq", "-q")
+    sdq.pack(st, tmp_path / "path.sdq")
+    assert (tmp_path / "path.sdq").read_bytes() == (tmp_path / "cli.sdq").read_bytes()
+    summary = sdq.pack(tensors, tmp_path / "b.sdq", bits_per_weight=4.5)
+    assert summary["file_cap"] is None
+    assert (tmp_path / "b.sdq").stat().st_size * 8 / floats > 5.0
+    summary = sdq.pack(tensors, tmp_path / "c.sdq", bits_per_weight=4.5, file_bits_per_weight=4.7)
+    assert summary["file_cap"]["cap"] == 4.7
+    assert (tmp_path / "c.sdq").stat().st_size * 8 / floats <= 4.7
+
+
 @pytest.mark.parametrize(
     "kwargs, args",
     [
@@ -586,6 +613,11 @@ def test_pack_pcm_default_end_to_end(tmp_path):
         ({"scheme": "first-order", "code_bits": 17}, ["--scheme", "first-order", "--code-bits", "17"]),
         ({"scheme": "third-order"}, ["--scheme", "third-order"]),
         ({"nonfinite": "ignore"}, ["--nonfinite", "ignore"]),
+        ({"file_bits_per_weight": 0}, ["--file-bits-per-weight", "0"]),
+        ({"file_bits_per_weight": 5, "max_error": 0.1},
+         ["--file-bits-per-weight", "5", "--max-error", "0.1"]),
+        ({"scheme": "first-order", "file_bits_per_weight": 5},
+         ["--scheme", "first-order", "--file-bits-per-weight", "5"]),
     ],
 )
 def test_pack_refuses_what_the_cli_refuses(tmp_path, checkpoint, kwargs, args):

@@ -4,6 +4,8 @@
 //! - [`safetensors`]: read checkpoints (one file or a sharded `*.index.json`) through memory maps,
 //!   one tensor at a time; write safetensors files streaming and atomically;
 //! - [`pack`]: choose the tensors to quantize and their frames, quantize, write an .sdq file;
+//! - [`budget`]: the bit budget of a pcm pack (a cap on the whole file, the model-wide
+//!   allocation);
 //! - [`unpack`]: decode an .sdq file back into a safetensors file;
 //! - [`verify`]: check every checksum, and against the original checkpoint every certified bound
 //!   and every raw tensor's bytes;
@@ -14,6 +16,7 @@
 //!
 //! Every function returns the crate's [`crate::Error`]; none panics on input data.
 
+pub mod budget;
 pub mod calibration;
 pub mod glob;
 pub mod info;

@@ -6,6 +6,7 @@
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
+use super::budget::{self, FileCap};
 use super::calibration::Calibration;
 use super::glob;
 use super::progress::Progress;
@@ -151,6 +152,13 @@ pub struct PackOptions {
     /// N = d + 1: measured better than no frame with calibration, docs/calibration.md).
     /// `None` packs them without a frame too. Tensors packed data-free are not affected.
     pub calibrated_frame: Option<(FrameFamily, u64)>,
+    /// pcm with a bit budget: a cap on the whole file's bits per float weight (raw tensors,
+    /// records and header counted; every float tensor's elements count as weights). The
+    /// quantized tensors' budget is lowered, never raised, to keep the file within it, but not
+    /// below [`budget::FILE_BITS_FLOOR`] ([`PackSummary::file_cap`] says what it did). `None`
+    /// (the library's default): no cap. The command line and the Python package set
+    /// [`budget::DEFAULT_FILE_BITS`] when neither a budget nor an error is given.
+    pub file_bits: Option<f64>,
 }
 
 /// What `--tensor-type PATTERN=SETTING` does to the tensors it matches.
@@ -241,6 +249,7 @@ impl Default for PackOptions {
             calibration: None,
             feedback: FeedbackOptions::default(),
             calibrated_frame: Some((FrameFamily::Harmonic, 1)),
+            file_bits: None,
         }
     }
 }
@@ -371,6 +380,18 @@ pub enum PlanWarning {
         /// The tensor.
         tensor: String,
     },
+    /// The whole file stays over its cap ([`PackOptions::file_bits`]) even with the quantized
+    /// tensors at [`budget::FILE_BITS_FLOOR`]: they keep the budget asked for.
+    FileOverCap {
+        /// The cap, bits per float weight.
+        cap: f64,
+        /// The file's estimated bits per float weight.
+        estimated: f64,
+        /// What the raw tensors, records and small tensors take of it.
+        fixed: f64,
+        /// The quantized tensors' budget.
+        budget: f64,
+    },
     /// No tensor is quantized: every one of the `tensors` is stored raw.
     NothingQuantized {
         /// Tensors in the checkpoint.
@@ -442,6 +463,16 @@ impl std::fmt::Display for PlanWarning {
             PlanWarning::CalibrationUnused { tensor } => write!(
                 f,
                 "the calibration file covers tensor {tensor:?}, which is stored raw: its Gram matrix is not used"
+            ),
+            PlanWarning::FileOverCap {
+                cap,
+                estimated,
+                fixed,
+                budget,
+            } => write!(
+                f,
+                "the whole file takes about {estimated:.2} bits per float weight, over its cap of {cap}: the raw tensors, records and small tensors alone take {fixed:.2}, so the quantized tensors keep their {budget} bits per weight (the cap lowers them to no less than {})",
+                budget::FILE_BITS_FLOOR
             ),
             PlanWarning::NothingQuantized { tensors } => write!(
                 f,
@@ -997,6 +1028,8 @@ pub struct PackedTensor {
 pub struct PackSummary {
     /// The plan that was carried out.
     pub plan: Plan,
+    /// With [`PackOptions::file_bits`]: what the whole-file cap did to the budget.
+    pub file_cap: Option<FileCap>,
     /// One entry per quantized tensor, in file order.
     pub quantized: Vec<PackedTensor>,
     /// The network-wide δ, for [`DeltaChoice::Uniform`].
@@ -1030,7 +1063,7 @@ impl PackSummary {
 }
 
 /// Prefixes the tensor's name to a data error.
-fn in_tensor(name: &str) -> impl Fn(Error) -> Error + '_ {
+pub(crate) fn in_tensor(name: &str) -> impl Fn(Error) -> Error + '_ {
     move |e| match e {
         Error::Data(m) => Error::Data(format!("tensor {name:?}: {m}")),
         Error::Parameter(m) => Error::Parameter(format!("tensor {name:?}: {m}")),
@@ -1039,7 +1072,7 @@ fn in_tensor(name: &str) -> impl Fn(Error) -> Error + '_ {
 }
 
 /// Loads a planned weight (and its bias) as f32.
-fn load(
+pub(crate) fn load(
     ck: &Checkpoint,
     e: &TensorEntry,
     bias: Option<&str>,
@@ -1240,6 +1273,37 @@ pub fn pack_nonfinite(
         }
     };
     policy.validate()?;
+    let file_cap =
+        match (&opts.method, opts.file_bits) {
+            (_, None) => None,
+            (_, Some(cap)) if !(cap.is_finite() && cap > 0.0) => {
+                return Err(Error::param(format!(
+                    "the whole-file cap {cap} must be a positive number of bits per float weight"
+                )))
+            }
+            (Method::Pcm(p), Some(cap)) if plan.pcm => match p.target {
+                pcm::RateTarget::BitsPerWeight(b) => {
+                    let c = budget::file_cap(ck, &plan, opts, b, cap);
+                    if !c.reached {
+                        plan.warnings.push(PlanWarning::FileOverCap {
+                            cap,
+                            estimated: c.estimated,
+                            fixed: c.fixed,
+                            budget: c.budget,
+                        });
+                    }
+                    Some(c)
+                }
+                _ => return Err(Error::param(
+                    "a whole-file cap (--file-bits-per-weight) needs a bit budget, not --max-error",
+                )),
+            },
+            _ => {
+                return Err(Error::param(
+                    "a whole-file cap (--file-bits-per-weight) is for the pcm scheme",
+                ))
+            }
+        };
     // The model-wide allocation measures rate–distortion curves of certified steps: with
     // least-squares steps (integer code widths) every tensor gets the same bits.
     let budgets = match (&opts.method, opts.allocation) {
@@ -1247,7 +1311,10 @@ pub fn pack_nonfinite(
             if plan.pcm && p.policy == pcm::StepPolicy::Certified =>
         {
             match p.target {
-                pcm::RateTarget::BitsPerWeight(b) => allocate(ck, &plan, opts, p, b, progress)?,
+                pcm::RateTarget::BitsPerWeight(b) => {
+                    let b = file_cap.map_or(b, |c| c.budget);
+                    budget::allocate(ck, &plan, opts, p, b, progress)?
+                }
                 _ => HashMap::new(),
             }
         }
@@ -1314,6 +1381,7 @@ pub fn pack_nonfinite(
                         }
                         _ => budgets
                             .get(name)
+                            .or(file_cap.as_ref().map(|c| &c.budget))
                             .map_or(popts.target, |&b| pcm::RateTarget::BitsPerWeight(b)),
                     },
                     ..*popts
@@ -1419,124 +1487,11 @@ pub fn pack_nonfinite(
     writer.finish()?;
     Ok(PackSummary {
         plan,
+        file_cap,
         quantized,
         uniform_delta: uniform,
         nonfinite_raw,
     })
-}
-
-/// The per-tensor bit budgets of [`Allocation::Model`] (tensors with a [`TensorSetting::Bits`]
-/// are left out: they get their own bits): measures every other quantized tensor's
-/// rate–distortion curve, then finds the multiplier μ whose choices (each tensor minimising
-/// D_t(b) + μ·n_t·b on its curve, D = relative squared error, n = weights) spend `bits` per
-/// weight over all of them (less a 0.3 % margin for the coder's overhead, which the curves
-/// estimate).
-fn allocate(
-    ck: &Checkpoint,
-    plan: &Plan,
-    opts: &PackOptions,
-    p: &PcmOptions,
-    bits: f64,
-    progress: &mut dyn Progress,
-) -> Result<HashMap<String, f64>> {
-    // α = 2^e, e from −14 to 4 by halves: from about 16 down to under 1 bit per weight.
-    let exponents: Vec<f64> = (0..=36).map(|i| -14.0 + 0.5 * f64::from(i)).collect();
-    // (tensor, weights, its (bits per weight, relative squared error) points by bits)
-    type Curve = (String, f64, Vec<(f64, f64)>);
-    let mut curves: Vec<Curve> = Vec::new();
-    progress.start("measuring rate curves", plan.quantized_weights());
-    for t in &plan.tensors {
-        let Choice::Quantize {
-            rows,
-            cols,
-            n,
-            bias,
-            ..
-        } = &t.choice
-        else {
-            continue;
-        };
-        let name = t.entry.name.as_str();
-        if matches!(opts.tensor_setting(name), Some(TensorSetting::Bits(_)))
-            || plan.small.contains_key(name)
-        {
-            // Its own bits, outside the allocation.
-            progress.advance_by(t.entry.elements);
-            continue;
-        }
-        progress.tensor(name);
-        let (w, b) = load(ck, &t.entry, bias.as_deref())?;
-        let m = matrix(&w, b.as_deref(), *rows, *cols).map_err(in_tensor(name))?;
-        let record =
-            TensorPlan::pcm(name, t.entry.dtype, &t.entry.shape, bias.is_some()).record_len();
-        let popts = PcmOptions {
-            record_bytes: record,
-            frame_size: p.frame_size.or(Some(*n)).filter(|_| p.family.is_some()),
-            ..*p
-        };
-        let curve =
-            pcm::rate_curve(&m, opts.orientation, &popts, &exponents).map_err(in_tensor(name))?;
-        let weights = (rows * cols + if bias.is_some() { *rows } else { 0 }) as f64;
-        let mut pts: Vec<(f64, f64)> = curve
-            .iter()
-            .filter(|r| r.bits_per_weight.is_finite())
-            .map(|r| (r.bits_per_weight, r.relative_error2))
-            .collect();
-        pts.sort_by(|a, b| a.0.total_cmp(&b.0));
-        curves.push((name.to_owned(), weights, pts));
-        progress.advance_by(t.entry.elements);
-    }
-    progress.finish();
-    let total: f64 = curves.iter().map(|c| c.1).sum();
-    let budget = bits * total * 0.997;
-    // For a multiplier μ: each tensor's best point on its curve, refined between points by
-    // interpolating log D linearly in b.
-    let choose = |mu: f64| -> Vec<f64> {
-        curves
-            .iter()
-            .map(|(_, weights, pts)| {
-                let mut best = (f64::INFINITY, pts.first().map_or(bits, |p| p.0));
-                for pair in pts.windows(2) {
-                    let ((b0, d0), (b1, d1)) = (pair[0], pair[1]);
-                    for s in 0..=16 {
-                        let f = f64::from(s) / 16.0;
-                        let b = b0 + f * (b1 - b0);
-                        let d = if d0 > 0.0 && d1 > 0.0 {
-                            (d0.ln() + f * (d1.ln() - d0.ln())).exp()
-                        } else {
-                            d0 + f * (d1 - d0)
-                        };
-                        let cost = weights.sqrt() * d + mu * weights * b;
-                        if cost < best.0 {
-                            best = (cost, b);
-                        }
-                    }
-                }
-                best.1
-            })
-            .collect()
-    };
-    let spend = |b: &[f64]| -> f64 { b.iter().zip(&curves).map(|(b, c)| b * c.1).sum() };
-    // μ large: fewest bits; μ small: most. Bisection on log μ.
-    let (mut lo, mut hi) = (-60.0f64, 10.0f64);
-    if spend(&choose(hi.exp())) > budget {
-        // Even the fewest bits exceed the budget: every tensor at the same bits.
-        return Ok(curves.into_iter().map(|c| (c.0, bits)).collect());
-    }
-    for _ in 0..80 {
-        let mid = 0.5 * (lo + hi);
-        if spend(&choose(mid.exp())) > budget {
-            lo = mid;
-        } else {
-            hi = mid;
-        }
-    }
-    let chosen = choose(hi.exp());
-    Ok(curves
-        .into_iter()
-        .zip(chosen)
-        .map(|(c, b)| (c.0, b))
-        .collect())
 }
 
 /// The storage cost a rule gives, in code bits per original weight: N·⌈log2 2K⌉ / d.

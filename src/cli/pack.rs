@@ -4,6 +4,7 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
+use sdq::bridge::budget;
 use sdq::bridge::pack::{
     self, Allocation, DeltaChoice, FrameRule, Method, PackOptions, TensorSetting,
 };
@@ -135,6 +136,13 @@ pub struct PackArgs {
     /// 4.5]. Sigma-delta: CODE bits per weight, N = floor(B*d / ceil(log2 2K)) [default: 4].
     #[arg(long, value_name = "B")]
     bits_per_weight: Option<f64>,
+
+    /// pcm with a bit budget: the whole file at most F bits per float weight (raw tensors,
+    /// records and header counted; biases and norms count as weights): the quantized tensors'
+    /// budget is lowered (never raised) to fit, when 3 bits or more fit [default: 5.0 when neither
+    /// --bits-per-weight nor --max-error is given; else none].
+    #[arg(long, value_name = "F", conflicts_with = "max_error")]
+    file_bits_per_weight: Option<f64>,
 
     /// pcm: instead of a bit budget, the fewest bits with relative error ||W - W~||/||W|| at
     /// most E in every quantized tensor.
@@ -364,6 +372,13 @@ pub fn run(a: PackArgs, quiet: bool) -> CliResult {
             (None, Some(b)) => RateTarget::BitsPerWeight(b),
             (None, None) => PcmOptions::default().target,
         };
+        if let Some(f) = a.file_bits_per_weight {
+            if !(f.is_finite() && f > 0.0) {
+                return Err(Failure::usage(format!(
+                    "--file-bits-per-weight {f}: must be a positive number"
+                )));
+            }
+        }
         if a.step_policy == StepPolicyArg::LeastSquares && a.coding != CodingArg::Fixed {
             return Err(Failure::usage(
                 "--step-policy least-squares needs --coding fixed (entropy-coded codes have no alphabet limit, so nothing is clipped)",
@@ -404,6 +419,9 @@ pub fn run(a: PackArgs, quiet: bool) -> CliResult {
     } else {
         if a.max_error.is_some() {
             return Err(Failure::usage("--max-error is for --scheme pcm"));
+        }
+        if a.file_bits_per_weight.is_some() {
+            return Err(Failure::usage("--file-bits-per-weight is for --scheme pcm"));
         }
         Method::SigmaDelta
     };
@@ -466,6 +484,12 @@ pub fn run(a: PackArgs, quiet: bool) -> CliResult {
         calibration: a.calibration,
         // Without --frame-family, calibrated tensors take the harmonic frame (sign seed 1 unless
         // --sign-seed gives one); with it, every tensor takes the frame asked for.
+        // The default budget comes with the default cap on the whole file.
+        file_bits: budget::file_bits_for(
+            a.file_bits_per_weight,
+            pcm,
+            a.bits_per_weight.is_some() || a.max_error.is_some(),
+        ),
         calibrated_frame: a.frame_family.is_none().then_some((
             FrameFamily::Harmonic,
             if a.sign_seed == 0 { 1 } else { a.sign_seed },
@@ -548,6 +572,14 @@ pub fn run(a: PackArgs, quiet: bool) -> CliResult {
         savings(report.ratio_fp16()),
         report.bits_per_weight()
     );
+    if let Some(c) = summary.file_cap {
+        if c.reached && c.budget < c.requested {
+            crate::outln!(
+                "whole-file cap {} bits per float weight: the quantized tensors get {:.3} bits per weight instead of {} (raw tensors, records and small tensors take {:.3})",
+                c.cap, c.budget, c.requested, c.fixed
+            );
+        }
+    }
     for t in &summary.quantized {
         if let Some((identity, ordered)) = t.ordering {
             crate::outln!(

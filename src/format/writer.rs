@@ -151,6 +151,16 @@ impl TensorPlan {
     }
 }
 
+/// The length in bytes of the header (metadata and tensor records, spec §4) of a file of the
+/// tensors of `plan` with `metadata`: what follows the preamble, before the first section.
+pub fn header_len(plan: &[TensorPlan], metadata: &[(String, String)]) -> u64 {
+    let meta: u64 = metadata
+        .iter()
+        .map(|(k, v)| 8 + k.len() as u64 + v.len() as u64)
+        .sum();
+    8 + meta + plan.iter().map(TensorPlan::record_len).sum::<u64>()
+}
+
 /// Writes an .sdq file to any `Write + Seek` sink, tensor by tensor in plan order.
 pub struct SdqStreamWriter<W: Write + Seek> {
     out: W,
@@ -190,7 +200,6 @@ impl<W: Write + Seek> SdqStreamWriter<W> {
         )?;
         check_limit("tensors", plan.len() as u64, limits::MAX_TENSORS)?;
         let mut keys = HashSet::new();
-        let mut header_len: u64 = 8;
         for (k, v) in metadata {
             check_limit("metadata key bytes", k.len() as u64, limits::MAX_KEY_LEN)?;
             check_limit(
@@ -203,7 +212,6 @@ impl<W: Write + Seek> SdqStreamWriter<W> {
                     "metadata key {k:?} is empty or repeated"
                 )));
             }
-            header_len += 8 + k.len() as u64 + v.len() as u64;
         }
         let mut names = HashMap::new();
         for (i, t) in plan.iter().enumerate() {
@@ -225,8 +233,8 @@ impl<W: Write + Seek> SdqStreamWriter<W> {
                 .try_fold(1u64, |a, &d| a.checked_mul(d))
                 .ok_or_else(|| Error::param(format!("the shape of {:?} overflows", t.name)))?;
             check_limit("tensor elements", elements, limits::MAX_ELEMENTS)?;
-            header_len += t.record_len();
         }
+        let header_len = header_len(plan, metadata);
         check_limit("header bytes", header_len, limits::MAX_HEADER_LEN)?;
         let mut bias_index = HashMap::new();
         for (i, t) in plan.iter().enumerate() {

@@ -1,0 +1,145 @@
+//! The whole-file cap of `sdq pack` (`--file-bits-per-weight`, 5.0 by default): raw tensors
+//! (biases, norms, BatchNorm statistics) and records count against it, and the quantized
+//! tensors' budget is lowered just enough to keep the file within it.
+
+mod cli_common;
+
+use std::path::{Path, PathBuf};
+
+use cli_common::*;
+
+/// Two quantizable weights (98,304 weights) and `raw` float elements in 1-D vectors (stored raw),
+/// plus an integer tensor (not a float weight). Returns the path and the float weights.
+fn model(dir: &Path, raw: usize) -> (PathBuf, usize) {
+    let p = dir.join(format!("model{raw}.safetensors"));
+    let mut tensors = vec![
+        f32_tensor("a.weight", &[256, 256], 1),
+        f32_tensor("b.weight", &[128, 256], 2),
+        i64_tensor("steps", &[7, 8, 9]),
+    ];
+    let chunk = 500;
+    for i in 0..raw.div_ceil(chunk) {
+        let n = chunk.min(raw - i * chunk);
+        tensors.push(f32_tensor(&format!("norm{i}.weight"), &[n], 10 + i as u64));
+    }
+    write(&p, &tensors, &[]);
+    (p, 256 * 256 + 128 * 256 + raw)
+}
+
+/// The file's bits per float weight.
+fn file_bits(path: &Path, floats: usize) -> f64 {
+    std::fs::metadata(path).unwrap().len() as f64 * 8.0 / floats as f64
+}
+
+#[test]
+fn the_default_cap_lowers_the_budget_just_enough() {
+    let dir = tempfile::tempdir().unwrap();
+    let (m, floats) = model(dir.path(), 3000);
+    // Asked explicitly, 4.5 bits per quantized weight put the whole file over 5.
+    let plain = dir.path().join("plain.sdq");
+    assert_ok(&run_p(&[
+        &"pack",
+        &m,
+        &"-o",
+        &plain,
+        &"--bits-per-weight",
+        &"4.5",
+    ]));
+    let over = file_bits(&plain, floats);
+    assert!(over > 5.2, "{over}");
+    // The default (4.5 with the 5.0 cap) lowers the budget and says so.
+    let capped = dir.path().join("capped.sdq");
+    let out = assert_ok(&run_p(&[&"pack", &m, &"-o", &capped]));
+    assert!(out.contains("whole-file cap 5 bits per float weight"), "{out}");
+    let bits = file_bits(&capped, floats);
+    assert!(bits <= 5.0, "{bits}");
+    // Lowered just enough: the file spends most of what the cap allows.
+    assert!(bits > 4.85, "{bits}");
+    // An explicit cap works with an explicit budget too.
+    let tight = dir.path().join("tight.sdq");
+    let out = assert_ok(&run_p(&[
+        &"pack",
+        &m,
+        &"-o",
+        &tight,
+        &"--bits-per-weight",
+        &"4.5",
+        &"--file-bits-per-weight",
+        &"4.6",
+    ]));
+    assert!(out.contains("whole-file cap 4.6"), "{out}");
+    let bits = file_bits(&tight, floats);
+    assert!(bits <= 4.6 && bits > 4.45, "{bits}");
+    // verify still checks every bound and every raw byte.
+    assert_ok(&run_p(&[&"verify", &tight, &"--against", &m]));
+}
+
+#[test]
+fn a_model_that_fits_is_not_touched() {
+    let dir = tempfile::tempdir().unwrap();
+    let (m, _) = model(dir.path(), 200);
+    let (a, b) = (dir.path().join("a.sdq"), dir.path().join("b.sdq"));
+    let out = assert_ok(&run_p(&[&"pack", &m, &"-o", &a]));
+    assert!(!out.contains("whole-file cap"), "{out}");
+    assert_ok(&run_p(&[
+        &"pack",
+        &m,
+        &"-o",
+        &b,
+        &"--bits-per-weight",
+        &"4.5",
+    ]));
+    assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+}
+
+#[test]
+fn an_unreachable_cap_keeps_the_budget_and_warns() {
+    let dir = tempfile::tempdir().unwrap();
+    // 20,000 raw F32 elements are 5.4 bits per float weight by themselves.
+    let (m, floats) = model(dir.path(), 20_000);
+    let (a, b) = (dir.path().join("a.sdq"), dir.path().join("b.sdq"));
+    let o = run_p(&[&"pack", &m, &"-o", &a]);
+    assert_ok(&o);
+    let err = stderr(&o);
+    assert!(
+        err.contains("over its cap of 5") && err.contains("keep their 4.5 bits per weight"),
+        "{err}"
+    );
+    assert!(file_bits(&a, floats) > 5.0);
+    // The same file as without a cap: nothing was given up for a cap that cannot be met.
+    assert_ok(&run_p(&[
+        &"pack",
+        &m,
+        &"-o",
+        &b,
+        &"--bits-per-weight",
+        &"4.5",
+    ]));
+    assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+}
+
+#[test]
+fn a_cap_is_refused_where_it_means_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (m, _) = model(dir.path(), 200);
+    let out = dir.path().join("x.sdq");
+    for (args, needle) in [
+        (
+            vec!["--file-bits-per-weight", "5", "--max-error", "0.05"],
+            "--max-error",
+        ),
+        (
+            vec!["--file-bits-per-weight", "5", "--scheme", "first-order"],
+            "is for --scheme pcm",
+        ),
+        (vec!["--file-bits-per-weight", "0"], "positive number"),
+        (vec!["--file-bits-per-weight", "nan"], "positive number"),
+    ] {
+        let mut a: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![&"pack", &m, &"-o", &out];
+        for x in &args {
+            a.push(x);
+        }
+        assert_fails(&run_p(&a), 2, &[needle]);
+        assert!(!out.exists(), "{args:?} left an output");
+    }
+}
