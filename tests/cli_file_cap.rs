@@ -50,7 +50,10 @@ fn the_default_cap_lowers_the_budget_just_enough() {
     // The default (4.5 with the 5.0 cap) lowers the budget and says so.
     let capped = dir.path().join("capped.sdq");
     let out = assert_ok(&run_p(&[&"pack", &m, &"-o", &capped]));
-    assert!(out.contains("whole-file cap 5 bits per float weight"), "{out}");
+    assert!(
+        out.contains("whole-file cap 5 bits per float weight"),
+        "{out}"
+    );
     let bits = file_bits(&capped, floats);
     assert!(bits <= 5.0, "{bits}");
     // Lowered just enough: the file spends most of what the cap allows.
@@ -98,12 +101,15 @@ fn an_unreachable_cap_keeps_the_budget_and_warns() {
     // 20,000 raw F32 elements are 5.4 bits per float weight by themselves.
     let (m, floats) = model(dir.path(), 20_000);
     let (a, b) = (dir.path().join("a.sdq"), dir.path().join("b.sdq"));
+    // The default cap: a note on stdout.
     let o = run_p(&[&"pack", &m, &"-o", &a]);
-    assert_ok(&o);
-    let err = stderr(&o);
+    let out = assert_ok(&o);
+    assert!(stderr(&o).is_empty(), "{}", stderr(&o));
     assert!(
-        err.contains("over its cap of 5") && err.contains("keep their 4.5 bits per weight"),
-        "{err}"
+        out.contains("note: the whole file takes about")
+            && out.contains("over its cap of 5")
+            && out.contains("keep their 4.5 bits per weight"),
+        "{out}"
     );
     assert!(file_bits(&a, floats) > 5.0);
     // The same file as without a cap: nothing was given up for a cap that cannot be met.
@@ -115,6 +121,15 @@ fn an_unreachable_cap_keeps_the_budget_and_warns() {
         &"--bits-per-weight",
         &"4.5",
     ]));
+    assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+    // A cap asked for and missed: a warning.
+    let o = run_p(&[&"pack", &m, &"-o", &b, &"--file-bits-per-weight", &"5"]);
+    assert_ok(&o);
+    assert!(
+        stderr(&o).starts_with("sdq: warning: the whole file takes about"),
+        "{}",
+        stderr(&o)
+    );
     assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
 }
 

@@ -955,7 +955,19 @@ fn pack<'py>(
             "reached": c.reached,
         })),
         "unmatched_includes": summary.plan.unmatched_includes,
-        "warnings": summary.plan.warnings.iter().map(|w| w.to_string()).collect::<Vec<_>>(),
+        "warnings": summary
+            .plan
+            .warnings
+            .iter()
+            .map(|w| w.to_string())
+            // As the CLI: a cap asked for and missed is a warning (the default's is in "file_cap").
+            .chain(
+                summary
+                    .file_cap
+                    .and_then(|c| c.over_cap())
+                    .filter(|_| file_bits_per_weight.is_some() && !summary.quantized.is_empty()),
+            )
+            .collect::<Vec<_>>(),
         "nonfinite_raw": summary.nonfinite_raw.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>(),
     });
     json_to_py(py, &doc)

@@ -1,9 +1,9 @@
 //! The bit budget of a pcm pack: how many stored bits per weight the quantized tensors get.
 //!
-//! - [`file_cap`]: under a cap on the whole file's bits per float weight
+//! - `file_cap`: under a cap on the whole file's bits per float weight
 //!   ([`PackOptions::file_bits`]), the budget left for the quantized tensors once the raw
 //!   tensors, the small tensors' own bits, the records and the header are counted;
-//! - [`allocate`]: the model-wide allocation of a budget over the quantized tensors
+//! - `allocate`: the model-wide allocation of a budget over the quantized tensors
 //!   ([`Allocation::Model`](super::pack::Allocation::Model)).
 
 use std::collections::HashMap;
@@ -55,6 +55,18 @@ pub struct FileCap {
     pub estimated: f64,
     /// Whether `estimated` is within `cap`.
     pub reached: bool,
+}
+
+impl FileCap {
+    /// When the file stays over its cap: one line saying why, for the caller to show.
+    pub fn over_cap(&self) -> Option<String> {
+        (!self.reached).then(|| {
+            format!(
+                "the whole file takes about {:.2} bits per float weight, over its cap of {}: the raw tensors, records and small tensors alone take {:.2}, so the quantized tensors keep their {} bits per weight (the cap lowers them to no less than {FILE_BITS_FLOOR})",
+                self.estimated, self.cap, self.fixed, self.budget
+            )
+        })
+    }
 }
 
 /// The budget of the quantized tensors under a cap of `cap` bits per float weight on the whole

@@ -380,18 +380,6 @@ pub enum PlanWarning {
         /// The tensor.
         tensor: String,
     },
-    /// The whole file stays over its cap ([`PackOptions::file_bits`]) even with the quantized
-    /// tensors at [`budget::FILE_BITS_FLOOR`]: they keep the budget asked for.
-    FileOverCap {
-        /// The cap, bits per float weight.
-        cap: f64,
-        /// The file's estimated bits per float weight.
-        estimated: f64,
-        /// What the raw tensors, records and small tensors take of it.
-        fixed: f64,
-        /// The quantized tensors' budget.
-        budget: f64,
-    },
     /// No tensor is quantized: every one of the `tensors` is stored raw.
     NothingQuantized {
         /// Tensors in the checkpoint.
@@ -463,16 +451,6 @@ impl std::fmt::Display for PlanWarning {
             PlanWarning::CalibrationUnused { tensor } => write!(
                 f,
                 "the calibration file covers tensor {tensor:?}, which is stored raw: its Gram matrix is not used"
-            ),
-            PlanWarning::FileOverCap {
-                cap,
-                estimated,
-                fixed,
-                budget,
-            } => write!(
-                f,
-                "the whole file takes about {estimated:.2} bits per float weight, over its cap of {cap}: the raw tensors, records and small tensors alone take {fixed:.2}, so the quantized tensors keep their {budget} bits per weight (the cap lowers them to no less than {})",
-                budget::FILE_BITS_FLOOR
             ),
             PlanWarning::NothingQuantized { tensors } => write!(
                 f,
@@ -1273,37 +1251,27 @@ pub fn pack_nonfinite(
         }
     };
     policy.validate()?;
-    let file_cap =
-        match (&opts.method, opts.file_bits) {
-            (_, None) => None,
-            (_, Some(cap)) if !(cap.is_finite() && cap > 0.0) => {
-                return Err(Error::param(format!(
-                    "the whole-file cap {cap} must be a positive number of bits per float weight"
-                )))
-            }
-            (Method::Pcm(p), Some(cap)) if plan.pcm => match p.target {
-                pcm::RateTarget::BitsPerWeight(b) => {
-                    let c = budget::file_cap(ck, &plan, opts, b, cap);
-                    if !c.reached {
-                        plan.warnings.push(PlanWarning::FileOverCap {
-                            cap,
-                            estimated: c.estimated,
-                            fixed: c.fixed,
-                            budget: c.budget,
-                        });
-                    }
-                    Some(c)
-                }
-                _ => return Err(Error::param(
-                    "a whole-file cap (--file-bits-per-weight) needs a bit budget, not --max-error",
-                )),
-            },
+    let file_cap = match (&opts.method, opts.file_bits) {
+        (_, None) => None,
+        (_, Some(cap)) if !(cap.is_finite() && cap > 0.0) => {
+            return Err(Error::param(format!(
+                "the whole-file cap {cap} must be a positive number of bits per float weight"
+            )))
+        }
+        (Method::Pcm(p), Some(cap)) if plan.pcm => match p.target {
+            pcm::RateTarget::BitsPerWeight(b) => Some(budget::file_cap(ck, &plan, opts, b, cap)),
             _ => {
                 return Err(Error::param(
-                    "a whole-file cap (--file-bits-per-weight) is for the pcm scheme",
+                    "a whole-file cap (--file-bits-per-weight) needs a bit budget, not --max-error",
                 ))
             }
-        };
+        },
+        _ => {
+            return Err(Error::param(
+                "a whole-file cap (--file-bits-per-weight) is for the pcm scheme",
+            ))
+        }
+    };
     // The model-wide allocation measures rate–distortion curves of certified steps: with
     // least-squares steps (integer code widths) every tensor gets the same bits.
     let budgets = match (&opts.method, opts.allocation) {

@@ -573,6 +573,14 @@ pub fn run(a: PackArgs, quiet: bool) -> CliResult {
         report.bits_per_weight()
     );
     if let Some(c) = summary.file_cap {
+        match c.over_cap() {
+            // Asked for: a warning. The default cap: a note (nothing quantized: said above).
+            Some(m) if q > 0 && a.file_bits_per_weight.is_some() => {
+                eprintln!("sdq: warning: {m}")
+            }
+            Some(m) if q > 0 => crate::outln!("note: {m} (the default cap)"),
+            _ => {}
+        }
         if c.reached && c.budget < c.requested {
             crate::outln!(
                 "whole-file cap {} bits per float weight: the quantized tensors get {:.3} bits per weight instead of {} (raw tensors, records and small tensors take {:.3})",
