@@ -4,7 +4,8 @@
     python3 bench/quality/ci_check.py target/release/sdq
 
 Needs numpy, safetensors and gguf==0.19.0 (PyPI) and the sdq binary. Runs in well under
-2 minutes on 2 cores: it trains the MNIST MLP of the full benchmark (seconds), makes two
+2 minutes on 2 cores: it trains the two MNIST networks of the full benchmark (the MLP and the
+residual network, seconds each), makes two
 synthetic heavy-tailed matrices (Student-t; Student-t with a few outlier input columns),
 quantizes their weight matrices with a few sdq configurations and peers (GGUF Q4_0, Q5_0,
 Q8_0 through the gguf package; RTN), and checks the CLAIMS below. Every claim prints the
@@ -16,7 +17,7 @@ charged its whole .sdq file minus the raw tensors' bytes, GGUF types their block
 To add a claim (e.g. for a new sdq scheme): add its configuration to SDQ (one line), then a
 line to CLAIMS: (text, function of the results R returning (ok, {name: value})).
 R[data][scheme] is a dict with "bpw", "err" (mean relative Frobenius error over the
-quantized matrices) and, for data == "mnist", "acc" (test accuracy).
+quantized matrices) and, for data "mnist" and "mnist-resnet", "acc" (test accuracy).
 """
 
 import os
@@ -83,6 +84,11 @@ def measure(sdq_bin):
     data["mnist"] = (W, te)
     print(f"mnist MLP trained in {time.time() - t0:.1f} s, float32 test accuracy "
           f"{mnist_mlp.accuracy(W, *te):.4f}")
+    t0 = time.time()
+    W = mnist_mlp.train_resnet(tr)
+    data["mnist-resnet"] = (W, te)
+    print(f"mnist residual network trained in {time.time() - t0:.1f} s, float32 test accuracy "
+          f"{mnist_mlp.accuracy(W, *te):.4f}")
     data["student-t"] = ({"m0.weight": synthetic(1), "m1.weight": synthetic(2, 512, 512)}, None)
     data["outlier-cols"] = ({"m0.weight": synthetic(3, outliers=True),
                              "m1.weight": synthetic(4, 512, 512, outliers=True)}, None)
@@ -138,7 +144,8 @@ def chain(*results):
     return ok, vals
 
 
-DATA = ("mnist", "student-t", "outlier-cols")
+DATA = ("mnist", "mnist-resnet", "student-t", "outlier-cols")
+MNIST = ("mnist", "mnist-resnet")
 
 # Claims that hold with today's code (measured when this file was written; see the values
 # printed by a run). A regression in sdq's sigma-delta path, its step sizes, its bit
@@ -156,10 +163,10 @@ CLAIMS = [
     *[(f"{d}: sdq rows K=128 (8-bit codes) has lower error than Q4_0 and Q5_0",
        lambda R, d=d: chain(lt(R, d, "sdq-rows-K128", "Q4_0"), lt(R, d, "sdq-rows-K128", "Q5_0")))
       for d in DATA],
-    ("mnist: sdq rows K=16 loses at most 1.5 points of test accuracy",
-     lambda R: ge_acc(R, "mnist", "sdq-rows-K16", 0.015)),
-    ("mnist: sdq rows K=128 loses at most 0.5 points of test accuracy",
-     lambda R: ge_acc(R, "mnist", "sdq-rows-K128", 0.005)),
+    *[(f"{d}: sdq rows K=16 loses at most 1.5 points of test accuracy",
+       lambda R, d=d: ge_acc(R, d, "sdq-rows-K16", 0.015)) for d in MNIST],
+    *[(f"{d}: sdq rows K=128 loses at most 0.5 points of test accuracy",
+       lambda R, d=d: ge_acc(R, d, "sdq-rows-K128", 0.005)) for d in MNIST],
     # pcm (main since the pcm merge): --bits-per-weight B is the stored size
     *[(f"{d}: sdq pcm at --bits-per-weight B is charged at most B bits per weight (B = 4, 5.5, 8)",
        lambda R, d=d: chain(le_val(R, d, "sdq-pcm-B4", "bpw", 4.0),
@@ -173,10 +180,12 @@ CLAIMS = [
        lambda R, d=d: lt(R, d, "sdq-default", "Q4_0")) for d in DATA],
     *[(f"{d}: sdq pcm with a harmonic frame and random signs at B=4 has lower error than Q4_0",
        lambda R, d=d: lt(R, d, "sdq-pcm-harmonic-signs-B4", "Q4_0")) for d in DATA],
-    ("mnist: sdq pcm B=4 loses at most 1 point of test accuracy",
-     lambda R: ge_acc(R, "mnist", "sdq-pcm-B4", 0.01)),
-    ("peers sanity: Q8_0 error < Q5_0 error < Q4_0 error on the MNIST MLP",
-     lambda R: chain(lt(R, "mnist", "Q8_0", "Q5_0"), lt(R, "mnist", "Q5_0", "Q4_0"))),
+    *[(f"{d}: sdq pcm B=4 loses at most 1 point of test accuracy",
+       lambda R, d=d: ge_acc(R, d, "sdq-pcm-B4", 0.01)) for d in MNIST],
+    *[(f"{d}: sdq's default loses at most 1 point of test accuracy",
+       lambda R, d=d: ge_acc(R, d, "sdq-default", 0.01)) for d in MNIST],
+    *[(f"peers sanity: Q8_0 error < Q5_0 error < Q4_0 error on {d}",
+       lambda R, d=d: chain(lt(R, d, "Q8_0", "Q5_0"), lt(R, d, "Q5_0", "Q4_0"))) for d in MNIST],
 ]
 
 

@@ -49,6 +49,11 @@ sys.path.insert(0, HERE)
 import calib  # noqa: E402
 import models  # noqa: E402
 import mnist_mlp  # noqa: E402
+
+# The MNIST networks (accuracy is their quality metric): report key -> (CSV model label, trainer)
+MNIST_NETS = {"mnist": ("mnist-mlp", mnist_mlp.train),
+              "mnist-resnet": ("mnist-resnet", mnist_mlp.train_resnet)}
+ALL_MODELS = ("mpnet", "minilm", "mnist", "mnist-resnet")
 import schemes  # noqa: E402
 import sentences  # noqa: E402
 from ggml_c import GgmlQuants  # noqa: E402
@@ -169,7 +174,7 @@ def evaluate_transformer(model, sch, names, E0, iu, S0, workdir, held=None, gram
     return row
 
 
-def evaluate_mnist(W0, test, sch, names, workdir, held=None, grams=None):
+def evaluate_mnist(W0, test, sch, names, workdir, held=None, grams=None, label="mnist-mlp"):
     n_q = sum(W0[k].size for k in names)
     t0 = time.time()
     if sch.sdq:
@@ -181,7 +186,7 @@ def evaluate_mnist(W0, test, sch, names, workdir, held=None, grams=None):
     W.update(dec)
     errs = tensor_errors(W0, dec, names)
     row = {
-        "model": "mnist-mlp", "scheme": sch.name, "family": sch.family, "label": sch.label,
+        "model": label, "scheme": sch.name, "family": sch.family, "label": sch.label,
         "B": sch.B if sch.B is not None else "", "bpw": bits / n_q,
         "whole_file_bpw": info.get("whole_file_bpw", ""),
         "accuracy": mnist_mlp.accuracy(W, *test),
@@ -197,7 +202,7 @@ def evaluate_mnist(W0, test, sch, names, workdir, held=None, grams=None):
     if grams is not None:
         row["calib_out_err"] = calib_error(W0, dec, grams)
     for k, e in errs.items():
-        row["err_" + k.split(".")[0]] = e
+        row["err_" + k.removesuffix(".weight")] = e
     return row
 
 
@@ -391,7 +396,7 @@ def report(out_dir, meta):
         if not os.path.exists(path):
             continue
         rows = read_csv(path)
-        key_hi = "accuracy" if model == "mnist" else "cos_mean"
+        key_hi = "accuracy" if model in MNIST_NETS else "cos_mean"
         v = verdicts(rows, key_hi, "err_linear")
         for cfg in dict.fromkeys(x["sdq"] for x in v):
             xs = [x for x in v if x["sdq"] == cfg]
@@ -408,7 +413,7 @@ def report(out_dir, meta):
         if not os.path.exists(path):
             continue
         rows = read_csv(path)
-        if model == "mnist":
+        if model in MNIST_NETS:
             key_hi, lab_hi = "accuracy", "test accuracy"
         else:
             key_hi, lab_hi = "cos_mean", "mean cosine"
@@ -435,12 +440,13 @@ def report(out_dir, meta):
         parts.append("\n### Headline: rows near 4, 5.5 and 8 bits\n")
         parts.append(headline(rows, key_hi, "err_linear"))
         parts.append("\n### All schemes\n\n")
-        if model == "mnist":
-            hdr = ["scheme", "family", "bpw", "whole-file bpw", "test acc", "mean err",
-                   "err fc1", "err fc2", "time s", "notes"]
-            lines = [(r["scheme"], r["family"], f4(r["bpw"], 3), f4(r["whole_file_bpw"], 3),
-                      f4(r["accuracy"]), fe(r["err_linear"]), fe(r.get("err_fc1")),
-                      fe(r.get("err_fc2")), f4(r["time_s"], 2), r["notes"]) for r in rows]
+        if model in MNIST_NETS:
+            errk = [k for k in rows[0] if k.startswith("err_") and k != "err_linear"]
+            hdr = (["scheme", "family", "bpw", "whole-file bpw", "test acc", "mean err"]
+                   + ["err " + k[4:] for k in errk] + ["time s", "notes"])
+            lines = [[r["scheme"], r["family"], f4(r["bpw"], 3), f4(r["whole_file_bpw"], 3),
+                      f4(r["accuracy"]), fe(r["err_linear"])] + [fe(r.get(k)) for k in errk]
+                     + [f4(r["time_s"], 2), r["notes"]] for r in rows]
         else:
             kinds = [k for k in KIND_ORDER if ("err_" + k) in rows[0]]
             hdr = (["scheme", "family", "bpw", "whole-file bpw", "cos mean", "cos min",
@@ -795,7 +801,7 @@ def main_calibration(a, dirs, todo, titles, T0):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--models", default="mpnet,minilm,mnist")
+    ap.add_argument("--models", default=",".join(ALL_MODELS))
     ap.add_argument("--model-dir", action="append", default=[], help="NAME=DIR")
     ap.add_argument("--sdq", default=os.path.join(ROOT, "target", "release", "sdq"))
     ap.add_argument("--cache", default=models.DEFAULT_CACHE,
@@ -857,7 +863,11 @@ def main():
     todo = a.models.split(",")
     titles = {"mpnet": "all-mpnet-base-v2 (MPNet, 12 layers, 109.5 M weights)",
               "minilm": "all-MiniLM-L6-v2 (BERT, 6 layers, 22.7 M weights)",
-              "mnist": "MNIST MLP 784-200-200-10 (ReLU, bias-free, trained by the script)"}
+              "mnist": "MNIST MLP 784-200-200-10 (ReLU, bias-free, trained by the script)",
+              "mnist-resnet": "MNIST residual network 784-200-(x + V·ρ(W·x))×2-10 (ReLU, "
+                              "bias-free, trained by the script)"}
+    if a.calibration and "mnist-resnet" in todo:
+        ap.error("the calibration comparison runs on mpnet, minilm and mnist (not mnist-resnet)")
     model_notes = {}
     if a.calibration:
         main_calibration(a, dirs, todo, titles, T0)
@@ -873,21 +883,22 @@ def main():
         for name in todo:
             rows = []
             with tempfile.TemporaryDirectory(dir=a.cache) as wd:
-                if name == "mnist":
+                if name in MNIST_NETS:
+                    label, train = MNIST_NETS[name]
                     t0 = time.time()
                     tr, te = mnist_mlp.load()
-                    W0 = mnist_mlp.train(tr)
+                    W0 = train(tr)
                     names = schemes.select(W0)
                     acc0 = mnist_mlp.accuracy(W0, *te)
-                    print(f"mnist: trained in {time.time() - t0:.1f} s, test accuracy {acc0:.4f}; "
+                    print(f"{name}: trained in {time.time() - t0:.1f} s, test accuracy {acc0:.4f}; "
                           f"quantized {names}", flush=True)
-                    rows.append({"model": "mnist-mlp", "scheme": "float32", "family": "float32",
+                    rows.append({"model": label, "scheme": "float32", "family": "float32",
                                  "label": "unquantized", "B": "", "bpw": 32.0, "whole_file_bpw": "",
                                  "accuracy": acc0, "err_linear": 0.0, "time_s": 0.0, "notes": ""})
                     failed = []
                     for sch in all_schemes:
                         try:
-                            r = evaluate_mnist(W0, te, sch, names, wd)
+                            r = evaluate_mnist(W0, te, sch, names, wd, label=label)
                         except subprocess.CalledProcessError as e:
                             print(f"  {sch.name}: FAILED ({e})", flush=True)
                             failed.append(sch.name)
@@ -895,10 +906,10 @@ def main():
                         print(f"  {sch.name:32s} {r['bpw']:7.3f} bpw  acc {r['accuracy']:.4f}  "
                               f"err {r['err_linear']:.3e}", flush=True)
                         rows.append(r)
-                    model_notes["mnist"] = (f"Float32 test accuracy {acc0:.4f} (1000 test digits). "
+                    model_notes[name] = (f"Float32 test accuracy {acc0:.4f} (1000 test digits). "
                                             f"Quantized: {', '.join(names)}.\n\n")
                     if failed:
-                        model_notes["mnist"] += f"Configurations that failed to run: {', '.join(failed)}.\n\n"
+                        model_notes[name] += f"Configurations that failed to run: {', '.join(failed)}.\n\n"
                 else:
                     m = models.load(name, dirs.get(name), a.cache)
                     names = schemes.select(m.weights)
@@ -959,7 +970,7 @@ def main():
             write_csv(csvp, rows)
     # The report shows every model with a CSV (a run of some models with --update keeps the
     # others' sections); plots are redrawn for the models of this run.
-    shown = [n for n in ("mpnet", "minilm", "mnist")
+    shown = [n for n in ALL_MODELS
              if n in todo or os.path.exists(os.path.join(a.out, f"{n}.csv"))]
     for name in shown:
         p = os.path.join(a.out, f"{name}.csv")
@@ -971,7 +982,7 @@ def main():
             model_notes[name] = open(np_).read()
         if name not in todo:
             continue
-        if name == "mnist":
+        if name in MNIST_NETS:
             plot(rows, "accuracy", "test accuracy", os.path.join(a.out, f"{name}_quality.svg"),
                  titles[name])
         else:
@@ -985,7 +996,7 @@ def main():
     ver = subprocess.run([a.sdq, "--version"], capture_output=True, text=True).stdout.strip()
     git = GIT_AT_START
     cmd = "python3 bench/quality/run.py"
-    if a.models != "mpnet,minilm,mnist":
+    if a.models != ",".join(ALL_MODELS):
         cmd += f" --models {a.models}"
     meta = {
         "command": cmd + "   # add --model-dir mpnet=DIR --model-dir minilm=DIR to reuse downloads",
