@@ -58,6 +58,17 @@ fn the_default_cap_lowers_the_budget_just_enough() {
     assert!(bits <= 5.0, "{bits}");
     // Lowered just enough: the file spends most of what the cap allows.
     assert!(bits > 4.85, "{bits}");
+    // `info` reports the same figure (the integer tensor is not a float weight).
+    let j: serde_json::Value =
+        serde_json::from_str(&assert_ok(&run_p(&[&"info", &capped, &"--json"]))).unwrap();
+    assert_eq!(j["totals"]["float_elements"], floats);
+    let shown = j["totals"]["float_bits_per_weight"].as_f64().unwrap();
+    assert!((shown - bits).abs() < 1e-12, "{shown} {bits}");
+    let text = assert_ok(&run_p(&[&"info", &capped]));
+    assert!(
+        text.contains(&format!("({bits:.3} per float weight)")),
+        "{text}"
+    );
     // An explicit cap works with an explicit budget too.
     let tight = dir.path().join("tight.sdq");
     let out = assert_ok(&run_p(&[

@@ -154,6 +154,8 @@ pub fn info_json(label: &str, file: &SdqFile, only: &[String]) -> Value {
             "savings_fp16": ratio_or_null(1.0 - 1.0 / report.ratio_fp16()),
             "bits_per_weight": report.bits_per_weight(),
             "quantized_bits_per_weight": report.quantized_bits_per_weight(),
+            "float_elements": report.float_elements,
+            "float_bits_per_weight": report.float_bits_per_weight(),
             "max_bound": max_bound(file),
         },
     })

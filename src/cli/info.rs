@@ -286,8 +286,14 @@ fn totals(s: &mut String, file: &SdqFile, report: &sdq::StorageReport, max_bound
         report.total_bytes,
         report.overhead_bytes
     ));
+    // Per float weight too when other tensors (integers, masks) share the file.
+    let per_float = if report.float_elements != report.total_elements {
+        format!(" ({:.3} per float weight)", report.float_bits_per_weight())
+    } else {
+        String::new()
+    };
     s.push_str(&format!(
-        "bits per weight: {:.3} overall, {:.3} in quantized tensors\n",
+        "bits per weight: {:.3} overall{per_float}, {:.3} in quantized tensors\n",
         report.bits_per_weight(),
         report.quantized_bits_per_weight()
     ));

@@ -66,6 +66,9 @@ pub struct StorageReport {
     pub total_bytes: u64,
     /// Σ elements.
     pub total_elements: u64,
+    /// Σ elements of the float tensors (F16, BF16, F32, F64; quantized or raw, any rank): the
+    /// weights a whole-file budget (`sdq pack --file-bits-per-weight`) is counted over.
+    pub float_elements: u64,
     /// Σ fp32 bytes.
     pub total_fp32_bytes: u64,
     /// Σ fp16 bytes.
@@ -107,7 +110,14 @@ impl StorageReport {
             .iter()
             .map(|t| t.elements)
             .fold(0u64, u64::saturating_add);
+        let float_elements = h
+            .tensors
+            .iter()
+            .filter(|t| t.dtype.is_quantizable_float())
+            .map(|t| t.elements)
+            .fold(0u64, u64::saturating_add);
         StorageReport {
+            float_elements,
             overhead_bytes: h.preamble.file_len.saturating_sub(owned),
             total_bytes: h.preamble.file_len,
             total_elements,
@@ -130,6 +140,12 @@ impl StorageReport {
     /// File bytes × 8 / elements.
     pub fn bits_per_weight(&self) -> f64 {
         bits(self.total_bytes, self.total_elements)
+    }
+
+    /// File bytes × 8 / float elements: the whole file per float weight (what
+    /// `sdq pack --file-bits-per-weight` bounds).
+    pub fn float_bits_per_weight(&self) -> f64 {
+        bits(self.total_bytes, self.float_elements)
     }
 
     /// Bits per weight of the quantized tensors alone (their stored bytes, including their
