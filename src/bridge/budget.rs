@@ -96,11 +96,14 @@ pub(crate) fn file_cap(
         match &p.choice {
             Choice::Raw | Choice::BiasOf { .. } => {
                 let data = if matches!(p.choice, Choice::Raw) {
-                    p.entry.elements.saturating_mul(p.entry.dtype.size()) + ALIGN - 1
+                    p.entry
+                        .elements
+                        .saturating_mul(p.entry.dtype.size())
+                        .saturating_add(ALIGN - 1)
                 } else {
                     0
                 };
-                fixed_bits += 8.0 * (tp.record_len() + data) as f64;
+                fixed_bits += 8.0 * tp.record_len().saturating_add(data) as f64;
             }
             Choice::Quantize {
                 rows, cols, bias, ..
