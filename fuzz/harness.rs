@@ -338,19 +338,43 @@ pub fn roundtrip(data: &[u8]) {
         Err(e) => panic!("finite weights quantize: {e:?}"),
     };
 
+    // A version-2 record with the measured norms (what `sdq pack` writes) or a version-1 one:
+    // drawn last, and never from an exhausted input, so earlier inputs keep their meaning.
+    let errors = q.measured_errors(&m).expect("errors");
+    let norms = (u.u8() % 2 == 1).then(|| {
+        let w2: f64 = (0..errors.len())
+            .map(|j| {
+                let mut v = vec![0.0f64; d];
+                m.load_vector(orientation, j, &mut v).expect("vector");
+                v.iter().map(|x| x * x).sum::<f64>()
+            })
+            .sum();
+        (errors.iter().map(|e| e * e).sum::<f64>().sqrt(), w2.sqrt())
+    });
     let shape = [rows as u64, cols as u64];
-    let mut plan = vec![TensorPlan::sigma_delta("w", dtype, &shape, has_bias)];
+    let mut plan = vec![match norms {
+        Some(_) => TensorPlan::sigma_delta_measured("w", dtype, &shape, has_bias),
+        None => TensorPlan::sigma_delta("w", dtype, &shape, has_bias),
+    }];
     if has_bias {
         plan.push(TensorPlan::bias_of("b", dtype, rows as u64, "w"));
     }
     let mut wr = SdqStreamWriter::in_memory(&plan, &[]).expect("valid plan");
     wr.set_zstd(zstd).expect("zstd is built in");
-    wr.write_quantized("w", &q, DeltaPolicy::from_step(policy))
-        .expect("write");
+    let tag = DeltaPolicy::from_step(policy);
+    match norms {
+        Some((e, n)) => wr.write_quantized_measured("w", &q, tag, e, n),
+        None => wr.write_quantized("w", &q, tag),
+    }
+    .expect("write");
     let bytes = wr.finish().expect("finish").into_inner();
 
     let f = SdqFile::from_bytes(bytes).expect("a written file opens");
     f.verify_all().expect("a written file verifies");
+    match &f.tensors()[0].encoding {
+        sdq::format::Encoding::SigmaDelta(s) => assert_eq!(s.norms, norms, "norms read back"),
+        e => panic!("not sigma-delta: {e:?}"),
+    }
     let got_w = f.decode("w").expect("decode w");
     let got_b = has_bias.then(|| f.decode("b").expect("decode b"));
     let mut want_w = vec![0f32; rows * cols];
@@ -366,7 +390,6 @@ pub fn roundtrip(data: &[u8]) {
         assert!(same(gb, &want_b), "bias decode differs from the quantizer");
     }
 
-    let errors = q.measured_errors(&m).expect("errors");
     let at = |i: usize, col: usize, src: &[f32], b: Option<&[f32]>| -> f64 {
         if col < cols {
             f64::from(src[i * cols + col])

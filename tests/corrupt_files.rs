@@ -85,6 +85,31 @@ fn base_tensor_delta() -> Vec<u8> {
     wr.finish().unwrap().into_inner()
 }
 
+/// One sigma-delta tensor `s` F32 [4, 6], rows, harmonic(7, 6), K = 2, per-vector δ, in a
+/// version-2 record (the writer's measured ‖W − W̃‖_F and ‖W‖_F after the slots).
+fn base_sd_norms() -> Vec<u8> {
+    let w = inputs(24, 6);
+    let m = Matrix::new(&w, 4, 6).unwrap();
+    let q = FrameQuantizer::new(
+        FrameDescriptor::harmonic(7, 6).unwrap(),
+        2,
+        StepPolicy::Coefficient,
+    )
+    .unwrap()
+    .quantize(&m, Orientation::Rows)
+    .unwrap();
+    let plan = [TensorPlan::sigma_delta_measured(
+        "s",
+        Dtype::F32,
+        &[4, 6],
+        false,
+    )];
+    let mut wr = SdqStreamWriter::in_memory(&plan, &[]).unwrap();
+    wr.write_quantized_measured("s", &q, DeltaPolicy::Coefficient, 0.25, 2.0)
+        .unwrap();
+    wr.finish().unwrap().into_inner()
+}
+
 /// Two weights quantized with their biases: `w0`, `b0` (bias-of 0), `w1`, `b1` (bias-of 2).
 fn two_biases() -> Vec<u8> {
     let plan = [
@@ -280,6 +305,7 @@ fn walk(b: &[u8]) -> (Vec<usize>, Vec<Rec>) {
         at = body
             + match b[encoding] {
                 0 => 29,
+                1 if b[body + 1] == 2 => 155,
                 1 => 139,
                 3 if b[body] == 2 => 142,
                 3 => 112,
@@ -602,8 +628,30 @@ fn cases() -> Vec<(&'static str, Vec<u8>, Check)> {
     ));
     v.push((
         "unsupported_scheme_version",
-        patched(&a, |b, r, _| b[sd(1)(r)] = 2),
-        fmt_err!(F::UnsupportedSchemeVersion { version: 2, .. }),
+        patched(&a, |b, r, _| b[sd(1)(r)] = 3),
+        fmt_err!(F::UnsupportedSchemeVersion { version: 3, .. }),
+    ));
+    // Version 2 appends error_norm (body offset 139) and weight_norm (147).
+    let n = base_sd_norms();
+    v.push((
+        "sd_error_norm_nan",
+        patched(&n, |b, r, _| {
+            put_u64(b, r[0].body + 139, f64::NAN.to_bits())
+        }),
+        fmt_err!(F::InvalidCertificate {
+            field: "error_norm",
+            ..
+        }),
+    ));
+    v.push((
+        "sd_weight_norm_negative",
+        patched(&n, |b, r, _| {
+            put_u64(b, r[0].body + 147, (-1.0f64).to_bits())
+        }),
+        fmt_err!(F::InvalidCertificate {
+            field: "weight_norm",
+            ..
+        }),
     ));
     v.push((
         "unknown_frame_family",
@@ -1244,6 +1292,7 @@ fn the_bases_are_valid() {
         base_empty(),
         two_biases(),
         base_pcm(),
+        base_sd_norms(),
     ] {
         assert!(first_error(b).is_none());
     }

@@ -216,6 +216,42 @@ fn worked_example() -> Fixture {
     single("worked_example", "w", &p, &[("example", "sdq-v1")], 3)
 }
 
+/// Sigma-delta scheme version 2: `w` F32 [8, 10], rows, harmonic(11, 10), K = 8 (4 bits),
+/// coefficient δ; the record ends with the measured ‖W − W̃‖_F and ‖W‖_F (what `sdq pack`
+/// writes, `sdq info` shows as rel.err and SNR).
+fn sigma_delta_norms() -> Fixture {
+    let p = Params {
+        shape: [8, 10],
+        orientation: Orientation::Rows,
+        n: 11,
+        k: 8,
+        policy: StepPolicy::Coefficient,
+    };
+    let w = inputs(80, 14);
+    let q = quantize(&w, None, &p, None);
+    let (dw, _) = dense_decode(&q);
+    let e2: f64 = w
+        .iter()
+        .zip(&dw)
+        .map(|(a, b)| (f64::from(*a) - f64::from(*b)).powi(2))
+        .sum();
+    let w2: f64 = w.iter().map(|a| f64::from(*a).powi(2)).sum();
+    let plan = [TensorPlan::sigma_delta_measured(
+        "w",
+        Dtype::F32,
+        &[8, 10],
+        false,
+    )];
+    let mut wr = SdqStreamWriter::in_memory(&plan, &[]).unwrap();
+    wr.write_quantized_measured("w", &q, DeltaPolicy::Coefficient, e2.sqrt(), w2.sqrt())
+        .unwrap();
+    Fixture {
+        name: "sigma_delta_norms",
+        bytes: wr.finish().unwrap().into_inner(),
+        expected: vec![("w".into(), vec![8, 10], dw)],
+    }
+}
+
 fn f16_bits(x: f32) -> u16 {
     // Exact for the values used (small multiples of 1/64 within f16's normal range).
     let b = x.to_bits();
@@ -566,6 +602,7 @@ fn all() -> Vec<Fixture> {
         pcm(),
         pcm_calibrated(),
         pcm_least_squares(),
+        sigma_delta_norms(),
     ];
     // `mixed` has zstd sections: it is built and decoded only with the zstd feature.
     if cfg!(feature = "zstd") {

@@ -318,3 +318,52 @@ fn truncation_anywhere_is_an_error() {
         );
     }
 }
+
+#[test]
+fn sigma_delta_records_keep_the_measured_norms_in_version_2() {
+    let c = Case {
+        rows: 5,
+        cols: 7,
+        n: 9,
+        k: 4,
+        orientation: Orientation::Rows,
+        bias: false,
+        policy: StepPolicy::Coefficient,
+        permuted: false,
+    };
+    let q = quantize(&c, &gaussian(35, 3), &[]);
+    let tag = DeltaPolicy::from_step(c.policy);
+    let measured = [TensorPlan::sigma_delta_measured(
+        "w",
+        Dtype::F32,
+        &[5, 7],
+        false,
+    )];
+    let plain = [TensorPlan::sigma_delta("w", Dtype::F32, &[5, 7], false)];
+    // Each plan takes its own call, and only finite norms ≥ 0.
+    let mut w = SdqStreamWriter::in_memory(&measured, &[]).unwrap();
+    assert!(w.write_quantized("w", &q, tag).is_err());
+    assert!(w
+        .write_quantized_measured("w", &q, tag, f64::NAN, 1.0)
+        .is_err());
+    assert!(w.write_quantized_measured("w", &q, tag, 0.5, -1.0).is_err());
+    w.write_quantized_measured("w", &q, tag, 0.5, 4.0).unwrap();
+    let v2 = w.finish().unwrap().into_inner();
+    let mut w = SdqStreamWriter::in_memory(&plain, &[]).unwrap();
+    assert!(w.write_quantized_measured("w", &q, tag, 0.5, 4.0).is_err());
+    w.write_quantized("w", &q, tag).unwrap();
+    let v1 = w.finish().unwrap().into_inner();
+    // 16 more record bytes; the same codes and the same decoded weights.
+    let (f2, f1) = (
+        SdqFile::from_bytes(v2).unwrap(),
+        SdqFile::from_bytes(v1).unwrap(),
+    );
+    assert_eq!(f2.tensors()[0].record_len, f1.tensors()[0].record_len + 16);
+    assert_eq!(f2.decode("w").unwrap(), f1.decode("w").unwrap());
+    let info = |f: &SdqFile| match &f.tensors()[0].encoding {
+        Encoding::SigmaDelta(s) => (s.scheme_version, s.norms, s.relative_error()),
+        e => panic!("{e:?}"),
+    };
+    assert_eq!(info(&f2), (2, Some((0.5, 4.0)), Some(0.125)));
+    assert_eq!(info(&f1), (1, None, None));
+}

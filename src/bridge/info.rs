@@ -46,6 +46,9 @@ fn tensor_json(t: &TensorInfo, r: Option<&TensorReport>, all: &[TensorInfo]) -> 
                 "max_bound": q.max_bound,
                 "matrix_bound": (m as f64).sqrt() * q.max_bound,
                 "uncertified": q.uncertified,
+                // Measured by the writer (version-2 records); null in version-1 records.
+                "relative_error": q.relative_error().and_then(|r| r.is_finite().then_some(r)),
+                "snr_db": q.norms.map(|(e, w)| ratio_or_null(snr_db(e, w))),
             })
         }
         Encoding::Pcm(q) => {

@@ -869,9 +869,12 @@ impl Plan {
                         bias.is_some(),
                         self.record_of(&e.name),
                     ),
-                    Choice::Quantize { bias, .. } => {
-                        TensorPlan::sigma_delta(e.name.clone(), e.dtype, &e.shape, bias.is_some())
-                    }
+                    Choice::Quantize { bias, .. } => TensorPlan::sigma_delta_measured(
+                        e.name.clone(),
+                        e.dtype,
+                        &e.shape,
+                        bias.is_some(),
+                    ),
                     Choice::BiasOf { weight } => TensorPlan::bias_of(
                         e.name.clone(),
                         e.dtype,
@@ -1417,7 +1420,6 @@ pub fn pack_nonfinite(
                 }
                 let q = fq.quantize(&m, opts.orientation).map_err(in_tensor(name))?;
                 let errors = q.measured_errors(&m).map_err(in_tensor(name))?;
-                writer.write_quantized(name, &q, tag)?;
                 let (mut e2, mut w2) = (0.0, 0.0);
                 let mut v = vec![0.0f64; *d];
                 for (j, e) in errors.iter().enumerate() {
@@ -1425,6 +1427,8 @@ pub fn pack_nonfinite(
                     e2 += e * e;
                     w2 += v.iter().map(|x| x * x).sum::<f64>();
                 }
+                // The record keeps the measured norms (`sdq info` shows their ratio and SNR).
+                writer.write_quantized_measured(name, &q, tag, e2.sqrt(), w2.sqrt())?;
                 let weights = (m.layout(opts.orientation).vector_count() * d) as f64;
                 let code_bytes = crate::codes::bitpack::packed_len(
                     (*n as u64) * errors.len() as u64,

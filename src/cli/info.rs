@@ -181,8 +181,11 @@ fn table(file: &SdqFile, selected: &[(&TensorInfo, Option<&TensorReport>)]) -> S
                     } else {
                         sci(q.max_bound)
                     },
-                    "-".into(),
-                    "-".into(),
+                    // Version-2 records hold the measured norms; version 1 did not.
+                    q.relative_error().map_or("-".into(), |r| format!("{r:.4}")),
+                    q.norms.map_or("-".into(), |(e, w)| {
+                        format!("{:.1}", sdq::quant::pcm::snr_db(e, w))
+                    }),
                 ]);
             }
             Encoding::Pcm(q) => {

@@ -141,8 +141,11 @@ impl DeltaPolicy {
 pub struct SigmaDeltaInfo {
     /// The ΣΔ scheme that produced the codes (decoding is the same for every scheme).
     pub scheme: Scheme,
-    /// Version of the scheme (1).
+    /// Version of the record (1, or 2 with `norms`).
     pub scheme_version: u8,
+    /// Version 2: (‖W − W̃‖_F, ‖W‖_F) over [W | b], measured by the writer (informational, as
+    /// pcm's error_norm and weight_norm).
+    pub norms: Option<(f64, f64)>,
     /// The frame: harmonic(N, d).
     pub frame: FrameDescriptor,
     /// Which vectors of the [rows, cols] view were quantized.
@@ -194,6 +197,11 @@ impl SigmaDeltaInfo {
     /// Vector dimension d.
     pub fn d(&self) -> u64 {
         self.frame.dim() as u64
+    }
+
+    /// ‖W − W̃‖_F / ‖W‖_F as the writer measured it (version 2 records only).
+    pub fn relative_error(&self) -> Option<f64> {
+        self.norms.map(|(e, w)| crate::quant::pcm::relative(e, w))
     }
 }
 
@@ -924,17 +932,22 @@ fn read_sigma_delta(
     let codes = RawSection::read(c)?;
     let deltas = RawSection::read(c)?;
     let permutation = RawSection::read(c)?;
-
-    let scheme = Scheme::from_id(scheme).ok_or_else(|| FormatError::UnknownScheme {
-        tensor: t(),
-        id: scheme,
-    })?;
-    if scheme_version != sd::SCHEME_VERSION {
+    if scheme_version != sd::SCHEME_VERSION && scheme_version != sd::SCHEME_VERSION_NORMS {
         return Err(FormatError::UnsupportedSchemeVersion {
             tensor: t(),
             version: scheme_version,
         });
     }
+    let norms = if scheme_version == sd::SCHEME_VERSION_NORMS {
+        Some((c.f64("error_norm")?, c.f64("weight_norm")?))
+    } else {
+        None
+    };
+
+    let scheme = Scheme::from_id(scheme).ok_or_else(|| FormatError::UnknownScheme {
+        tensor: t(),
+        id: scheme,
+    })?;
     let family = FrameFamily::from_id(family).ok_or_else(|| FormatError::UnknownFrameFamily {
         tensor: t(),
         id: family,
@@ -1053,6 +1066,14 @@ fn read_sigma_delta(
     if uncertified > m {
         return Err(cert("uncertified"));
     }
+    if let Some((e, w)) = norms {
+        if !(e.is_finite() && e >= 0.0) {
+            return Err(cert("error_norm"));
+        }
+        if !(w.is_finite() && w >= 0.0) {
+            return Err(cert("weight_norm"));
+        }
+    }
     let too_big = || FormatError::LimitExceeded {
         what: FileLimit::SectionLen,
         value: u64::MAX,
@@ -1082,6 +1103,7 @@ fn read_sigma_delta(
     Ok(SigmaDeltaInfo {
         scheme,
         scheme_version,
+        norms,
         // Both fit in u32: N ≤ 2^24 and d ≤ 2^22 were checked above.
         frame: match family {
             FrameFamily::Harmonic => FrameDescriptor::Harmonic {
@@ -1545,6 +1567,10 @@ pub(crate) fn encode_header(metadata: &[(String, String)], tensors: &[TensorInfo
                 put_section(&mut out, Some(&q.codes));
                 put_section(&mut out, q.deltas.as_ref());
                 put_section(&mut out, q.permutation.as_ref());
+                if let Some((e, w)) = q.norms {
+                    out.extend_from_slice(&e.to_le_bytes());
+                    out.extend_from_slice(&w.to_le_bytes());
+                }
             }
             Encoding::Pcm(q) => {
                 out.push(encoding::PCM);

@@ -185,8 +185,11 @@ pub mod sigma_delta {
     pub const SCHEME_FIRST_ORDER: u8 = 1;
     /// Scheme id of second-order ΣΔ.
     pub const SCHEME_SECOND_ORDER: u8 = 2;
-    /// The scheme version this crate implements.
+    /// The scheme version without measured norms (what this crate wrote before version 2).
     pub const SCHEME_VERSION: u8 = 1;
+    /// The scheme version that appends the writer's measured ‖W − W̃‖_F and ‖W‖_F after the
+    /// section slots (what `sdq pack` writes).
+    pub const SCHEME_VERSION_NORMS: u8 = 2;
     /// Frame family id of harmonic frames.
     pub const FRAME_HARMONIC: u8 = 1;
     /// Frame family id of spectral tetris frames.
@@ -203,6 +206,8 @@ pub mod sigma_delta {
     pub const FIXED_LEN: u64 = 52;
     /// Number of section slots of a sigma-delta body (codes, deltas, permutation).
     pub const SLOTS: u64 = 3;
+    /// Bytes a version-2 body appends after its slots (error_norm, weight_norm: two f64).
+    pub const NORMS_LEN: u64 = 16;
 }
 
 /// Ids and sizes inside a pcm record (spec §5.4).

@@ -32,11 +32,14 @@ use crate::quant::{Deltas, QuantizedTensor};
 pub enum TensorKind {
     /// The original bytes ([`SdqStreamWriter::write_raw`]).
     Raw,
-    /// Frame-quantized ([`SdqStreamWriter::write_quantized`]); `has_bias` says whether the
-    /// quantized matrix is [W | b], whose bias is then planned as a [`TensorKind::BiasOf`].
+    /// Frame-quantized ([`SdqStreamWriter::write_quantized`], or with `norms`
+    /// [`SdqStreamWriter::write_quantized_measured`]); `has_bias` says whether the quantized
+    /// matrix is [W | b], whose bias is then planned as a [`TensorKind::BiasOf`].
     SigmaDelta {
         /// Whether the bias is quantized with this weight.
         has_bias: bool,
+        /// Whether the record holds the measured ‖W − W̃‖_F and ‖W‖_F (a version-2 record).
+        norms: bool,
     },
     /// Rounded frame coefficients ([`SdqStreamWriter::write_pcm`]); `has_bias` as for
     /// sigma-delta.
@@ -78,7 +81,7 @@ impl TensorPlan {
         }
     }
 
-    /// A frame-quantized tensor.
+    /// A frame-quantized tensor (a version-1 record, without measured norms).
     pub fn sigma_delta(
         name: impl Into<String>,
         dtype: Dtype,
@@ -89,7 +92,27 @@ impl TensorPlan {
             name: name.into(),
             dtype,
             shape: shape.to_vec(),
-            kind: TensorKind::SigmaDelta { has_bias },
+            kind: TensorKind::SigmaDelta {
+                has_bias,
+                norms: false,
+            },
+        }
+    }
+
+    /// A frame-quantized tensor whose record holds the measured ‖W − W̃‖_F and ‖W‖_F (a
+    /// version-2 record, written by [`SdqStreamWriter::write_quantized_measured`]).
+    pub fn sigma_delta_measured(
+        name: impl Into<String>,
+        dtype: Dtype,
+        shape: &[u64],
+        has_bias: bool,
+    ) -> Self {
+        TensorPlan {
+            kind: TensorKind::SigmaDelta {
+                has_bias,
+                norms: true,
+            },
+            ..Self::sigma_delta(name, dtype, shape, has_bias)
         }
     }
 
@@ -137,7 +160,11 @@ impl TensorPlan {
     pub fn record_len(&self) -> u64 {
         let body = match self.kind {
             TensorKind::Raw => SECTION_DESCRIPTOR_LEN,
-            TensorKind::SigmaDelta { .. } => sd::FIXED_LEN + sd::SLOTS * SECTION_DESCRIPTOR_LEN,
+            TensorKind::SigmaDelta { norms, .. } => {
+                sd::FIXED_LEN
+                    + sd::SLOTS * SECTION_DESCRIPTOR_LEN
+                    + if norms { sd::NORMS_LEN } else { 0 }
+            }
             TensorKind::Pcm {
                 record: ErrorRecord::APriori,
                 ..
@@ -241,7 +268,7 @@ impl<W: Write + Seek> SdqStreamWriter<W> {
             if let TensorKind::BiasOf { weight } = &t.kind {
                 let w = names.get(weight.as_str()).copied();
                 let ok = w.and_then(|w| plan.get(w)).is_some_and(|p| {
-                    (p.kind == TensorKind::SigmaDelta { has_bias: true }
+                    (matches!(p.kind, TensorKind::SigmaDelta { has_bias: true, .. })
                         || matches!(p.kind, TensorKind::Pcm { has_bias: true, .. }))
                         && p.shape.first().is_some_and(|&r| t.shape == [r])
                 });
@@ -259,7 +286,7 @@ impl<W: Write + Seek> SdqStreamWriter<W> {
             }
         }
         for (i, t) in plan.iter().enumerate() {
-            if (t.kind == (TensorKind::SigmaDelta { has_bias: true })
+            if (matches!(t.kind, TensorKind::SigmaDelta { has_bias: true, .. })
                 || matches!(t.kind, TensorKind::Pcm { has_bias: true, .. }))
                 && !bias_index.values().any(|&w| w == i)
             {
@@ -402,12 +429,54 @@ impl<W: Write + Seek> SdqStreamWriter<W> {
         q: &QuantizedTensor,
         policy: DeltaPolicy,
     ) -> Result<()> {
+        self.write_sigma_delta(name, q, policy, None)
+    }
+
+    /// [`SdqStreamWriter::write_quantized`] for a tensor planned with
+    /// [`TensorPlan::sigma_delta_measured`]: the record also holds `error_norm` = ‖W − W̃‖_F and
+    /// `weight_norm` = ‖W‖_F over [W | b], as the caller measured them (finite, ≥ 0).
+    pub fn write_quantized_measured(
+        &mut self,
+        name: &str,
+        q: &QuantizedTensor,
+        policy: DeltaPolicy,
+        error_norm: f64,
+        weight_norm: f64,
+    ) -> Result<()> {
+        self.write_sigma_delta(name, q, policy, Some((error_norm, weight_norm)))
+    }
+
+    fn write_sigma_delta(
+        &mut self,
+        name: &str,
+        q: &QuantizedTensor,
+        policy: DeltaPolicy,
+        measured: Option<(f64, f64)>,
+    ) -> Result<()> {
         let p = self.expect(name)?;
-        let TensorKind::SigmaDelta { has_bias } = p.kind else {
+        let TensorKind::SigmaDelta { has_bias, norms } = p.kind else {
             return Err(Error::param(format!(
                 "tensor {name:?} is not planned as sigma-delta"
             )));
         };
+        match (norms, measured) {
+            (true, None) => {
+                return Err(Error::param(format!(
+                    "tensor {name:?} is planned with measured norms: use write_quantized_measured"
+                )))
+            }
+            (false, Some(_)) => {
+                return Err(Error::param(format!(
+                    "tensor {name:?} is planned without measured norms: use write_quantized"
+                )))
+            }
+            (_, Some((e, w))) if !(e.is_finite() && e >= 0.0 && w.is_finite() && w >= 0.0) => {
+                return Err(Error::param(format!(
+                    "tensor {name:?}: the measured norms ({e}, {w}) must be finite and >= 0"
+                )))
+            }
+            _ => {}
+        }
         let l = q.layout();
         let (rows, cols) = check_matrix(p, name, &l, has_bias, "sigma-delta")?;
         let alphabet = q.alphabet();
@@ -438,7 +507,12 @@ impl<W: Write + Seek> SdqStreamWriter<W> {
         };
         let info = SigmaDeltaInfo {
             scheme: q.scheme(),
-            scheme_version: sd::SCHEME_VERSION,
+            scheme_version: if measured.is_some() {
+                sd::SCHEME_VERSION_NORMS
+            } else {
+                sd::SCHEME_VERSION
+            },
+            norms: measured,
             frame: q.frame(),
             orientation: l.orientation,
             has_bias,
@@ -656,6 +730,19 @@ impl SdqWriter {
         policy: DeltaPolicy,
     ) -> Result<()> {
         self.inner()?.write_quantized(name, q, policy)
+    }
+
+    /// See [`SdqStreamWriter::write_quantized_measured`].
+    pub fn write_quantized_measured(
+        &mut self,
+        name: &str,
+        q: &QuantizedTensor,
+        policy: DeltaPolicy,
+        error_norm: f64,
+        weight_norm: f64,
+    ) -> Result<()> {
+        self.inner()?
+            .write_quantized_measured(name, q, policy, error_norm, weight_norm)
     }
 
     /// See [`SdqStreamWriter::write_pcm`].
