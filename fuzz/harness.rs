@@ -686,6 +686,14 @@ pub fn pack_input(data: &[u8], dir: &Path) {
                 ..Default::default()
             }),
             orientation: Orientation::Rows,
+            // The whole-file cap (the command line's default is 5): none, the default, a tight
+            // one (lowering the budget or, for inputs mostly raw, out of reach), a loose one.
+            file_bits: match (opt >> 3) & 3 {
+                0 => None,
+                1 => Some(5.0),
+                2 => Some(4.2),
+                _ => Some(12.0),
+            },
             ..pack_options(opt)
         };
         pack_and_check(&ck, &output, &pcm, dir);
