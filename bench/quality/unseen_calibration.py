@@ -126,6 +126,8 @@ def grams(key, base, n_inputs):
     for x in cal_inputs(key, n_inputs):
         outs = dict(zip(names, s.run(None, {feed_name: x})))
         for wname, inp, strides, pads, dil in layers:
+            if len(shapes[wname]) != 4:  # 2-D convolutions only (Conv1d: not handled here)
+                continue
             kh, kw = shapes[wname][2], shapes[wname][3]
             p = patches(outs[inp], kh, kw, strides, pads, dil, rng)
             H[wname] = H.get(wname, 0) + p.T @ p
