@@ -58,7 +58,7 @@ def train(train_set, hidden=(200, 200), epochs=12, batch=64, lr=1e-3, seed=0):
          for i, o in zip(sizes[:-1], sizes[1:])]
     m = [np.zeros_like(w) for w in W]
     v = [np.zeros_like(w) for w in W]
-    b1, b2, t = 0.9, 0.999, 0
+    t = 0
     for _ in range(epochs):
         p = rng.permutation(len(y))
         for a in range(0, len(y), batch):
@@ -78,16 +78,24 @@ def train(train_set, hidden=(200, 200), epochs=12, batch=64, lr=1e-3, seed=0):
             g[np.arange(len(ys)), ys] -= 1
             g /= len(ys)
             t += 1
+            G = {}
             for i in range(len(W) - 1, -1, -1):
-                gw = g.T @ acts[i]
+                G[i] = g.T @ acts[i]
                 if i > 0:
                     g = (g @ W[i]) * (acts[i] > 0)
-                m[i] = b1 * m[i] + (1 - b1) * gw
-                v[i] = b2 * v[i] + (1 - b2) * gw * gw
-                mh = m[i] / (1 - b1 ** t)
-                vh = v[i] / (1 - b2 ** t)
-                W[i] -= (lr * mh / (np.sqrt(vh) + 1e-8)).astype(np.float32)
+            adam_step(W, G, m, v, t, lr)
     return {f"fc{i + 1}.weight": np.ascontiguousarray(w) for i, w in enumerate(W)}
+
+
+def adam_step(W, G, m, v, t, lr, b1=0.9, b2=0.999):
+    """One Adam update of W[k] by its gradient G[k] for every k of G (W, m, v: lists or dicts
+    with the same keys; t: the step count, from 1)."""
+    for k, gw in G.items():
+        m[k] = b1 * m[k] + (1 - b1) * gw
+        v[k] = b2 * v[k] + (1 - b2) * gw * gw
+        mh = m[k] / (1 - b1 ** t)
+        vh = v[k] / (1 - b2 ** t)
+        W[k] -= (lr * mh / (np.sqrt(vh) + 1e-8)).astype(np.float32)
 
 
 def forward_resnet(W, X):
@@ -139,18 +147,12 @@ def train_resnet(train_set, width=200, epochs=12, batch=64, lr=1e-3, seed=0):
         W[k] = rng.uniform(-bound, bound, size=(o, i)).astype(np.float32)
     m = {k: np.zeros_like(w) for k, w in W.items()}
     v = {k: np.zeros_like(w) for k, w in W.items()}
-    b1, b2, t = 0.9, 0.999, 0
+    t = 0
     for _ in range(epochs):
         perm = rng.permutation(len(y))
         for a in range(0, len(y), batch):
             idx = perm[a:a + batch]
             xs, ys = X[idx], y[idx]
-            G = resnet_gradients(W, xs, ys)
             t += 1
-            for k, gw in G.items():
-                m[k] = b1 * m[k] + (1 - b1) * gw
-                v[k] = b2 * v[k] + (1 - b2) * gw * gw
-                mh = m[k] / (1 - b1 ** t)
-                vh = v[k] / (1 - b2 ** t)
-                W[k] -= (lr * mh / (np.sqrt(vh) + 1e-8)).astype(np.float32)
+            adam_step(W, resnet_gradients(W, xs, ys), m, v, t, lr)
     return {k: np.ascontiguousarray(w) for k, w in W.items()}
