@@ -1558,6 +1558,15 @@ fn finish(
             o,
         ),
     };
+    // Recorded errors are f32 (spec §5.4): a vector whose error passes the f32 range (weights
+    // near f32::MAX, rebuilt to finite values on the other side) cannot be recorded.
+    if let Some(j) = vector_errors.iter().position(|e| !e.is_finite()) {
+        return Err(Error::Data(format!(
+            "weights too large: vector {j}'s measured error {:e} passes the f32 range of the \
+             recorded errors",
+            per.get(j).map_or(f64::INFINITY, |p| p.3)
+        )));
+    }
     let max_bound = if measured {
         vector_errors.iter().copied().fold(0.0f32, f32::max).into()
     } else {
