@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # A fuzz campaign on record (issue 16): ONE libFuzzer process at a time, at nice 19, rotating over
-# the targets until a deadline, each run logged to fuzz-logs/ with its CPU time.
+# the targets until a deadline, each run logged to fuzz/campaign-logs/ with its CPU time.
 #
 #   fuzz/campaign.sh DEADLINE_UTC [SECONDS_EACH] [TARGET...]
 #   fuzz/campaign.sh 15:05 1800 open decode roundtrip pack_input
@@ -8,7 +8,9 @@
 # Each run: `cargo fuzz run --sanitizer address --release --debug-assertions TARGET
 # fuzz/corpus/TARGET fuzz/seeds/TARGET -- -max_total_time=… -rss_limit_mb=2048 -timeout=30
 # -print_final_stats=1`, wrapped in /usr/bin/time (user + system CPU seconds of cargo and the
-# fuzzer together), log fuzz-logs/<start>-<target>.log. A run stops early on a finding (its input
+# fuzzer together), log fuzz/campaign-logs/<start>-<target>.log, gzipped when the run ends. The
+# logs are committed: they are the campaign's record, and a machine reset loses git-ignored files
+# (it lost the logs of sessions 3 to 6). A run stops early on a finding (its input
 # is in fuzz/artifacts/TARGET/); the rotation goes on with the next target. No run starts with
 # less than 120 s left, and none runs past the deadline. fuzz/campaign_table.py makes the table.
 set -uo pipefail
@@ -21,7 +23,8 @@ targets=("$@")
 [ ${#targets[@]} -eq 0 ] && targets=(open decode roundtrip pack_input)
 
 export RUSTC_BOOTSTRAP=1 CARGO_TERM_COLOR=never
-mkdir -p fuzz-logs
+logs=fuzz/campaign-logs
+mkdir -p "$logs"
 i=0
 while :; do
     now=$(date -u +%s)
@@ -31,7 +34,7 @@ while :; do
     i=$((i + 1))
     secs=$each
     [ "$secs" -gt "$left" ] && secs=$left
-    log="fuzz-logs/$(date -u +%Y%m%dT%H%M%S)-$t.log"
+    log="$logs/$(date -u +%Y%m%dT%H%M%S)-$t.log"
     mkdir -p "fuzz/corpus/$t" "fuzz/artifacts/$t"
     echo "campaign: target=$t max_total_time=$secs start=$(date -u +%FT%TZ)" >"$log"
     nice -n 19 /usr/bin/time -f "campaign: cpu_user_s=%U cpu_sys_s=%S wall_s=%e exit=%x" \
@@ -40,4 +43,5 @@ while :; do
         -max_total_time="$secs" -rss_limit_mb=2048 -timeout=30 -print_final_stats=1 \
         >>"$log" 2>&1
     echo "campaign: end=$(date -u +%FT%TZ)" >>"$log"
+    gzip -9 "$log"
 done
