@@ -23,6 +23,7 @@ targets=("$@")
 [ ${#targets[@]} -eq 0 ] && targets=(open decode roundtrip pack_input)
 
 export RUSTC_BOOTSTRAP=1 CARGO_TERM_COLOR=never
+cargo fuzz --version >/dev/null 2>&1 || { echo "campaign: cargo-fuzz is missing: cargo install cargo-fuzz" >&2; exit 1; }
 logs=fuzz/campaign-logs
 mkdir -p "$logs"
 i=0
@@ -44,4 +45,10 @@ while :; do
         >>"$log" 2>&1
     echo "campaign: end=$(date -u +%FT%TZ)" >>"$log"
     gzip -9 "$log"
+    # A run that ends within a minute did not fuzz (a build error, a missing tool, a seed that
+    # crashes): stop rather than spin through the rotation.
+    if [ $(($(date -u +%s) - now)) -lt 60 ]; then
+        echo "campaign: $t ended within a minute, stopping; see $log.gz" >&2
+        exit 1
+    fi
 done
