@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The fuzz campaign's table, generated from the logs of fuzz/campaign.sh (issue 16).
 
-    python3 fuzz/campaign_table.py [LOG...]          # default: every log in fuzz-logs/
+    python3 fuzz/campaign_table.py [LOG...]   # default: fuzz/campaign-logs/*.log[.gz] + archive
     python3 fuzz/campaign_table.py --update FILE [LOG...]
 
 With --update, the table replaces what stands between the lines `<!-- campaign-table:begin -->`
@@ -13,10 +13,15 @@ stat::number_of_executed_units); the corpus at the end (units and bytes), covera
 and `ft` (features) exactly as libFuzzer prints them on its last status line; executions per CPU
 second; findings (crash, leak, timeout, out-of-memory, with the input libFuzzer saved). Then a
 total per target and overall, with the CPU-hours. Markdown on stdout.
+
+Without LOG arguments the table also holds the rows of fuzz/campaign-archive.md: runs whose logs a
+machine reset deleted, as this script generated them from those logs at the time (marked
+"archived"; they count in the totals).
 """
 
 import contextlib
 import glob
+import gzip
 import io
 import os
 import re
@@ -39,7 +44,8 @@ FINDINGS = [
 def parse(path):
     run = {"log": os.path.basename(path), "findings": []}
     last_status = None
-    with open(path, encoding="utf-8", errors="replace") as f:
+    opener = gzip.open if path.endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8", errors="replace") as f:
         for line in f:
             line = line.rstrip("\n")
             m = re.match(r"campaign: target=(\S+) max_total_time=(\d+) start=(\S+)", line)
@@ -73,6 +79,32 @@ def parse(path):
     return run
 
 
+ARCHIVE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "campaign-archive.md")
+
+
+def archived_runs():
+    """The rows of campaign-archive.md, parsed back into runs (their text is kept as it was)."""
+    runs = []
+    with open(ARCHIVE, encoding="utf-8") as f:
+        for line in f:
+            if not line.startswith("| 2"):
+                continue
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            start, target, wall, cpu, execs = cells[:5]
+            runs.append(
+                {
+                    "row": line.rstrip("\n").rstrip().rstrip("|").rstrip() + " (archived) |",
+                    "start": start.replace(" ", "T"),
+                    "target": target.strip("`"),
+                    "cpu": float(cpu),
+                    "wall": float(wall),
+                    "execs": int(execs.replace(",", "")),
+                    "findings": [] if cells[9].startswith("none") else [cells[9]],
+                }
+            )
+    return runs
+
+
 def fmt_int(x):
     return f"{x:,}" if isinstance(x, int) else "—"
 
@@ -97,13 +129,19 @@ def main(argv):
 
 
 def table(args):
-    paths = args or sorted(glob.glob("fuzz-logs/*.log"))
+    logs = os.path.join(os.path.dirname(os.path.abspath(__file__)), "campaign-logs")
+    paths = args or sorted(glob.glob(os.path.join(logs, "*.log")) + glob.glob(os.path.join(logs, "*.log.gz")))
     runs = [parse(p) for p in paths]
     runs = [r for r in runs if "target" in r]
+    if not args:
+        runs += archived_runs()
     runs.sort(key=lambda r: r["start"])
     print("| start (UTC) | target | wall s | CPU s | executions | exec/CPU s | corpus | cov | ft | findings |")
     print("|---|---|---:|---:|---:|---:|---|---:|---:|---|")
     for r in runs:
+        if "row" in r:
+            print(r["row"])
+            continue
         cpu, execs = r.get("cpu"), r.get("execs")
         rate = f"{execs / cpu:,.0f}" if cpu and execs else "—"
         if cpu is None:
