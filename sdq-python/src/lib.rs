@@ -25,7 +25,8 @@ use serde_json::{json, Value};
 
 use sdq::bridge::info::info_json;
 use sdq::bridge::pack::{
-    Allocation, DeltaChoice, FrameRule, Method, NonFinite, PackOptions, TensorSetting,
+    calibrated_frame_for, Allocation, DeltaChoice, FrameRule, Method, NonFinite, PackOptions,
+    TensorSetting,
 };
 use sdq::bridge::safetensors::{Checkpoint, SafetensorsWriter, TensorSpec};
 use sdq::bridge::NoProgress;
@@ -883,10 +884,7 @@ fn pack<'py>(
             bits_per_weight.is_some() || max_error.is_some(),
         ),
         // As the CLI: without frame_family, calibrated tensors take the harmonic frame.
-        calibrated_frame: frame_family.is_none().then_some((
-            FrameFamily::Harmonic,
-            if sign_seed == 0 { 1 } else { sign_seed },
-        )),
+        calibrated_frame: calibrated_frame_for(frame_family.is_some(), sign_seed),
         feedback: sdq::quant::pcm::FeedbackOptions {
             damping,
             ..Default::default()

@@ -227,6 +227,17 @@ pub enum Allocation {
     Model,
 }
 
+/// [`PackOptions::calibrated_frame`] for a pack whose options name a frame family or not
+/// (`family_given`, `--frame-family`), with `sign_seed` (`--sign-seed`, 0 for none): without a
+/// family, calibrated tensors take the harmonic frame with that seed, or seed 1; with one, every
+/// tensor takes the frame asked for. The rule the command line and the Python package share.
+pub fn calibrated_frame_for(family_given: bool, sign_seed: u64) -> Option<(FrameFamily, u64)> {
+    (!family_given).then_some((
+        FrameFamily::Harmonic,
+        if sign_seed == 0 { 1 } else { sign_seed },
+    ))
+}
+
 impl Default for PackOptions {
     fn default() -> Self {
         PackOptions {

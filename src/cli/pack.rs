@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use clap::{Args, ValueEnum};
 use sdq::bridge::budget;
 use sdq::bridge::pack::{
-    self, Allocation, DeltaChoice, FrameRule, Method, PackOptions, TensorSetting,
+    self, calibrated_frame_for, Allocation, DeltaChoice, FrameRule, Method, PackOptions,
+    TensorSetting,
 };
 use sdq::codes::stream::Coding;
 use sdq::frame::FrameFamily;
@@ -490,10 +491,7 @@ pub fn run(a: PackArgs, quiet: bool) -> CliResult {
             pcm,
             a.bits_per_weight.is_some() || a.max_error.is_some(),
         ),
-        calibrated_frame: a.frame_family.is_none().then_some((
-            FrameFamily::Harmonic,
-            if a.sign_seed == 0 { 1 } else { a.sign_seed },
-        )),
+        calibrated_frame: calibrated_frame_for(a.frame_family.is_some(), a.sign_seed),
         feedback: FeedbackOptions {
             damping: a.damping,
             order: match a.feedback_order {
