@@ -51,6 +51,8 @@ WHEELS = {
     "ddddocr": ("ddddocr==1.6.1", "ddddocr/"),
     "magika": ("magika==1.0.3", "magika/models/standard_v3_3/"),
     "silero": ("silero-vad==6.2.3", "silero_vad/data/"),
+    "nudenet": ("nudenet==3.4.2", "nudenet/"),
+    "skimage": ("scikit-image==0.26.0", "skimage/data/"),  # its sample photographs, as inputs
 }
 
 
@@ -505,7 +507,44 @@ class Silero(Model):
                     max_abs=max(float(np.abs(a - b).max()) for a, b in zip(r, d)))
 
 
-MODELS = {"ppdet": PPDet, "pprec": PPRec, "ppcls": PPCls, "dddd": Dddd, "dddddet": DdddDet, "magika": Magika, "silero": Silero}
+def photo_inputs(names=("astronaut.png", "camera.png", "coffee.png", "chelsea.png", "motorcycle_left.png", "rocket.jpg"), size=320):
+    """Real photographs (scikit-image's sample data: a portrait, a man with a camera, a cup, a cat,
+    a motorcycle, a rocket launch) prepared as nudenet does: RGB, padded to a square at the right
+    and bottom with black, resized to size x size (bilinear), scaled to [0, 1], NCHW."""
+    from PIL import Image
+
+    out = []
+    for n in names:
+        im = Image.open(wheel_member("skimage", n)).convert("RGB")
+        side = max(im.size)
+        sq = Image.new("RGB", (side, side))
+        sq.paste(im, (0, 0))
+        a = np.asarray(sq.resize((size, size), Image.BILINEAR), np.float32) / 255.0
+        out.append(a.transpose(2, 0, 1)[None])
+    return out
+
+
+class Yolo8(Model):
+    name, kind, task = "nudenet 320n (YOLOv8n)", "conv: YOLOv8n detector (fused BatchNorm, SiLU), 18 classes", "class scores of 2100 anchors, 6 real photographs 320x320"
+
+    def __init__(self):
+        self.path = wheel_member("nudenet", "320n.onnx")
+        self.inp = photo_inputs()
+
+    def run(self, s):
+        name = s.get_inputs()[0].name
+        return np.concatenate([s.run(None, {name: x})[0] for x in self.inp])  # (6, 4 + 18, 2100)
+
+    def compare(self, r, d):
+        sr, sd = r[:, 4:, :], d[:, 4:, :]
+        c = cos_rows(sr.reshape(len(sr), -1), sd.reshape(len(sd), -1))
+        kr, kd = sr.max(1) >= 0.2, sd.max(1) >= 0.2  # nudenet's score threshold
+        return dict(cos_min=c.min(), cos_mean=c.mean(), agree=(kr == kd).mean(),
+                    agree_name=f"anchor kept (max score >= 0.2) agreement; {int(kr.sum())} kept by the original",
+                    max_abs=float(np.abs(sr - sd).max()))
+
+
+MODELS = {"ppdet": PPDet, "pprec": PPRec, "ppcls": PPCls, "dddd": Dddd, "dddddet": DdddDet, "magika": Magika, "silero": Silero, "yolo8n": Yolo8}
 
 
 # ---------------------------------------------------------------- driver
@@ -637,6 +676,8 @@ def main():
     ap.add_argument("--csv", default=os.path.join(ROOT, "docs", "quality", "unseen.csv"))
     ap.add_argument("--details", default=os.path.join(ROOT, "docs", "quality", "unseen_tensors.txt"))
     ap.add_argument("--sensitivity", default="", help="comma-separated models: quantize each tensor alone instead")
+    ap.add_argument("--merge", action="store_true",
+                    help="keep the other models' rows of the existing CSV and details (re-measure or add only --models)")
     a = ap.parse_args()
     if a.sensitivity:
         lines = []
@@ -691,6 +732,18 @@ def main():
                     details.append("largest raw tensors (name, shape, elements):")
                     for t in rawt[:8]:
                         details.append(f"  {t['name']}  {t['shape']}  {t['elements']}")
+    old_details = []
+    if a.merge and os.path.exists(a.csv):
+        with open(a.csv, newline="") as f:
+            kept = [r for r in csv.DictReader(f) if r["model"] not in a.models.split(",")]
+        rows = kept + rows
+        with open(a.details) as f:
+            skip = False
+            for line in f.read().splitlines():
+                if line.startswith("== "):
+                    skip = line[3:].split(" ")[0].rstrip(":") in a.models.split(",")
+                if not skip:
+                    old_details.append(line)
     keys = ["model", "dtype", "setting", "floats", "sdq_bytes", "file_bpw", "src_bpw", "quant_bpw", "quant_tensors", "raw_tensors",
             "raw_elems", "raw_bytes", "cos_min", "cos_mean", "agree", "agree_name", "max_abs", "mean_rel_err",
             "worst_rel_err", "worst_tensor", "pack_s", "error"]
@@ -705,7 +758,7 @@ def main():
                 cmd="python3 bench/quality/unseen.py " + " ".join(sys.argv[1:]))
     tables(a.csv, a.csv.replace(".csv", "_tables.md"))
     with open(a.details, "w") as f:
-        f.write(json.dumps(meta) + "\n" + "\n".join(details) + "\n")
+        f.write("\n".join([json.dumps(meta)] + old_details + details) + "\n")
     print(json.dumps(meta))
 
 

@@ -1,0 +1,98 @@
+//! Small tensors of a pcm pack (first convolutions, 1×1 convolutions, detection heads: too few
+//! weights for the model-wide budget's per-tensor costs) get bits of their own: the budget plus
+//! 3.5, at least 6, and never so many that the tensor takes more than half its raw bytes.
+
+mod cli_common;
+
+use std::path::Path;
+
+use cli_common::*;
+use safetensors::Dtype;
+
+/// (stored bits per weight, relative error) of `name` in `file`, from `sdq info --json`.
+fn tensor(file: &Path, name: &str) -> (f64, f64) {
+    let j: serde_json::Value =
+        serde_json::from_str(&assert_ok(&run_p(&[&"info", &file, &"--json"]))).unwrap();
+    let t = j["tensors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == name)
+        .unwrap_or_else(|| panic!("{name} not in {file:?}"));
+    assert_eq!(t["encoding"], "pcm", "{t}");
+    (
+        t["bits_per_weight"].as_f64().unwrap(),
+        t["quantization"]["relative_error"].as_f64().unwrap(),
+    )
+}
+
+fn pack(dir: &Path, model: &Path, bits: &str) -> std::path::PathBuf {
+    let out = dir.join(format!("{bits}.sdq"));
+    assert_ok(&run_p(&[
+        &"pack",
+        &model,
+        &"-o",
+        &out,
+        &"--bits-per-weight",
+        &bits,
+    ]));
+    out
+}
+
+#[test]
+fn small_tensors_get_more_bits_than_the_budget_and_follow_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = dir.path().join("m.safetensors");
+    // head.weight [16, 64]: 1,024 weights, small (its record and steps alone are ~3,400 bits).
+    write(
+        &m,
+        &[
+            f32_tensor("big.weight", &[256, 256], 1),
+            f32_tensor("head.weight", &[16, 64], 2),
+        ],
+        &[],
+    );
+    let at45 = pack(dir.path(), &m, "4.5");
+    let at8 = pack(dir.path(), &m, "8");
+    let (big_bits, big_err) = tensor(&at45, "big.weight");
+    let (head_bits, head_err) = tensor(&at45, "head.weight");
+    // 4.5 + 3.5 = 8 bits for the codes and steps, the section padding and model on top.
+    assert!(big_bits < 4.6, "{big_bits}");
+    assert!(head_bits >= 8.0, "{head_bits}");
+    // Three and a half more bits: about 11 times less error.
+    assert!(head_err < big_err / 6.0, "{head_err} {big_err}");
+    // The small tensor's bits follow the budget (before: 6 whatever the budget).
+    let (head_bits8, head_err8) = tensor(&at8, "head.weight");
+    assert!(head_bits8 >= 11.5, "{head_bits8}");
+    assert!(head_err8 < head_err / 6.0, "{head_err8} {head_err}");
+}
+
+#[test]
+fn a_small_f16_tensor_takes_at_most_half_its_raw_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = dir.path().join("m16.safetensors");
+    let f16 = |name: &str, shape: &[usize], seed| {
+        let n = shape.iter().product();
+        T {
+            name: name.into(),
+            dtype: Dtype::F16,
+            shape: shape.to_vec(),
+            bytes: values(n, seed, 0.1)
+                .iter()
+                .flat_map(|&x| half::f16::from_f32(x).to_le_bytes())
+                .collect(),
+        }
+    };
+    // head.weight [32, 192]: 6,144 F16 weights (98,304 raw bits). 8 bits each and the record
+    // would pass half of that; it gets fewer, but at least 6.
+    write(
+        &m,
+        &[
+            f16("big.weight", &[256, 256], 1),
+            f16("head.weight", &[32, 192], 2),
+        ],
+        &[],
+    );
+    let (bits, _) = tensor(&pack(dir.path(), &m, "4.5"), "head.weight");
+    assert!((6.0..=8.0).contains(&bits), "{bits}");
+}
