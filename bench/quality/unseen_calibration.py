@@ -2,7 +2,7 @@
 """`sdq pack --calibration` on the unseen checkpoints of docs/quality/unseen.md: does data fix
 what the data-free defaults cannot see (PP-OCRv4 rec's sensitive 1×1 convolutions)?
 
-    python3 bench/quality/unseen_calibration.py [--models pprec,ppdet] [--inputs 16]
+    python3 bench/quality/unseen_calibration.py [--models pprec,ppdet,yolo8n] [--inputs 16]
 
 For every Conv node with group 1 whose weight is one of the model's float tensors (W [out, C,
 kh, kw], the rows sdq quantizes, d = C·kh·kw) the script collects the Gram matrix of the
@@ -63,6 +63,14 @@ def cal_inputs(key, n):
         std = np.array([0.229, 0.224, 0.225], np.float32)
         return [((unseen.page(s).astype(np.float32) / 255 - mean) / std).transpose(2, 0, 1)[None]
                 .astype(np.float32) for s in range(100, 100 + n)]
+    if key == "yolo8n":
+        # scikit-image's other sample images (textures, coins, a galaxy field, micrographs, a
+        # retina, a logo, a scanned page, a horse silhouette, the moon, ...): none of the six
+        # evaluation photographs, and none with a face.
+        names = ["brick.png", "grass.png", "gravel.png", "coins.png", "hubble_deep_field.jpg", "ihc.png",
+                 "retina.jpg", "logo.png", "page.png", "text.png", "horse.png", "moon.png", "cell.png",
+                 "clock_motion.png", "color.png", "motorcycle_right.png"]
+        return unseen.photo_inputs(tuple(names[i % len(names)] for i in range(n)))
     raise SystemExit(f"no calibration inputs for {key}")
 
 
@@ -141,7 +149,7 @@ def grams(key, base, n_inputs):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--models", default="pprec,ppdet")
+    ap.add_argument("--models", default="pprec,ppdet,yolo8n")
     ap.add_argument("--inputs", type=int, default=16, help="calibration inputs per model")
     ap.add_argument("--csv", default=os.path.join(unseen.ROOT, "docs", "quality", "unseen_calibration.csv"))
     a = ap.parse_args()

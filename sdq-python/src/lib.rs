@@ -621,8 +621,8 @@ fn tensor_settings(v: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<(String, Tensor
 /// to the width the budget allows, every tensor the same bits, vectors recording measured
 /// errors, as `sdq pack --step-policy least-squares`), `frame_family` ("identity", the default: no frame; "harmonic" or
 /// "spectral-tetris", then `frame_size` N may be given). Small tensors, whose records and steps
-/// would dominate a shared budget, get 6 bits per weight of their own (or stay raw when that
-/// would not halve them), as with `sdq pack`. `levels`, `code_bits`, `redundancy`, `reorder`
+/// would dominate a shared budget, get bits per weight of their own, the budget plus 3.5 (at
+/// least 6, or raw when 6 would not halve them), as with `sdq pack`. `levels`, `code_bits`, `redundancy`, `reorder`
 /// and `delta` are refused with pcm.
 ///
 /// Sigma-delta: one of `frame_size` N, `redundancy` r (N = ceil(r*d)) or `bits_per_weight` =

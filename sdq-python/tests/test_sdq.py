@@ -161,7 +161,7 @@ def test_pack_matches_the_cli_byte_for_byte(tmp_path, checkpoint):
     sd = ["--scheme", "first-order", "--axis", "columns"]
     sd_kw = {"scheme": "first-order", "axis": "columns"}
     options = [
-        # pcm, the default (small tensors like these get 6 bits per weight of their own)
+        # pcm, the default (small tensors like these get bits per weight of their own)
         ([], {}),
         (["--include", "fc*.weight"], {"include": "fc*.weight"}),
         (
