@@ -963,8 +963,9 @@ def main():
                 merged.update(new)
                 rows = sorted(merged.values(), key=lambda r: order.index(r["scheme"])
                               if r["scheme"] in order else len(order))
-                model_notes.pop(name, None)  # the forward-pass notes of the full run stay
-            else:
+                if a.only:
+                    model_notes.pop(name, None)  # the notes of the last full run stay
+            if name in model_notes:  # every scheme of this model ran: its notes are new
                 with open(os.path.join(a.out, f"{name}_notes.md"), "w") as f:
                     f.write(model_notes[name])
             write_csv(csvp, rows)
