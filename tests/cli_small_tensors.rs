@@ -7,7 +7,6 @@ mod cli_common;
 use std::path::Path;
 
 use cli_common::*;
-use safetensors::Dtype;
 
 /// (stored bits per weight, relative error) of `name` in `file`, from `sdq info --json`.
 fn tensor(file: &Path, name: &str) -> (f64, f64) {
@@ -71,25 +70,13 @@ fn small_tensors_get_more_bits_than_the_budget_and_follow_it() {
 fn a_small_f16_tensor_takes_at_most_half_its_raw_bytes() {
     let dir = tempfile::tempdir().unwrap();
     let m = dir.path().join("m16.safetensors");
-    let f16 = |name: &str, shape: &[usize], seed| {
-        let n = shape.iter().product();
-        T {
-            name: name.into(),
-            dtype: Dtype::F16,
-            shape: shape.to_vec(),
-            bytes: values(n, seed, 0.1)
-                .iter()
-                .flat_map(|&x| half::f16::from_f32(x).to_le_bytes())
-                .collect(),
-        }
-    };
     // head.weight [32, 192]: 6,144 F16 weights (98,304 raw bits). 8 bits each and the record
     // would pass half of that; it gets fewer, but at least 6.
     write(
         &m,
         &[
-            f16("big.weight", &[256, 256], 1),
-            f16("head.weight", &[32, 192], 2),
+            f16_tensor("big.weight", &[256, 256], 1),
+            f16_tensor("head.weight", &[32, 192], 2),
         ],
         &[],
     );

@@ -103,6 +103,20 @@ pub fn f32_tensor(name: &str, shape: &[usize], seed: u64) -> T {
     }
 }
 
+/// An F16 tensor (the values of [`f32_tensor`] with the same seed, rounded to F16).
+pub fn f16_tensor(name: &str, shape: &[usize], seed: u64) -> T {
+    let n = shape.iter().product();
+    T {
+        name: name.into(),
+        dtype: Dtype::F16,
+        shape: shape.to_vec(),
+        bytes: values(n, seed, 0.1)
+            .iter()
+            .flat_map(|&x| half::f16::from_f32(x).to_le_bytes())
+            .collect(),
+    }
+}
+
 /// An I64 tensor.
 pub fn i64_tensor(name: &str, v: &[i64]) -> T {
     T {
