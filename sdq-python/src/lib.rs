@@ -619,11 +619,11 @@ fn tensor_settings(v: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<(String, Tensor
 /// or "fixed"), `step_policy` ("certified", the default, or "least-squares": with
 /// coding="fixed", each group's step chosen for the least squared error with the codes clipped
 /// to the width the budget allows, every tensor the same bits, vectors recording measured
-/// errors, as `sdq pack --step-policy least-squares`), `frame_family` ("identity", the default: no frame; "harmonic" or
-/// "spectral-tetris", then `frame_size` N may be given). Small tensors, whose records and steps
-/// would dominate a shared budget, get bits per weight of their own, the budget plus 3.5 (at
-/// least 6, or raw when 6 would not halve them), as with `sdq pack`. `levels`, `code_bits`, `redundancy`, `reorder`
-/// and `delta` are refused with pcm.
+/// errors, as `sdq pack --step-policy least-squares`), `frame_family` ("identity", the default:
+/// no frame; "harmonic" or "spectral-tetris", then `frame_size` N may be given). Small tensors,
+/// whose records and steps would dominate a shared budget, get bits per weight of their own,
+/// the budget plus 3.5 (at least 6, or raw when 6 would not halve them), as with `sdq pack`.
+/// `levels`, `code_bits`, `redundancy`, `reorder` and `delta` are refused with pcm.
 ///
 /// Sigma-delta: one of `frame_size` N, `redundancy` r (N = ceil(r*d)) or `bits_per_weight` =
 /// CODE bits (N = floor(B*d / ceil(log2 2K)), default 4); `levels` K (default 1) or `code_bits`
