@@ -481,6 +481,12 @@ fn roundtrip_pcm(
             _ => RateTarget::Scale(f64::from(u.range(1, 4000)) / 1000.0),
         },
         record_bytes: 0,
+        // Both roundings, from the shape (no input drawn: earlier inputs keep their meaning).
+        rounding: if count.is_multiple_of(2) {
+            pcm::Rounding::ZeroSum
+        } else {
+            pcm::Rounding::Nearest
+        },
     };
     // Data-aware codes (pcm scheme version 2, recorded errors) where they apply: rows, no frame,
     // not an error target; the Gram matrix drawn as a diagonal plus one drawn direction.

@@ -11,7 +11,8 @@ use sdq::codes::stream::Coding;
 use sdq::format::{Dtype, Encoding, SdqFile, SdqStreamWriter, TensorPlan};
 use sdq::frame::FrameFamily;
 use sdq::quant::pcm::{
-    self, ErrorRecord, PcmOptions, PcmSynthesis, RateTarget, StepPolicy, StepRule, StepType,
+    self, ErrorRecord, PcmOptions, PcmSynthesis, RateTarget, Rounding, StepPolicy, StepRule,
+    StepType,
 };
 use sdq::{Matrix, Orientation};
 
@@ -64,7 +65,7 @@ proptest! {
         family in 0u8..3, signs in any::<bool>(), group in 0usize..7,
         rows_axis in any::<bool>(), bias in any::<bool>(), f32_steps in any::<bool>(),
         rans in any::<bool>(), tensor_rule in any::<bool>(), zstd in any::<bool>(),
-        target in 0u8..3, heavy_tails in any::<bool>(),
+        target in 0u8..3, heavy_tails in any::<bool>(), zero_sum in any::<bool>(),
     ) {
         let w = if heavy_tails { heavy(rows * cols, seed) } else { values(rows * cols, seed) };
         let b = values(rows, seed ^ 9);
@@ -92,6 +93,7 @@ proptest! {
                 _ => RateTarget::Scale(0.3),
             },
             record_bytes: 0,
+            rounding: if zero_sum { Rounding::ZeroSum } else { Rounding::Nearest },
         };
         let q = pcm::quantize(&m, orientation, &opts).unwrap();
         let file = SdqFile::from_bytes(write(&q, rows, cols, bias, zstd)).unwrap();

@@ -33,7 +33,7 @@ use sdq::bridge::NoProgress;
 use sdq::codes::stream::Coding;
 use sdq::format::{Encoding, TensorInfo};
 use sdq::frame::FrameFamily;
-use sdq::quant::pcm::{PcmOptions, RateTarget, StepPolicy, StepRule, StepType};
+use sdq::quant::pcm::{PcmOptions, RateTarget, Rounding, StepPolicy, StepRule, StepType};
 use sdq::quant::Scheme;
 use sdq::{Dtype, Orientation, SdqFile};
 
@@ -620,7 +620,9 @@ fn tensor_settings(v: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<(String, Tensor
 /// coding="fixed", each group's step chosen for the least squared error with the codes clipped
 /// to the width the budget allows, every tensor the same bits, vectors recording measured
 /// errors, as `sdq pack --step-policy least-squares`), `frame_family` ("identity", the default:
-/// no frame; "harmonic" or "spectral-tetris", then `frame_size` N may be given). Small tensors,
+/// no frame; "harmonic" or "spectral-tetris", then `frame_size` N may be given), `rounding`
+/// ("zero-sum", the default without a frame: a few codes moved by one level so that each
+/// vector's rounding errors sum to about zero; or "nearest"; as `sdq pack --rounding`). Small tensors,
 /// whose records and steps would dominate a shared budget, get bits per weight of their own,
 /// the budget plus 3.5 (at least 6, or raw when 6 would not halve them), as with `sdq pack`.
 /// `levels`, `code_bits`, `redundancy`, `reorder` and `delta` are refused with pcm.
@@ -643,7 +645,7 @@ fn tensor_settings(v: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<(String, Tensor
     tensors, path, *, scheme = "pcm", bits_per_weight = None, max_error = None,
     file_bits_per_weight = None, sign_seed = 0,
     group = None, step_rule = "group", step_type = "f16", coding = "rans", same_bits = false,
-    step_policy = "certified",
+    step_policy = "certified", rounding = None,
     frame_family = None, frame_size = None, redundancy = None, levels = None, code_bits = None,
     reorder = false, delta = None, axis = "rows", bias = false, include = None, exclude = None,
     tensor_types = None, min_dim = 16, zstd = None, nonfinite = "refuse", metadata = None,
@@ -665,6 +667,7 @@ fn pack<'py>(
     coding: &str,
     same_bits: bool,
     step_policy: &str,
+    rounding: Option<&str>,
     frame_family: Option<&str>,
     frame_size: Option<usize>,
     redundancy: Option<f64>,
@@ -821,8 +824,36 @@ fn pack<'py>(
             },
             target,
             record_bytes: 0,
+            rounding: match rounding {
+                None => Rounding::ZeroSum,
+                Some("nearest") => Rounding::Nearest,
+                Some("zero-sum") if family.is_some() => {
+                    return perr(
+                        "rounding=\"zero-sum\" is for pcm without a frame (there a code is a weight): drop frame_family, or use rounding=\"nearest\""
+                            .into(),
+                    )
+                }
+                Some("zero-sum") if step_policy == "least-squares" => {
+                    return perr(
+                        "rounding=\"zero-sum\" is for certified steps: least-squares steps clip, and their codes are chosen for the least squared error"
+                            .into(),
+                    )
+                }
+                Some("zero-sum") => Rounding::ZeroSum,
+                Some(r) => {
+                    return perr(format!(
+                        "rounding={r:?}: must be \"zero-sum\" or \"nearest\""
+                    ))
+                }
+            },
         })
     } else {
+        if rounding.is_some() {
+            return perr(
+                "rounding is for scheme=\"pcm\" (sigma-delta's codes follow its own feedback)"
+                    .into(),
+            );
+        }
         if max_error.is_some() {
             return perr("max_error is for scheme=\"pcm\"".into());
         }

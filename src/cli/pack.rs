@@ -12,7 +12,9 @@ use sdq::bridge::pack::{
 use sdq::codes::stream::Coding;
 use sdq::frame::FrameFamily;
 use sdq::quant::gram::FeedbackOrder;
-use sdq::quant::pcm::{FeedbackOptions, PcmOptions, RateTarget, StepPolicy, StepRule, StepType};
+use sdq::quant::pcm::{
+    FeedbackOptions, PcmOptions, RateTarget, Rounding, StepPolicy, StepRule, StepType,
+};
 use sdq::quant::Scheme;
 use sdq::{Orientation, SdqFile};
 
@@ -82,6 +84,16 @@ pub enum StepRuleArg {
     Group,
     /// One step for the whole tensor (least squared error for the bits).
     Tensor,
+}
+
+/// How pcm coefficients become codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RoundingArg {
+    /// Each code the nearest level.
+    Nearest,
+    /// Nearest levels, then the fewest codes moved by one level so that each vector's rounding
+    /// errors sum to within half a step of zero (no frame, certified steps).
+    ZeroSum,
 }
 
 /// How pcm steps are chosen.
@@ -192,6 +204,12 @@ pub struct PackArgs {
     /// pcm: how steps are stored.
     #[arg(long, value_enum, default_value_t = StepTypeArg::F16)]
     step_type: StepTypeArg,
+
+    /// pcm: how coefficients become codes [default: zero-sum without a frame, nearest with one
+    /// or with least-squares steps]. zero-sum moves a few codes by one level so that each
+    /// vector's rounding errors sum to about zero (no bias shift on inputs with an offset).
+    #[arg(long, value_enum)]
+    rounding: Option<RoundingArg>,
 
     /// pcm: give every tensor the same --bits-per-weight, instead of spreading the model's bits
     /// so that the sum of the tensors' relative squared errors is least.
@@ -388,6 +406,18 @@ pub fn run(a: PackArgs, quiet: bool) -> CliResult {
         if a.group == Some(0) {
             return Err(Failure::usage("--group must be at least 1"));
         }
+        if a.rounding == Some(RoundingArg::ZeroSum) {
+            if family.is_some() {
+                return Err(Failure::usage(
+                    "--rounding zero-sum is for pcm without a frame (there a code is a weight): drop --frame-family, or use --rounding nearest",
+                ));
+            }
+            if a.step_policy == StepPolicyArg::LeastSquares {
+                return Err(Failure::usage(
+                    "--rounding zero-sum is for certified steps: least-squares steps clip, and their codes are chosen for the least squared error",
+                ));
+            }
+        }
         if a.levels != 1 || a.reorder || a.delta != DeltaChoice::Coefficient {
             return Err(Failure::usage(
                 "-K/--levels, --reorder and --delta are sigma-delta options: add --scheme first-order (or second-order), or drop them (pcm's codes have no fixed alphabet and its steps are set by --bits-per-weight or --max-error)",
@@ -416,8 +446,17 @@ pub fn run(a: PackArgs, quiet: bool) -> CliResult {
             },
             target,
             record_bytes: 0,
+            rounding: match a.rounding {
+                Some(RoundingArg::Nearest) => Rounding::Nearest,
+                Some(RoundingArg::ZeroSum) | None => Rounding::ZeroSum,
+            },
         })
     } else {
+        if a.rounding.is_some() {
+            return Err(Failure::usage(
+                "--rounding is for --scheme pcm (sigma-delta's codes follow its own feedback)",
+            ));
+        }
         if a.max_error.is_some() {
             return Err(Failure::usage("--max-error is for --scheme pcm"));
         }

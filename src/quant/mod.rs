@@ -10,6 +10,7 @@ pub mod feedback;
 #[cfg(feature = "encode")]
 pub mod gram;
 pub mod pcm;
+pub mod rounding;
 pub mod scheme;
 pub mod second_order;
 #[cfg(feature = "encode")]

@@ -32,6 +32,9 @@ use crate::quant::feedback;
 #[cfg(feature = "encode")]
 use crate::quant::gram::{FeedbackOrder, Gram};
 #[cfg(feature = "encode")]
+use crate::quant::rounding;
+pub use crate::quant::rounding::Rounding;
+#[cfg(feature = "encode")]
 use crate::quant::tensor::Matrix;
 
 /// The largest K of a pcm tensor: codes q + K then fit in 16 bits.
@@ -216,6 +219,8 @@ pub struct PcmOptions {
     /// Bytes the tensor costs besides its two sections (its header record), charged to the
     /// bit budget.
     pub record_bytes: u64,
+    /// How coefficients become codes (with certified steps and no frame; otherwise nearest).
+    pub rounding: Rounding,
 }
 
 impl Default for PcmOptions {
@@ -231,6 +236,7 @@ impl Default for PcmOptions {
             coding: Coding::Rans,
             target: RateTarget::BitsPerWeight(4.5),
             record_bytes: 0,
+            rounding: Rounding::ZeroSum,
         }
     }
 }
@@ -700,14 +706,19 @@ fn trial(a: &Analysed, alpha: f64, options: &PcmOptions, d: usize) -> Trial {
     }
 }
 
+/// The codes of every vector at `steps`: nearest levels, then, with `zero_sum` (the signs of a
+/// pcm without a frame), [`rounding::zero_sum`] on each vector, no code passing ±`max_code`.
 #[cfg(feature = "encode")]
-fn codes_of(a: &Analysed, steps: &[f32]) -> Vec<i32> {
+fn codes_of(a: &Analysed, steps: &[f32], zero_sum: Option<&[f64]>, max_code: u32) -> Vec<i32> {
     let (n, group, groups) = (a.n, a.group, a.groups);
     let mut codes = vec![0i32; a.y.len()];
     let one = |(cj, (yj, sj)): (&mut [i32], (&[f64], &[f32]))| {
         for (k, (c, &x)) in cj.iter_mut().zip(yj).enumerate() {
             let s = f64::from(sj.get((k / group).min(groups - 1)).copied().unwrap_or(0.0));
             *c = if s > 0.0 { (x / s).round() as i32 } else { 0 };
+        }
+        if let Some(signs) = zero_sum {
+            rounding::zero_sum(yj, signs, sj, group, max_code, cj);
         }
     };
     #[cfg(feature = "parallel")]
@@ -892,7 +903,11 @@ pub fn quantize(
             alpha *= 1.25;
             continue;
         }
-        let codes = codes_of(&a, &t.steps);
+        // Zero-sum rounding without a frame, where a code is a weight; never past the
+        // largest code of nearest rounding, which sets the fixed-width codes' width.
+        let signs = (synth.frame.is_none() && options.rounding == Rounding::ZeroSum)
+            .then_some(&synth.signs[..]);
+        let codes = codes_of(&a, &t.steps, signs, t.k.min(u64::from(MAX_PCM_K)) as u32);
         let k = codes
             .iter()
             .map(|q| q.unsigned_abs())
