@@ -607,7 +607,7 @@ fn tensor_settings(v: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<(String, Tensor
 /// `scheme`: "pcm" (the default), "first-order" or "second-order" (sigma-delta, the paper's).
 ///
 /// pcm: each vector is rounded (in its frame, if one is given) to one step per vector (or per
-/// `group` coefficients), and the codes are entropy-coded. `bits_per_weight` (default 4.5) is
+/// `group` coefficients), and the codes are entropy-coded. `bits_per_weight` (default 5.0) is
 /// the STORED size (codes, steps, headers) of the quantized tensors, spread over the model so
 /// that their errors are least (`same_bits=True`: every tensor gets it); or `max_error` E: the
 /// fewest bits with relative error at most E in every tensor. `file_bits_per_weight` F caps

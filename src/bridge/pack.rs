@@ -100,7 +100,8 @@ pub enum Method {
 #[derive(Debug, Clone, PartialEq)]
 pub struct PackOptions {
     /// How quantized tensors are coded (default: pcm, rows, no frame, entropy-coded codes,
-    /// one f16 step per vector, 4.5 stored bits per weight; see docs/quality).
+    /// one f16 step per vector, zero-sum rounding, the whole file at 5.0 bits per float weight;
+    /// see docs/quality).
     pub method: Method,
     /// How N is chosen (default: 4 bits per weight).
     pub frame: FrameRule,
@@ -330,7 +331,8 @@ pub struct Plan {
 pub const SMALL_TENSOR_BITS: f64 = 6.0;
 
 /// How many bits per weight more than the budget asked for (`--bits-per-weight`, or the default
-/// 4.5) a small tensor's codes and steps get, at least [`SMALL_TENSOR_BITS`]: 8 at the default.
+/// [`crate::quant::pcm::DEFAULT_BITS`]) a small tensor's codes and steps get, at least
+/// [`SMALL_TENSOR_BITS`]: 8.5 at the default.
 /// Measured on a YOLOv8n detector (docs/quality/unseen.md): its 16 small tensors hold 1.5 % of
 /// its weights; at 6 bits its class scores kept mean cosine 0.919, at 8 bits 0.979 for 0.03
 /// more bits per weight in the file (10 and 12 bits gave no more).

@@ -27,7 +27,7 @@ pub const EXIT_IO: u8 = 4;
 
 const EXAMPLES: &str = "\
 Examples:
-  sdq pack model.safetensors -o model.sdq          # pcm, 4.5 bits per weight, certified bounds
+  sdq pack model.safetensors -o model.sdq          # pcm, 5.0 bits per weight, certified bounds
   sdq info model.sdq                               # what is stored, and what it saves
   sdq verify model.sdq --against model.safetensors # checksums, bounds, raw bytes
   sdq unpack model.sdq -o restored.safetensors     # back to safetensors (original dtypes)

@@ -23,7 +23,7 @@ use super::{escape, is_stdout, Bar, CliResult, Failure};
 
 const EXAMPLES: &str = "\
 Examples:
-  sdq pack model.safetensors -o model.sdq                        # pcm, 4.5 stored bits per weight
+  sdq pack model.safetensors -o model.sdq                        # pcm, 5.0 bits per weight in all
   sdq pack model.safetensors -o model.sdq --bits-per-weight 6
   sdq pack model.safetensors -o model.sdq --max-error 0.01       # fewest bits for 1% error per tensor
   sdq pack model.safetensors -o model.sdq --frame-family harmonic --sign-seed 1
@@ -146,7 +146,7 @@ pub struct PackArgs {
     redundancy: Option<f64>,
 
     /// pcm: stored bits per weight of each quantized tensor (codes, steps, headers) [default:
-    /// 4.5]. Sigma-delta: CODE bits per weight, N = floor(B*d / ceil(log2 2K)) [default: 4].
+    /// 5.0, lowered so that the whole file is at 5.0 bits per float weight]. Sigma-delta: CODE bits per weight, N = floor(B*d / ceil(log2 2K)) [default: 4].
     #[arg(long, value_name = "B")]
     bits_per_weight: Option<f64>,
 

@@ -37,6 +37,12 @@ pub use crate::quant::rounding::Rounding;
 #[cfg(feature = "encode")]
 use crate::quant::tensor::Matrix;
 
+/// The default budget of a pcm pack: 5.0 stored bits per quantized weight, which the default
+/// whole-file cap of 5.0 bits per float weight ([`crate::bridge::budget::DEFAULT_FILE_BITS`])
+/// lowers by what the raw tensors, records and small tensors take: the file as a whole is at
+/// 5.0 bits per float weight (docs/cli.md, "Why the defaults").
+pub const DEFAULT_BITS: f64 = 5.0;
+
 /// The largest K of a pcm tensor: codes q + K then fit in 16 bits.
 pub const MAX_PCM_K: u32 = 32767;
 
@@ -234,7 +240,7 @@ impl Default for PcmOptions {
             policy: StepPolicy::Certified,
             step_type: StepType::F16,
             coding: Coding::Rans,
-            target: RateTarget::BitsPerWeight(4.5),
+            target: RateTarget::BitsPerWeight(DEFAULT_BITS),
             record_bytes: 0,
             rounding: Rounding::ZeroSum,
         }
