@@ -67,11 +67,13 @@ R1 = SD1 + ["--axis", "rows", "--redundancy", "1.0001"]  # sigma-delta, rows, N 
 PCM = ["--scheme", "pcm"]  # rounding, rANS-coded, --bits-per-weight = stored bits (rate control)
 H1 = ["--frame-family", "harmonic", "--sign-seed", "1"]
 SDQ_CONFIGS = [
-    # the default (`sdq pack IN -o OUT`): pcm at 4.5 stored bits per weight
-    ("sdq-default", [], 4.5),
+    # the default (`sdq pack IN -o OUT`): pcm, the whole file at 5.0 bits per float weight
+    ("sdq-default", [], 5.0),
     # pcm (main since the pcm merge): --bits-per-weight B is the stored size
     ("sdq-pcm-B3", PCM + ["--bits-per-weight", "3"], None),
     ("sdq-pcm-B4", PCM + ["--bits-per-weight", "4"], 4.0),
+    ("sdq-pcm-nearest-B4", PCM + ["--bits-per-weight", "4", "--rounding", "nearest"], 4.0),
+    ("sdq-pcm-B4.5", PCM + ["--bits-per-weight", "4.5"], 4.5),
     ("sdq-pcm-B5.5", PCM + ["--bits-per-weight", "5.5"], 5.5),
     ("sdq-pcm-B6", PCM + ["--bits-per-weight", "6"], None),
     ("sdq-pcm-B8", PCM + ["--bits-per-weight", "8"], 8.0),
