@@ -672,7 +672,9 @@ def tables(csv_path, md_path):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--models", default=",".join(MODELS))
-    ap.add_argument("--settings", default="default,4,3,all,d16")
+    ap.add_argument("--settings", default="default,4,3,all,d16",
+                    help="comma-separated: default, all, d16, a budget B (--bits-per-weight B), or "
+                         "options (given with '=': --settings='--bits-per-weight 4.5 --rounding nearest,4.5')")
     ap.add_argument("--csv", default=os.path.join(ROOT, "docs", "quality", "unseen.csv"))
     ap.add_argument("--details", default=os.path.join(ROOT, "docs", "quality", "unseen_tensors.txt"))
     ap.add_argument("--sensitivity", default="", help="comma-separated models: quantize each tensor alone instead")
@@ -716,6 +718,8 @@ def main():
         for dtype in ("F32", "F16"):
             for s in a.settings.split(","):
                 opts = {"default": [], "all": ["--include", "*"]}.get(s, ["--bits-per-weight", s])
+                if s.startswith("-"):  # a setting given as options, e.g. "--bits-per-weight 4.5 --rounding nearest"
+                    opts = s.split()
                 if s == "d16":  # every float tensor of rank >= 2 whose rows have d >= 16 (sdq's --min-dim)
                     opts = [x for k, t in ts.items() if len(t.dims) >= 2 and np.prod(t.dims[1:]) >= 16 for x in ("--include", k)]
                 r, det = one(key, model, dtype, opts, ref, s if s == "d16" else None, nfloat)
