@@ -222,8 +222,12 @@ fn sweep_settings(ck: &Checkpoint, model: &Model, test: &mnist::Dataset, dir: &P
     use FrameRule::*;
     let rows: Vec<(&str, PackOptions)> = vec![
         (
-            "default (pcm, 4.5 stored bits per weight)",
-            PackOptions::default(),
+            "default (pcm, the whole file at 5.0 bits per float weight)",
+            PackOptions {
+                // What `sdq pack` adds to the library's defaults: the whole-file cap.
+                file_bits: sdq::bridge::budget::file_bits_for(None, true, false),
+                ..PackOptions::default()
+            },
         ),
         ("--bits-per-weight 3", pcm_at(3.0)),
         ("--bits-per-weight 6", pcm_at(6.0)),

@@ -47,7 +47,7 @@ fn the_default_cap_lowers_the_budget_just_enough() {
     ]));
     let over = file_bits(&plain, floats);
     assert!(over > 5.2, "{over}");
-    // The default (4.5 with the 5.0 cap) lowers the budget and says so.
+    // The default (5.0 with the 5.0 cap) lowers the budget and says so.
     let capped = dir.path().join("capped.sdq");
     let out = assert_ok(&run_p(&[&"pack", &m, &"-o", &capped]));
     assert!(
@@ -93,7 +93,16 @@ fn a_model_that_fits_is_not_touched() {
     let dir = tempfile::tempdir().unwrap();
     let (m, _) = model(dir.path(), 200);
     let (a, b) = (dir.path().join("a.sdq"), dir.path().join("b.sdq"));
-    let out = assert_ok(&run_p(&[&"pack", &m, &"-o", &a]));
+    let out = assert_ok(&run_p(&[
+        &"pack",
+        &m,
+        &"-o",
+        &a,
+        &"--bits-per-weight",
+        &"4.5",
+        &"--file-bits-per-weight",
+        &"5",
+    ]));
     assert!(!out.contains("whole-file cap"), "{out}");
     assert_ok(&run_p(&[
         &"pack",
@@ -119,7 +128,7 @@ fn an_unreachable_cap_keeps_the_budget_and_warns() {
     assert!(
         out.contains("note: the whole file takes about")
             && out.contains("over its cap of 5")
-            && out.contains("keep their 4.5 bits per weight"),
+            && out.contains("keep their 5 bits per weight"),
         "{out}"
     );
     assert!(file_bits(&a, floats) > 5.0);
@@ -130,7 +139,7 @@ fn an_unreachable_cap_keeps_the_budget_and_warns() {
         &"-o",
         &b,
         &"--bits-per-weight",
-        &"4.5",
+        &"5",
     ]));
     assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
     // A cap asked for and missed: a warning.

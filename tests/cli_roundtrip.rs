@@ -1044,7 +1044,8 @@ fn tensor_type_stores_raw_or_sets_the_bits_of_matching_tensors() {
     let enc: Vec<String> = tensor_bits(&q).into_iter().map(|t| t.1).collect();
     assert_eq!(enc, ["raw", "pcm", "pcm"]);
     assert_ok(&run_p(&[&"verify", &q, &"--against", &st]));
-    // 8 bits for the embedding; the others share the 4.5 of the budget.
+    // 8 bits for the embedding; the others share the default budget (5.0, which the whole-file
+    // cap may lower).
     assert_ok(&run_p(&[
         &"pack",
         &st,
@@ -1056,7 +1057,7 @@ fn tensor_type_stores_raw_or_sets_the_bits_of_matching_tensors() {
     let bits = tensor_bits(&q);
     assert!((bits[0].2 - 8.0).abs() < 0.3, "{bits:?}");
     let rest = (bits[1].2 + bits[2].2) / 2.0;
-    assert!(rest <= 4.5 && rest > 4.0, "{bits:?}");
+    assert!(rest <= 5.0 && rest > 4.0, "{bits:?}");
     // The first matching pattern wins; a preset; a pattern that matched nothing is reported.
     let o = run_p(&[
         &"pack",
@@ -1159,7 +1160,8 @@ fn pack_prints_a_summary_and_the_aligned_table_only_with_verbose() {
         !out.contains("encoding") && !lines.iter().any(|l| l.starts_with("tensor")),
         "{out}"
     );
-    assert!(lines.len() <= 3, "{out}");
+    // packed …, the whole-file cap's line (the default caps the file), relative error, bounds.
+    assert!(lines.len() <= 4, "{out}");
     // -v: the table first, long names shortened in the middle, columns aligned.
     let out = assert_ok(&run_p(&[&"pack", &st, &"-o", &q, &"-v"]));
     let table: Vec<&str> = out.lines().take_while(|l| !l.is_empty()).collect();

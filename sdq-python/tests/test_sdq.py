@@ -511,7 +511,7 @@ def test_pack_refuses_to_overwrite_its_input(tmp_path, checkpoint):
 
 
 def test_pack_pcm_default_end_to_end(tmp_path):
-    """The default (pcm, rows, 4.5 stored bits per weight): large tensors are quantized, small
+    """The default (pcm, rows, at most 5.0 stored bits per weight): large tensors are quantized, small
     ones stay raw; the errors are what the bits allow; the same file as the command line."""
     rng = np.random.default_rng(5)
     tensors = {
@@ -533,7 +533,7 @@ def test_pack_pcm_default_end_to_end(tmp_path):
         assert info["a.weight"]["encoding"] == info["b.weight"]["encoding"] == "pcm"
         assert info["a.weight"]["quantization"]["orientation"] == "rows"
         assert info["small.weight"]["encoding"] == info["b.bias"]["encoding"] == "raw"
-        b = 4.5 if bits is None else bits
+        b = 5.0 if bits is None else bits
         stored = sum(info[k]["stored_bytes"] for k in ["a.weight", "b.weight"])
         assert 8 * stored <= b * 2 * 128 * 256 * 1.01
         back = sdq.load_file(by_py)
@@ -568,7 +568,7 @@ def test_pack_whole_file_cap(tmp_path):
     safetensors.numpy.save_file(tensors, str(st))
     summary = sdq.pack(tensors, tmp_path / "d.sdq")
     cap = summary["file_cap"]
-    assert cap["cap"] == 5.0 and cap["reached"] and cap["budget"] < cap["requested"] == 4.5
+    assert cap["cap"] == 5.0 and cap["reached"] and cap["budget"] < cap["requested"] == 5.0
     bits = (tmp_path / "d.sdq").stat().st_size * 8 / floats
     assert 4.8 < bits <= 5.0, bits
     run_cli("pack", st, "-o", tmp_path / "cli.sdq", "-q")
@@ -580,6 +580,35 @@ def test_pack_whole_file_cap(tmp_path):
     summary = sdq.pack(tensors, tmp_path / "c.sdq", bits_per_weight=4.5, file_bits_per_weight=4.7)
     assert summary["file_cap"]["cap"] == 4.7
     assert (tmp_path / "c.sdq").stat().st_size * 8 / floats <= 4.7
+
+
+def test_pack_rounding(tmp_path):
+    """rounding= as `sdq pack --rounding`: zero-sum by default without a frame (each row's
+    errors sum to within half a step), nearest on request; refused where it cannot apply."""
+    rng = np.random.default_rng(9)
+    w = rng.standard_normal((64, 384)).astype(np.float32)
+    st = tmp_path / "in.safetensors"
+    safetensors.numpy.save_file({"w": w}, str(st))
+    sums = {}
+    for rounding in [None, "zero-sum", "nearest"]:
+        kw = {} if rounding is None else {"rounding": rounding}
+        args = [] if rounding is None else ["--rounding", rounding]
+        sdq.pack(st, tmp_path / "py.sdq", **kw)
+        run_cli("pack", st, "-o", tmp_path / "cli.sdq", "-q", *args)
+        assert (tmp_path / "py.sdq").read_bytes() == (tmp_path / "cli.sdq").read_bytes()
+        back = sdq.load_file(tmp_path / "py.sdq")["w"]
+        sums[rounding] = np.abs((w.astype(np.float64) - back).sum(axis=1))
+    assert np.array_equal(sums[None], sums["zero-sum"])
+    # Nearest rounding's row sums are about δ·√(d/12) ≈ 5.7 steps, zero-sum's at most ½.
+    assert sums[None].mean() * 5 < sums["nearest"].mean(), (sums[None].mean(), sums["nearest"].mean())
+    for kw, needle in [
+        ({"rounding": "zero-sum", "frame_family": "harmonic"}, "without a frame"),
+        ({"rounding": "zero-sum", "coding": "fixed", "step_policy": "least-squares"}, "certified"),
+        ({"rounding": "nearest", "scheme": "first-order"}, "scheme=\"pcm\""),
+        ({"rounding": "up"}, "must be"),
+    ]:
+        with pytest.raises(sdq.ParameterError, match=needle):
+            sdq.pack({"w": w}, tmp_path / "x.sdq", **kw)
 
 
 @pytest.mark.parametrize(

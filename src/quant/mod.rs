@@ -1,6 +1,6 @@
 //! How a vector becomes codes: the midrise alphabet, first- and second-order ΣΔ, step-size
-//! policies, the certified bounds, Algorithm 1 on a whole weight matrix, pcm, and data-aware
-//! ΣΔ (error feedback through a layer's Gram matrix).
+//! policies, the certified bounds, Algorithm 1 on a whole weight matrix, pcm and its zero-sum
+//! rounding, and data-aware ΣΔ (error feedback through a layer's Gram matrix).
 
 pub mod alphabet;
 #[cfg(feature = "encode")]

@@ -5,11 +5,14 @@
 //! tight frame E with N vectors (bound N/d), or no frame at all (E = I, N = d):
 //!
 //! - coefficients y = E·D·w, steps δ_g for groups of G consecutive coefficients;
-//! - codes q_k = round(y_k / δ_{g(k)}) (ties away from zero), integers in −K..=K;
+//! - codes q_k = round(y_k / δ_{g(k)}) (ties away from zero), integers in −K..=K; without a
+//!   frame, then by default [`Rounding::ZeroSum`] ([`super::rounding`]): a few codes per vector
+//!   moved by one level so that the vector's errors sum to within half a step of zero;
 //! - reconstruction w̃ = D·(d/N)·Eᵀ·(q ⊙ δ).
 //!
 //! **Certificate.** With ŷ = q ⊙ δ, w̃ − w = D·(d/N)·Eᵀ(ŷ − y) and ‖Eᵀ‖ = √(N/d), so
-//! ‖w − w̃‖ ≤ √(d/N)·‖ŷ − y‖ ≤ √(d/N)·½·(Σ_k δ_{g(k)}²)^½. K is the largest |q| of the tensor, so
+//! ‖w − w̃‖ ≤ √(d/N)·‖ŷ − y‖ ≤ √(d/N)·½·(Σ_k δ_{g(k)}²)^½ (zero-sum rounding keeps
+//! ‖ŷ − y‖² within ¼·Σ_k δ_{g(k)}²). K is the largest |q| of the tensor, so
 //! no coefficient is ever clipped and every vector is certified a priori.
 //!
 //! **Rate control.** δ_g = α·r_g, where r_g is the root mean square of group g's coefficients
