@@ -482,7 +482,7 @@ fn roundtrip_pcm(
         },
         record_bytes: 0,
         // Both roundings, from the shape (no input drawn: earlier inputs keep their meaning).
-        rounding: if count.is_multiple_of(2) {
+        rounding: if count % 2 == 0 {
             pcm::Rounding::ZeroSum
         } else {
             pcm::Rounding::Nearest

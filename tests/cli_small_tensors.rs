@@ -83,3 +83,34 @@ fn a_small_f16_tensor_takes_at_most_half_its_raw_bytes() {
     let (bits, _) = tensor(&pack(dir.path(), &m, "4.5"), "head.weight");
     assert!((6.0..=8.0).contains(&bits), "{bits}");
 }
+
+#[test]
+fn a_small_tensor_named_by_include_gets_bits_of_its_own() {
+    // Before: named by --include, a small tensor shared the budget, whose bits its record and
+    // steps alone exceeded, and came back as zeros (relative error 1.0, "destroyed").
+    let dir = tempfile::tempdir().unwrap();
+    let m = dir.path().join("m.safetensors");
+    // conv.weight [16, 27] (a first 3×3 convolution over 3 channels): 432 weights.
+    write(
+        &m,
+        &[
+            f32_tensor("big.weight", &[256, 256], 1),
+            f32_tensor("conv.weight", &[16, 27], 3),
+        ],
+        &[],
+    );
+    for include in [&["--include", "conv.weight"][..], &["--include", "*"][..]] {
+        let out = dir.path().join("inc.sdq");
+        let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![&"pack", &m, &"-o", &out];
+        for a in include {
+            args.push(a);
+        }
+        let o = run_p(&args);
+        assert_ok(&o);
+        assert!(!stderr(&o).contains("destroyed"), "{}", stderr(&o));
+        let (bits, err) = tensor(&out, "conv.weight");
+        assert!(bits >= 6.0, "{include:?}: {bits}");
+        assert!(err < 0.05, "{include:?}: {err}");
+        assert_ok(&run_p(&[&"verify", &out, &"--against", &m]));
+    }
+}

@@ -839,17 +839,19 @@ fn plan_pcm(ck: &Checkpoint, opts: &PackOptions, p: &PcmOptions) -> Result<Plan>
             }
         }
         // Fixed costs: a record (≈ 200 bytes), two sections' padding and model, one f16 step
-        // per vector. Where they would take more than a tenth of a 4-bit budget, the few codes
-        // left would be too coarse: such a small tensor is stored raw.
+        // per vector. Where they would take more than a tenth of a 4-bit budget, a shared
+        // budget would leave too few bits for the codes: such a small tensor gets bits of its
+        // own (below), or is stored raw when even SMALL_TENSOR_BITS would not halve it.
         // A tensor named by --include is quantized unless its fixed costs alone reach its raw
-        // size.
+        // size (with bits of its own if it is small).
         let fixed_bits = 8 * (200 + 128 + 64 + 2 * m as u64);
         let raw_bits = 8 * t.elements.saturating_mul(t.dtype.size());
-        let small_rate = opts.include.is_empty() && 10 * fixed_bits > 4 * t.elements;
-        let too_small = if small_rate {
-            (fixed_bits as f64 + SMALL_TENSOR_BITS * (m * d) as f64) > 0.5 * raw_bits as f64
+        let small_rate = 10 * fixed_bits > 4 * t.elements;
+        let too_small = if !opts.include.is_empty() {
+            fixed_bits >= raw_bits
         } else {
-            !opts.include.is_empty() && fixed_bits >= raw_bits
+            small_rate
+                && (fixed_bits as f64 + SMALL_TENSOR_BITS * (m * d) as f64) > 0.5 * raw_bits as f64
         };
         if too_small {
             if !opts.include.is_empty() {
@@ -866,8 +868,9 @@ fn plan_pcm(ck: &Checkpoint, opts: &PackOptions, p: &PcmOptions) -> Result<Plan>
         }
         if small_rate {
             // Its codes and steps get small_bits, but never so many that the tensor would take
-            // more than half its raw bytes (the rule above, which SMALL_TENSOR_BITS meets); its
-            // record and padding come on top.
+            // more than half its raw bytes (the rule above, which SMALL_TENSOR_BITS meets; a
+            // tensor named by --include gets at least SMALL_TENSOR_BITS even when that does
+            // not halve it); its record and padding come on top.
             let weights = (m * d) as f64;
             let room = (0.5 * raw_bits as f64 - fixed_bits as f64) / weights;
             let bits = small_bits.min(room).max(SMALL_TENSOR_BITS);
