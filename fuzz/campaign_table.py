@@ -14,6 +14,11 @@ and `ft` (features) exactly as libFuzzer prints them on its last status line; ex
 second; findings (crash, leak, timeout, out-of-memory, with the input libFuzzer saved). Then a
 total per target and overall, with the CPU-hours. Markdown on stdout.
 
+A slow unit (libFuzzer saves an input whose run took longer than -report_slow_units, 10 s of
+wall time by default) is not a finding: it is shown beside "none" and not counted, because at
+nice 19 on a busy machine wall time mostly measures the load; re-run the saved input alone to
+see whether it is slow.
+
 Without LOG arguments the table also holds the rows of fuzz/campaign-archive.md: runs whose logs a
 machine reset deleted, as this script generated them from those logs at the time (marked
 "archived"; they count in the totals).
@@ -64,6 +69,11 @@ def parse(path):
             m = re.match(r"stat::number_of_executed_units: (\d+)", line)
             if m:
                 run["execs"] = int(m.group(1))
+            m = re.match(r"Slowest unit: (\d+) s:", line)
+            if m:
+                run["slow"] = int(m.group(1))
+            if "Test unit written to" in line and "/slow-unit-" in line:
+                continue
             for pattern, fmt in FINDINGS:
                 m = pattern.search(line)
                 if m:
@@ -151,6 +161,8 @@ def table(args):
         else:
             state = ""
         findings = "; ".join(dict.fromkeys(r["findings"])) or "none"
+        if "slow" in r:
+            findings += f" (a slow unit: {r['slow']} s of wall time)"
         wall = f"{r['wall']:.0f}" if cpu is not None else "—"
         cpu_s = f"{cpu:.0f}" if cpu is not None else "—"
         print(
