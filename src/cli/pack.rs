@@ -146,7 +146,8 @@ pub struct PackArgs {
     redundancy: Option<f64>,
 
     /// pcm: stored bits per weight of each quantized tensor (codes, steps, headers) [default:
-    /// 5.0, lowered so that the whole file is at 5.0 bits per float weight]. Sigma-delta: CODE bits per weight, N = floor(B*d / ceil(log2 2K)) [default: 4].
+    /// 5.0, lowered so that the whole file is at 5.0 bits per float weight]. Sigma-delta: CODE
+    /// bits per weight, N = floor(B*d / ceil(log2 2K)) [default: 4].
     #[arg(long, value_name = "B")]
     bits_per_weight: Option<f64>,
 

@@ -26,16 +26,6 @@ pub enum Rounding {
     ZeroSum,
 }
 
-impl Rounding {
-    /// The command-line name: `nearest` or `zero-sum`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Rounding::Nearest => "nearest",
-            Rounding::ZeroSum => "zero-sum",
-        }
-    }
-}
-
 /// Moves codes of one vector so that its rounding errors sum to within half a step of zero.
 ///
 /// `y` holds the vector's coefficients without a frame (the weights times their signs `signs`,
