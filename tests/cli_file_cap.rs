@@ -178,3 +178,27 @@ fn a_cap_is_refused_where_it_means_nothing() {
         assert!(!out.exists(), "{args:?} left an output");
     }
 }
+
+#[test]
+fn a_budget_lowered_to_the_cap_is_never_reported_over_it() {
+    // The budget lowered to the cap meets it exactly, up to rounding: that must not come out as
+    // "the whole file takes about 5.00 bits per float weight, over its cap of 5" (it did on a
+    // real F16 checkpoint, with the budget printed unrounded).
+    let dir = tempfile::tempdir().unwrap();
+    for raw in (300..6000).step_by(577) {
+        let (m, floats) = model(dir.path(), raw);
+        let out_path = dir.path().join(format!("r{raw}.sdq"));
+        let o = run_p(&[&"pack", &m, &"-o", &out_path]);
+        let out = assert_ok(&o);
+        assert!(file_bits(&out_path, floats) <= 5.0, "{raw}: {out}");
+        assert!(
+            !out.contains("over its cap") && stderr(&o).is_empty(),
+            "{raw}: {out}{}",
+            stderr(&o)
+        );
+        assert!(
+            out.contains("whole-file cap 5 bits per float weight"),
+            "{out}"
+        );
+    }
+}
