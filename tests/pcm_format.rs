@@ -66,9 +66,19 @@ proptest! {
         rows_axis in any::<bool>(), bias in any::<bool>(), f32_steps in any::<bool>(),
         rans in any::<bool>(), tensor_rule in any::<bool>(), zstd in any::<bool>(),
         target in 0u8..3, heavy_tails in any::<bool>(), zero_sum in any::<bool>(),
+        grid in 0u8..3,
     ) {
         let w = if heavy_tails { heavy(rows * cols, seed) } else { values(rows * cols, seed) };
         let b = values(rows, seed ^ 9);
+        // Values on a grid (lattice steps may code them exactly): integers −3..=3 times 0.25,
+        // or ternary rows with a scale of their own.
+        let on_grid = |v: &[f32], width: usize| -> Vec<f32> {
+            v.iter().enumerate().map(|(i, &x)| match grid {
+                1 => (x * 35.0).round().clamp(-3.0, 3.0) * 0.25,
+                _ => (x * 20.0).round().clamp(-1.0, 1.0) * (0.01 + (i / width.max(1)) as f32 * 0.37),
+            }).collect()
+        };
+        let (w, b) = if grid == 0 { (w, b) } else { (on_grid(&w, cols), on_grid(&b, 1)) };
         let mut m = Matrix::new(&w, rows, cols).unwrap();
         if bias {
             m = m.with_bias(&b).unwrap();
@@ -128,6 +138,11 @@ proptest! {
             prop_assert!(bound <= info.max_bound * (1.0 + 1e-12) + 1e-300);
             e2 += err * err;
             w2 += norm(&wv).powi(2);
+        }
+        // Lattice steps (α = 0) rebuild every value exactly.
+        if q.alpha == 0.0 {
+            prop_assert_eq!(&decoded, &w);
+            prop_assert_eq!(info.error_norm, 0.0);
         }
         // The file's measured error is the decoder's (the writer measured the same rebuild).
         prop_assert!((e2.sqrt() - info.error_norm).abs() <= 1e-9 * (1.0 + info.error_norm));
@@ -322,6 +337,89 @@ fn rejects_bad_parameters_with_errors() {
         ..PcmOptions::default()
     };
     assert!(pcm::quantize(&m, Orientation::Rows, &opts).is_err());
+}
+
+/// Values on a grid (integers times a step, ternary rows with scales of their own) are rebuilt
+/// exactly with lattice steps when a bit budget allows their exact cost, or when an error target
+/// would cost rounding more; a frame, a budget below the exact cost, a loose error target or one
+/// value off the grid falls back to rounding.
+#[test]
+fn values_on_a_grid_are_rebuilt_exactly_when_the_budget_allows() {
+    let (rows, cols) = (64, 200);
+    let ints: Vec<f32> = values(rows * cols, 4)
+        .iter()
+        .map(|&x| (x * 35.0).round().clamp(-3.0, 3.0))
+        .collect();
+    let ternary: Vec<f32> = values(rows * cols, 5)
+        .iter()
+        .enumerate()
+        .map(|(i, &x)| (x * 20.0).round().clamp(-1.0, 1.0) * (0.013 + (i / cols) as f32 * 1e-3))
+        .collect();
+    for (w, f32_steps) in [(&ints, false), (&ternary, true)] {
+        let m = Matrix::new(w, rows, cols).unwrap();
+        let bits = |q: &pcm::PcmTensor| 8.0 * q.section_bytes() as f64 / (rows * cols) as f64;
+        for target in [
+            RateTarget::BitsPerWeight(5.0),
+            RateTarget::RelativeError(0.001),
+        ] {
+            let q = pcm::quantize(
+                &m,
+                Orientation::Rows,
+                &PcmOptions {
+                    target,
+                    ..PcmOptions::default()
+                },
+            )
+            .unwrap();
+            assert_eq!(q.alpha, 0.0, "{target:?}: lattice steps");
+            assert_eq!(q.error_norm, 0.0);
+            assert_eq!(q.step_type == StepType::F32, f32_steps);
+            let file = SdqFile::from_bytes(write(&q, rows, cols, false, false)).unwrap();
+            assert_eq!(&file.decode("w").unwrap(), w);
+            if let RateTarget::RelativeError(_) = target {
+                let framed = pcm::quantize(
+                    &m,
+                    Orientation::Rows,
+                    &PcmOptions {
+                        target: RateTarget::BitsPerWeight(bits(&q)),
+                        family: Some(FrameFamily::Harmonic),
+                        ..PcmOptions::default()
+                    },
+                )
+                .unwrap();
+                assert!(framed.error_norm > 0.0, "a frame takes no lattice steps");
+            }
+        }
+        // A loose error target is met for fewer bits by rounding.
+        let q = pcm::quantize(
+            &m,
+            Orientation::Rows,
+            &PcmOptions {
+                target: RateTarget::RelativeError(0.4),
+                ..PcmOptions::default()
+            },
+        )
+        .unwrap();
+        assert!(q.alpha > 0.0 && q.error_norm > 0.0);
+        // A budget below the exact cost: rounded, within the budget.
+        let q = pcm::quantize(
+            &m,
+            Orientation::Rows,
+            &PcmOptions {
+                target: RateTarget::BitsPerWeight(0.8),
+                ..PcmOptions::default()
+            },
+        )
+        .unwrap();
+        assert!(q.alpha > 0.0 && q.error_norm > 0.0);
+        assert!(bits(&q) <= 0.8);
+    }
+    // One value off the grid: rounded.
+    let mut off = ints.clone();
+    off[777] = 0.5001;
+    let m = Matrix::new(&off, rows, cols).unwrap();
+    let q = pcm::quantize(&m, Orientation::Rows, &PcmOptions::default()).unwrap();
+    assert!(q.alpha > 0.0 && q.error_norm > 0.0);
 }
 
 #[test]

@@ -206,6 +206,14 @@ pub(crate) fn allocate(
             .filter(|r| r.bits_per_weight.is_finite())
             .map(|r| (r.bits_per_weight, r.relative_error2))
             .collect();
+        // A tensor on a grid (a mask, a one-hot table) can be coded exactly: a point of no
+        // error, which makes every point with as many bits or more pointless.
+        if let Some(exact) =
+            pcm::lattice_bits(&m, opts.orientation, &popts).map_err(in_tensor(name))?
+        {
+            pts.retain(|p| p.0 < exact);
+            pts.push((exact, 0.0));
+        }
         pts.sort_by(|a, b| a.0.total_cmp(&b.0));
         curves.push((name.to_owned(), weights, pts));
         progress.advance_by(t.entry.elements);

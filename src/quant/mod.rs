@@ -1,6 +1,6 @@
 //! How a vector becomes codes: the midrise alphabet, first- and second-order ΣΔ, step-size
-//! policies, the certified bounds, Algorithm 1 on a whole weight matrix, pcm and its zero-sum
-//! rounding, and data-aware ΣΔ (error feedback through a layer's Gram matrix).
+//! policies, the certified bounds, Algorithm 1 on a whole weight matrix, pcm with its zero-sum
+//! rounding and lattice steps, and data-aware ΣΔ (error feedback through a layer's Gram matrix).
 
 pub mod alphabet;
 #[cfg(feature = "encode")]
@@ -9,6 +9,8 @@ pub mod bound;
 pub mod feedback;
 #[cfg(feature = "encode")]
 pub mod gram;
+#[cfg(feature = "encode")]
+pub mod lattice;
 pub mod pcm;
 pub mod rounding;
 pub mod scheme;

@@ -35,6 +35,8 @@ use crate::quant::feedback;
 #[cfg(feature = "encode")]
 use crate::quant::gram::{FeedbackOrder, Gram};
 #[cfg(feature = "encode")]
+use crate::quant::lattice;
+#[cfg(feature = "encode")]
 use crate::quant::rounding;
 pub use crate::quant::rounding::Rounding;
 #[cfg(feature = "encode")]
@@ -410,7 +412,7 @@ pub struct PcmTensor {
     pub weight_norm: f64,
     /// The largest measured ‖w_j − w̃_j‖.
     pub max_vector_error: f64,
-    /// The α the rate control chose.
+    /// The α the rate control chose (0 for lattice steps, which rebuild the tensor exactly).
     pub alpha: f64,
     /// What the file records per vector: nothing (certified a priori) or measured errors.
     pub record: ErrorRecord,
@@ -618,6 +620,79 @@ fn trial(a: &Analysed, alpha: f64, options: &PcmOptions, d: usize) -> Trial {
     } else {
         StepType::F32
     };
+    trial_with(a, steps, step_type, options, d)
+}
+
+/// Lattice steps ([`lattice`]): when there is no frame, the steps are certified and every group
+/// of coefficients lies on a grid that a stored step rebuilds exactly, the trial at those steps
+/// (its squared error is zero); otherwise `None`.
+#[cfg(feature = "encode")]
+fn lattice_trial(
+    a: &Analysed,
+    synth: &PcmSynthesis,
+    options: &PcmOptions,
+    d: usize,
+) -> Option<Trial> {
+    if synth.frame.is_some() || options.policy != StepPolicy::Certified || a.group == 0 {
+        return None;
+    }
+    let mut exact_f16 = options.step_type == StepType::F16;
+    let mut steps = Vec::with_capacity(a.base.len());
+    for yj in a.y.chunks(a.n) {
+        for part in yj.chunks(a.group) {
+            let (s, f16) = lattice::step(part, MAX_PCM_K)?;
+            exact_f16 &= f16;
+            steps.push(s);
+        }
+    }
+    let step_type = if exact_f16 {
+        StepType::F16
+    } else {
+        StepType::F32
+    };
+    let t = trial_with(a, steps, step_type, options, d);
+    (t.err2 == 0.0 && t.k <= u64::from(MAX_PCM_K)).then_some(t)
+}
+
+/// Whether every vector of `matrix` lies on a grid that lattice steps rebuild exactly (no
+/// frame, certified steps; [`lattice`]), and then the stored bits per weight of coding it so,
+/// as [`quantize`] counts them: what a bit allocation across tensors offers such a tensor
+/// besides its rate–distortion curve. Stops at the first vector off any grid.
+#[cfg(feature = "encode")]
+pub fn lattice_bits(
+    matrix: &Matrix,
+    orientation: Orientation,
+    options: &PcmOptions,
+) -> Result<Option<f64>> {
+    let layout = matrix.layout(orientation);
+    let d = layout.vector_len();
+    let (synth, _) = synthesis_for(d, options)?;
+    if synth.frame.is_some() || options.policy != StepPolicy::Certified {
+        return Ok(None);
+    }
+    let group = synth.group.max(1);
+    let mut w = vec![0.0f64; d];
+    for j in 0..layout.vector_count() {
+        matrix.load_vector(orientation, j, &mut w)?;
+        if w.chunks(group)
+            .any(|part| lattice::step(part, MAX_PCM_K).is_none())
+        {
+            return Ok(None);
+        }
+    }
+    let a = analyse(matrix, orientation, &synth, options.rule, 1)?;
+    Ok(lattice_trial(&a, &synth, options, d).map(|t| t.bits / a.weights.max(1) as f64))
+}
+
+/// The trial at given steps (stored as `step_type`).
+#[cfg(feature = "encode")]
+fn trial_with(
+    a: &Analysed,
+    steps: Vec<f32>,
+    step_type: StepType,
+    options: &PcmOptions,
+    d: usize,
+) -> Trial {
     // Histogram of zig-zag codes (capped) and squared error: one accumulator per task.
     let (n, groups, group) = (a.n, a.groups, a.group);
     // Integer counts and the largest |q| merge in any order; each vector's squared error is
@@ -899,11 +974,28 @@ pub fn quantize(
     let a = analyse(matrix, orientation, &synth, options.rule, 1)?;
     let zero = a.norm2 == 0.0;
     let feasible_k = |t: &Trial| t.k <= u64::from(MAX_PCM_K);
+    // Values on a grid are rebuilt exactly when that fits the budget (a bit target) or costs
+    // no more than the approximation would (an error target).
+    let lattice = match options.target {
+        RateTarget::Scale(_) => None,
+        _ if zero => None,
+        _ => lattice_trial(&a, &synth, options, d),
+    };
+    if let (Some(t), RateTarget::BitsPerWeight(b)) = (&lattice, options.target) {
+        if t.bits <= b * a.weights as f64 * (1.0 + 1e-9) {
+            return exact(matrix, orientation, &synth, frame, options, &a, lattice);
+        }
+    }
     let alpha = match options.target {
         RateTarget::Scale(alpha) => alpha,
         _ if zero => 1.0,
         _ => data_free_alpha(matrix, orientation, &synth, options, &a)?,
     };
+    if let (Some(t), RateTarget::RelativeError(_)) = (&lattice, options.target) {
+        if t.bits <= trial(&a, alpha, options, d).bits {
+            return exact(matrix, orientation, &synth, frame, options, &a, lattice);
+        }
+    }
     // Settle: the exact coded size may exceed the estimate; coarsen until it fits.
     let mut alpha = alpha;
     for attempt in 0..40 {
@@ -950,6 +1042,41 @@ pub fn quantize(
         );
     }
     Err(Error::param("the rate control did not settle"))
+}
+
+/// The tensor coded at its lattice steps: every code exact, no rounding to adjust.
+#[cfg(feature = "encode")]
+fn exact(
+    matrix: &Matrix,
+    orientation: Orientation,
+    synth: &PcmSynthesis,
+    frame: PcmFrame,
+    options: &PcmOptions,
+    a: &Analysed,
+    lattice: Option<Trial>,
+) -> Result<PcmTensor> {
+    let t = lattice.ok_or_else(|| Error::param("no lattice steps"))?;
+    let codes = codes_of(a, &t.steps, None, MAX_PCM_K);
+    let k = codes
+        .iter()
+        .map(|q| q.unsigned_abs())
+        .max()
+        .unwrap_or(0)
+        .max(1);
+    let section = stream::encode(&codes, synth.n, k, options.coding)?;
+    finish(
+        matrix,
+        orientation,
+        synth,
+        frame,
+        options,
+        0.0,
+        t,
+        codes,
+        k,
+        section,
+        None,
+    )
 }
 
 /// Scales tried for a least-squares step, as fractions of the step that clips nothing
