@@ -633,7 +633,8 @@ fn lattice_trial(
     options: &PcmOptions,
     d: usize,
 ) -> Option<Trial> {
-    if synth.frame.is_some() || options.policy != StepPolicy::Certified || a.group == 0 {
+    if synth.frame.is_some() || options.policy != StepPolicy::Certified || a.group == 0 || a.n == 0
+    {
         return None;
     }
     let mut exact_f16 = options.step_type == StepType::F16;
