@@ -83,13 +83,14 @@ struct Row {
     target: Option<(&'static str, f64)>,
 }
 
-/// pcm (the default scheme) on a transformer-sized matrix W[3072, 768] (rows, d = 768) at 4.5
-/// stored bits per weight, one thread: decode per vector (entropy decoding + synthesis) against
-/// one bare inverse FFT of length N = d + 1 (harmonic frame; target ≤ 1.5) and, for the default
-/// (no frame), against a plain f32 copy of the same weights; and weights decoded per second.
+/// pcm (the default scheme) on a transformer-sized matrix W[3072, 768] (rows, d = 768) at the
+/// default budget (`pcm::DEFAULT_BITS`, 5.0 stored bits per weight), one thread: decode per
+/// vector (entropy decoding + synthesis) against one bare inverse FFT of length N = d + 1
+/// (harmonic frame; target ≤ 1.5) and, for the default (no frame), against a plain f32 copy of
+/// the same weights; and weights decoded per second.
 fn pcm_rows(one_thread: &rayon::ThreadPool, rows: &mut Vec<Row>) -> sdq::Result<()> {
     use sdq::frame::FrameFamily;
-    use sdq::quant::pcm::{quantize, PcmOptions, RateTarget};
+    use sdq::quant::pcm::{self, quantize, PcmOptions, RateTarget};
     let (m, d) = (3072usize, 768usize);
     let w = values(77, d * m, 0.05);
     let matrix = Matrix::new(&w, m, d)?;
@@ -100,7 +101,7 @@ fn pcm_rows(one_thread: &rayon::ThreadPool, rows: &mut Vec<Row>) -> sdq::Result<
             Orientation::Rows,
             &PcmOptions {
                 family,
-                target: RateTarget::BitsPerWeight(4.5),
+                target: RateTarget::BitsPerWeight(pcm::DEFAULT_BITS),
                 ..PcmOptions::default()
             },
         )?;

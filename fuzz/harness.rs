@@ -596,6 +596,11 @@ fn roundtrip_pcm(
             "pcm vector {j}: error {} > bound {bound} + {allowance}",
             err2.sqrt()
         );
+        // Lattice steps (α = 0) rebuild every value exactly.
+        assert!(
+            q.alpha != 0.0 || wv == tv,
+            "pcm vector {j}: lattice steps, yet not rebuilt exactly"
+        );
         e2 += err2;
     }
     let stored = q.error_norm;

@@ -89,7 +89,11 @@ fn grid_tensors_come_back_bit_for_bit_at_the_defaults() {
     let (m, grid) = model(dir.path());
     let out = dir.path().join("grid.sdq");
     let back = dir.path().join("back.safetensors");
-    assert_ok(&run_p(&[&"pack", &m, &"-o", &out]));
+    let said = assert_ok(&run_p(&[&"pack", &m, &"-o", &out]));
+    assert!(
+        said.contains("4 quantized tensors are rebuilt exactly (values on a grid)"),
+        "{said}"
+    );
     assert_ok(&run_p(&[&"verify", &out, &"--against", &m]));
     assert_ok(&run_p(&[&"unpack", &out, &"-o", &back]));
     let (a, b) = (std::fs::read(&m).unwrap(), std::fs::read(&back).unwrap());

@@ -659,6 +659,25 @@ pub fn run(a: PackArgs, quiet: bool) -> CliResult {
                 -20.0 * w.relative_error.log10()
             );
         }
+        // Tensors on a grid (masks, one-hot tables) take lattice steps and come back exactly.
+        let exact: Vec<String> = summary
+            .quantized
+            .iter()
+            .filter(|t| t.relative_error == 0.0)
+            .map(|t| format!("{:?}", t.name))
+            .collect();
+        if !exact.is_empty() {
+            let more = if exact.len() > 3 { ", …" } else { "" };
+            crate::outln!(
+                "{} rebuilt exactly (values on a grid): {}{more}",
+                if exact.len() == 1 {
+                    "1 quantized tensor is".to_owned()
+                } else {
+                    format!("{} quantized tensors are", exact.len())
+                },
+                escape(&exact[..exact.len().min(3)].join(", "))
+            );
+        }
         for t in &summary.quantized {
             if t.relative_error >= 0.5 {
                 eprintln!(
