@@ -53,6 +53,7 @@ WHEELS = {
     "silero": ("silero-vad==6.2.3", "silero_vad/data/"),
     "nudenet": ("nudenet==3.4.2", "nudenet/"),
     "skimage": ("scikit-image==0.26.0", "skimage/data/"),  # its sample photographs, as inputs
+    "mediapipe": ("mediapipe==0.10.14", "mediapipe/modules/"),  # TFLite, unseen_tflite.py
 }
 
 
