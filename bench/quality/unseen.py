@@ -41,7 +41,7 @@ from safetensors.numpy import load_file, save_file
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CACHE = os.path.join(ROOT, "bench", "quality", "cache", "unseen")
-SDQ = os.path.join(ROOT, "target", "release", "sdq")
+SDQ = os.environ.get("SDQ", os.path.join(ROOT, "target", "release", "sdq"))
 FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
 FONT_SERIF = "/usr/share/fonts/truetype/dejavu/DejaVuSerif.ttf"
 
