@@ -1,6 +1,7 @@
 //! Small tensors of a pcm pack (first convolutions, 1×1 convolutions, detection heads: too few
 //! weights for the model-wide budget's per-tensor costs) get bits of their own: the budget plus
-//! 3.5, at least 6, and never so many that the tensor takes more than half its raw bytes.
+//! 3.5, at least 6, and never so many that the tensor takes more than half its raw bytes — nor
+//! fewer than the budget the others share.
 
 mod cli_common;
 
@@ -82,6 +83,28 @@ fn a_small_f16_tensor_takes_at_most_half_its_raw_bytes() {
     );
     let (bits, _) = tensor(&pack(dir.path(), &m, "4.5"), "head.weight");
     assert!((6.0..=8.0).contains(&bits), "{bits}");
+}
+
+#[test]
+fn a_small_f16_tensor_never_gets_fewer_bits_than_the_budget() {
+    // At --bits-per-weight 8, half of an F16 tensor's raw bytes leaves its codes and steps
+    // less than 8 bits: before, the small tensor got about 6 while the others got 8.
+    let dir = tempfile::tempdir().unwrap();
+    let m = dir.path().join("m16.safetensors");
+    write(
+        &m,
+        &[
+            f16_tensor("big.weight", &[256, 256], 1),
+            f16_tensor("head.weight", &[32, 192], 2),
+        ],
+        &[],
+    );
+    let at8 = pack(dir.path(), &m, "8");
+    let (head_bits, head_err) = tensor(&at8, "head.weight");
+    let (big_bits, big_err) = tensor(&at8, "big.weight");
+    assert!((8.0..16.0).contains(&head_bits), "{head_bits}");
+    assert!(big_bits <= 8.0, "{big_bits}");
+    assert!(head_err <= big_err * 1.1, "{head_err} {big_err}");
 }
 
 #[test]

@@ -801,7 +801,8 @@ fn finish_plan(
 /// The plan of a pcm pack: every quantizable tensor with d ≥ `min_dim` (or matched by an
 /// include) is quantized with N = d (no frame) or the family's smallest N. A tensor whose fixed
 /// costs (record, steps, section padding) would be more than a tenth of a 4-bit budget gets
-/// [`SMALL_TENSOR_BITS`] of its own when that takes at most half its raw bytes, else is stored
+/// bits of its own ([`small_tensor_bits`], at most half its raw bytes but not fewer than the
+/// shared budget) when [`SMALL_TENSOR_BITS`] takes at most half its raw bytes, else is stored
 /// raw (with `--include`: raw only if the fixed costs alone reach its raw bytes).
 fn plan_pcm(ck: &Checkpoint, opts: &PackOptions, p: &PcmOptions) -> Result<Plan> {
     let mut choices: Vec<Choice> = vec![Choice::Raw; ck.tensors().len()];
@@ -870,10 +871,19 @@ fn plan_pcm(ck: &Checkpoint, opts: &PackOptions, p: &PcmOptions) -> Result<Plan>
             // Its codes and steps get small_bits, but never so many that the tensor would take
             // more than half its raw bytes (the rule above, which SMALL_TENSOR_BITS meets; a
             // tensor named by --include gets at least SMALL_TENSOR_BITS even when that does
-            // not halve it); its record and padding come on top.
+            // not halve it), nor fewer than the budget the other tensors share (an F16
+            // tensor's half is about 8 bits less its fixed costs, below a budget of 8) while
+            // that stays under its raw bytes; its record and padding come on top.
             let weights = (m * d) as f64;
             let room = (0.5 * raw_bits as f64 - fixed_bits as f64) / weights;
-            let bits = small_bits.min(room).max(SMALL_TENSOR_BITS);
+            let shared = match p.target {
+                pcm::RateTarget::BitsPerWeight(b) => b,
+                _ => 0.0,
+            };
+            let below_raw = (raw_bits as f64 - fixed_bits as f64) / weights;
+            let bits = small_bits
+                .min(room.max(shared.min(below_raw)))
+                .max(SMALL_TENSOR_BITS);
             small.insert(t.name.clone(), bits + fixed_bits as f64 / weights);
         }
         choices[i] = Choice::Quantize {
