@@ -39,6 +39,20 @@ fn pack(dir: &Path, model: &Path, bits: &str) -> std::path::PathBuf {
     out
 }
 
+/// An F16 model: big.weight [256, 256] and a small head.weight [32, 192].
+fn f16_model(dir: &Path) -> std::path::PathBuf {
+    let m = dir.join("m16.safetensors");
+    write(
+        &m,
+        &[
+            f16_tensor("big.weight", &[256, 256], 1),
+            f16_tensor("head.weight", &[32, 192], 2),
+        ],
+        &[],
+    );
+    m
+}
+
 #[test]
 fn small_tensors_get_more_bits_than_the_budget_and_follow_it() {
     let dir = tempfile::tempdir().unwrap();
@@ -70,17 +84,9 @@ fn small_tensors_get_more_bits_than_the_budget_and_follow_it() {
 #[test]
 fn a_small_f16_tensor_takes_at_most_half_its_raw_bytes() {
     let dir = tempfile::tempdir().unwrap();
-    let m = dir.path().join("m16.safetensors");
     // head.weight [32, 192]: 6,144 F16 weights (98,304 raw bits). 8 bits each and the record
     // would pass half of that; it gets fewer, but at least 6.
-    write(
-        &m,
-        &[
-            f16_tensor("big.weight", &[256, 256], 1),
-            f16_tensor("head.weight", &[32, 192], 2),
-        ],
-        &[],
-    );
+    let m = f16_model(dir.path());
     let (bits, _) = tensor(&pack(dir.path(), &m, "4.5"), "head.weight");
     assert!((6.0..=8.0).contains(&bits), "{bits}");
 }
@@ -90,16 +96,7 @@ fn a_small_f16_tensor_never_gets_fewer_bits_than_the_budget() {
     // At --bits-per-weight 8, half of an F16 tensor's raw bytes leaves its codes and steps
     // less than 8 bits: before, the small tensor got about 6 while the others got 8.
     let dir = tempfile::tempdir().unwrap();
-    let m = dir.path().join("m16.safetensors");
-    write(
-        &m,
-        &[
-            f16_tensor("big.weight", &[256, 256], 1),
-            f16_tensor("head.weight", &[32, 192], 2),
-        ],
-        &[],
-    );
-    let at8 = pack(dir.path(), &m, "8");
+    let at8 = pack(dir.path(), &f16_model(dir.path()), "8");
     let (head_bits, head_err) = tensor(&at8, "head.weight");
     let (big_bits, big_err) = tensor(&at8, "big.weight");
     assert!((8.0..16.0).contains(&head_bits), "{head_bits}");

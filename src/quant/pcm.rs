@@ -1010,12 +1010,7 @@ pub fn quantize(
         let signs = (synth.frame.is_none() && options.rounding == Rounding::ZeroSum)
             .then_some(&synth.signs[..]);
         let codes = codes_of(&a, &t.steps, signs, t.k.min(u64::from(MAX_PCM_K)) as u32);
-        let k = codes
-            .iter()
-            .map(|q| q.unsigned_abs())
-            .max()
-            .unwrap_or(0)
-            .max(1);
+        let k = largest_code(&codes);
         let section = stream::encode(&codes, n, k, options.coding)?;
         let bits = 8.0
             * (section.len() as f64
@@ -1045,6 +1040,17 @@ pub fn quantize(
     Err(Error::param("the rate control did not settle"))
 }
 
+/// K of a tensor's codes: the largest |code|, at least 1.
+#[cfg(feature = "encode")]
+fn largest_code(codes: &[i32]) -> u32 {
+    codes
+        .iter()
+        .map(|q| q.unsigned_abs())
+        .max()
+        .unwrap_or(0)
+        .max(1)
+}
+
 /// The tensor coded at its lattice steps: every code exact, no rounding to adjust.
 #[cfg(feature = "encode")]
 fn exact(
@@ -1058,12 +1064,7 @@ fn exact(
 ) -> Result<PcmTensor> {
     let t = lattice.ok_or_else(|| Error::param("no lattice steps"))?;
     let codes = codes_of(a, &t.steps, None, MAX_PCM_K);
-    let k = codes
-        .iter()
-        .map(|q| q.unsigned_abs())
-        .max()
-        .unwrap_or(0)
-        .max(1);
+    let k = largest_code(&codes);
     let section = stream::encode(&codes, synth.n, k, options.coding)?;
     finish(
         matrix,
@@ -1383,13 +1384,7 @@ pub fn quantize_calibrated(
             return Ok(None);
         }
         let codes = feedback::quantize_rows(&a.y, n, &t.steps, a.group, &factor)?;
-        let k = codes
-            .codes
-            .iter()
-            .map(|q| q.unsigned_abs())
-            .max()
-            .unwrap_or(0)
-            .max(1);
+        let k = largest_code(&codes.codes);
         if k > MAX_PCM_K {
             return Ok(None);
         }
