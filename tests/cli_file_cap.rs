@@ -131,6 +131,8 @@ fn an_unreachable_cap_keeps_the_budget_and_warns() {
             && out.contains("keep their 5 bits per weight"),
         "{out}"
     );
+    // What takes the bits, largest first: here the raw tensors.
+    assert!(out.contains(": the raw tensors ("), "{out}");
     assert!(file_bits(&a, floats) > 5.0);
     // The same file as without a cap: nothing was given up for a cap that cannot be met.
     assert_ok(&run_p(&[

@@ -569,6 +569,9 @@ def test_pack_whole_file_cap(tmp_path):
     summary = sdq.pack(tensors, tmp_path / "d.sdq")
     cap = summary["file_cap"]
     assert cap["cap"] == 5.0 and cap["reached"] and cap["budget"] < cap["requested"] == 5.0
+    # What the rest takes: the raw vector with its record, headers and padding.
+    assert abs(cap["raw"] + cap["own"] + cap["overhead"] - cap["fixed"]) < 1e-9
+    assert cap["raw"] >= 3000 * 32 / floats
     bits = (tmp_path / "d.sdq").stat().st_size * 8 / floats
     assert 4.8 < bits <= 5.0, bits
     run_cli("pack", st, "-o", tmp_path / "cli.sdq", "-q")

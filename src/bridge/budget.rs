@@ -48,8 +48,15 @@ pub struct FileCap {
     pub budget: f64,
     /// Bits per float weight the rest of the file takes: raw tensors with their records and
     /// alignment, small tensors' own bits, tensors with their own `--tensor-type` bits, the
-    /// header and the preamble.
+    /// header and the preamble (`raw + own + overhead`).
     pub fixed: f64,
+    /// Of `fixed`: the raw tensors with their records and alignment.
+    pub raw: f64,
+    /// Of `fixed`: the tensors with bits of their own (small tensors, `--tensor-type NAME=B`),
+    /// their records included.
+    pub own: f64,
+    /// Of `fixed`: the preamble, the metadata and the quantized tensors' section alignment.
+    pub overhead: f64,
     /// The file's estimated bits per float weight at `budget` (an upper estimate: every
     /// section's alignment is counted in full).
     pub estimated: f64,
@@ -58,12 +65,26 @@ pub struct FileCap {
 }
 
 impl FileCap {
+    /// What takes the bits outside the shared budget, in bits per float weight, largest first:
+    /// "the small tensors' own bits (3.10), the raw tensors (1.20) and headers and padding
+    /// (0.05)".
+    pub fn breakdown(&self) -> String {
+        let mut parts = [
+            (self.own, "the small tensors' own bits"),
+            (self.raw, "the raw tensors"),
+            (self.overhead, "headers and padding"),
+        ];
+        parts.sort_by(|a, b| b.0.total_cmp(&a.0));
+        let [a, b, c] = parts.map(|(v, what)| format!("{what} ({v:.2})"));
+        format!("{a}, {b} and {c}")
+    }
+
     /// When the file stays over its cap: one line saying why, for the caller to show.
     pub fn over_cap(&self) -> Option<String> {
         (!self.reached).then(|| {
             format!(
-                "the whole file takes about {:.2} bits per float weight, over its cap of {}: the raw tensors, records and small tensors alone take {:.2}, so the quantized tensors keep their {} bits per weight (the cap lowers them to no less than {FILE_BITS_FLOOR})",
-                self.estimated, self.cap, self.fixed, self.budget
+                "the whole file takes about {:.2} bits per float weight, over its cap of {}: {} alone take {:.2}, so the quantized tensors keep their {} bits per weight (the cap lowers them to no less than {FILE_BITS_FLOOR})",
+                self.estimated, self.cap, self.breakdown(), self.fixed, self.budget
             )
         })
     }
@@ -89,7 +110,10 @@ pub(crate) fn file_cap(
         .sum();
     let plans = plan.tensor_plans();
     // Preamble and metadata; the quantized tensors' records are charged to their own budgets.
-    let mut fixed_bits = 8.0 * (PREAMBLE_LEN + header_len(&[], ck.metadata())) as f64;
+    let mut overhead_bits = 8.0 * (PREAMBLE_LEN + header_len(&[], ck.metadata())) as f64;
+    let (mut raw_bits, mut own_bits) = (0.0, 0.0);
+    // The total, summed in file order (the budget below depends on it to the last bit).
+    let mut fixed_bits = overhead_bits;
     let mut shared_weights = 0.0;
     for (p, tp) in plan.tensors.iter().zip(&plans) {
         let name = p.entry.name.as_str();
@@ -103,13 +127,20 @@ pub(crate) fn file_cap(
                 } else {
                     0
                 };
-                fixed_bits += 8.0 * tp.record_len().saturating_add(data) as f64;
+                let b = 8.0 * tp.record_len().saturating_add(data) as f64;
+                if matches!(p.choice, Choice::Raw) {
+                    raw_bits += b;
+                } else {
+                    overhead_bits += b;
+                }
+                fixed_bits += b;
             }
             Choice::Quantize {
                 rows, cols, bias, ..
             } => {
                 let weights = (rows * cols + if bias.is_some() { *rows } else { 0 }) as f64;
                 // Each tensor's budget counts its record and sections, not their alignment.
+                overhead_bits += 8.0 * 2.0 * (ALIGN - 1) as f64;
                 fixed_bits += 8.0 * 2.0 * (ALIGN - 1) as f64;
                 let own = match (opts.tensor_setting(name), plan.small.get(name)) {
                     (Some(TensorSetting::Bits(b)), _) => Some(b),
@@ -117,7 +148,10 @@ pub(crate) fn file_cap(
                     _ => None,
                 };
                 match own {
-                    Some(b) => fixed_bits += b * weights,
+                    Some(b) => {
+                        own_bits += b * weights;
+                        fixed_bits += b * weights;
+                    }
                     None => shared_weights += weights,
                 }
             }
@@ -138,6 +172,9 @@ pub(crate) fn file_cap(
         requested: bits,
         budget,
         fixed: fixed_bits / float_weights.max(1.0),
+        raw: raw_bits / float_weights.max(1.0),
+        own: own_bits / float_weights.max(1.0),
+        overhead: overhead_bits / float_weights.max(1.0),
         estimated,
         reached: within_cap(estimated, cap),
     }

@@ -621,8 +621,8 @@ pub fn run(a: PackArgs, quiet: bool) -> CliResult {
         }
         if c.reached && c.budget < c.requested {
             crate::outln!(
-                "whole-file cap {} bits per float weight: the quantized tensors get {:.3} bits per weight instead of {} (raw tensors, records and small tensors take {:.3})",
-                c.cap, c.budget, c.requested, c.fixed
+                "whole-file cap {} bits per float weight: the quantized tensors get {:.3} bits per weight instead of {} ({} take {:.3})",
+                c.cap, c.budget, c.requested, c.breakdown(), c.fixed
             );
         }
     }
