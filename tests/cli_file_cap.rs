@@ -204,3 +204,52 @@ fn a_budget_lowered_to_the_cap_is_never_reported_over_it() {
         );
     }
 }
+
+#[test]
+fn small_tensors_give_up_their_extra_bits_when_the_cap_needs_it() {
+    // A model made mostly of small tensors (a small mobile network's 1×1 convolutions): forty
+    // [32, 72] weights, each too small for the shared budget's per-tensor costs, so each gets
+    // bits of its own (the budget plus 3.5), beside one [256, 256]. Before: even with the shared
+    // budget at its floor of 3 the small tensors' own bits kept the file at about 8 bits per
+    // float weight, and the cap gave up ("over its cap of 5").
+    let dir = tempfile::tempdir().unwrap();
+    let m = dir.path().join("small.safetensors");
+    let mut tensors: Vec<_> = (0..40)
+        .map(|i| f32_tensor(&format!("s{i}.weight"), &[32, 72], 100 + i))
+        .collect();
+    tensors.push(f32_tensor("big.weight", &[256, 256], 1));
+    write(&m, &tensors, &[]);
+    let floats = 40 * 32 * 72 + 256 * 256;
+    // Without a cap the small tensors keep their extra bits: the file is far over 5.
+    let uncapped = dir.path().join("uncapped.sdq");
+    assert_ok(&run_p(&[
+        &"pack",
+        &m,
+        &"-o",
+        &uncapped,
+        &"--bits-per-weight",
+        &"5",
+    ]));
+    assert!(file_bits(&uncapped, floats) > 7.0);
+    let capped = dir.path().join("capped.sdq");
+    let o = run_p(&[&"pack", &m, &"-o", &capped]);
+    let out = assert_ok(&o);
+    assert!(stderr(&o).is_empty(), "{}", stderr(&o));
+    assert!(
+        out.contains("and the small tensors at most") && !out.contains("over its cap"),
+        "{out}"
+    );
+    let bits = file_bits(&capped, floats);
+    assert!((4.0..=5.0).contains(&bits), "{bits}");
+    // Every tensor quantized, none destroyed: one ceiling of about 4 bits for all.
+    let j: serde_json::Value =
+        serde_json::from_str(&assert_ok(&run_p(&[&"info", &capped, &"--json"]))).unwrap();
+    let tensors = j["tensors"].as_array().unwrap();
+    assert_eq!(tensors.len(), 41);
+    for t in tensors {
+        assert_eq!(t["encoding"], "pcm", "{t}");
+        let err = t["quantization"]["relative_error"].as_f64().unwrap();
+        assert!(err < 0.12, "{t}");
+    }
+    assert_ok(&run_p(&[&"verify", &capped, &"--against", &m]));
+}

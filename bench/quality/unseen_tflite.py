@@ -5,6 +5,8 @@ caveat below).
 
     pip install tflite ai-edge-litert gguf==0.19.0
     python3 bench/quality/unseen_tflite.py          # writes docs/quality/unseen_tflite.txt
+    python3 bench/quality/unseen_tflite.py iris hand # only models whose file name has one of
+                                                     #   these words; prints, writes nothing
 
 The models come from the mediapipe 0.10.14 wheel (Apache-2.0; fetched once with `pip download
 --no-deps` into bench/quality/cache/unseen/wheels/): palm and hand-landmark detectors, face
@@ -176,7 +178,10 @@ def main():
              "mediapipe 0.10.14's models, ai-edge-litert, gguf 0.19.0)",
              "cosine of each output, original vs decoded model, per photograph: min / mean;"
              " bits = whole payload of the float buffers per float weight (sdq: the .sdq file)"]
+    only = sys.argv[1:]
     for rel, signed in MODELS:
+        if only and not any(w in os.path.basename(rel) for w in only):
+            continue
         path = unseen.wheel_member("mediapipe", rel)
         buf = bytearray(open(path, "rb").read())
         consts = constants(buf)
@@ -203,6 +208,8 @@ def main():
                 f"{min(c):.4f}/{np.mean(c):.4f}" for c in per) + (f"  ({note})" if note else ""))
         print("\n".join(lines[-len(rows) - 1:]), flush=True)
     lines.append(f"\n{time.time() - t0:.0f} s")
+    if only:
+        return
     with open(OUT, "w") as f:
         f.write("\n".join(lines) + "\n")
 

@@ -612,9 +612,11 @@ fn tensor_settings(v: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<(String, Tensor
 /// that their errors are least (`same_bits=True`: every tensor gets it); or `max_error` E: the
 /// fewest bits with relative error at most E in every tensor. `file_bits_per_weight` F caps
 /// the whole file at F bits per float weight (raw tensors, records and header counted): the
-/// quantized tensors' budget is lowered to fit when 3 bits or more fit (default 5.0 when
-/// neither `bits_per_weight` nor `max_error` is given, as `sdq pack`; the summary's
-/// "file_cap" says what it did). `sign_seed` (0: no sign flips),
+/// quantized tensors' budget is lowered to fit when 3 bits or more fit, and where small
+/// tensors' own bits alone would keep the file over, they give up their extra bits: every
+/// quantized tensor then gets at most one ceiling, "small_ceiling" (default 5.0 when neither
+/// `bits_per_weight` nor `max_error` is given, as `sdq pack`; the summary's "file_cap" says
+/// what it did). `sign_seed` (0: no sign flips),
 /// `group`, `step_rule` ("group" or "tensor"), `step_type` ("f16" or "f32"), `coding` ("rans"
 /// or "fixed"), `step_policy` ("certified", the default, or "least-squares": with
 /// coding="fixed", each group's step chosen for the least squared error with the codes clipped
@@ -985,6 +987,7 @@ fn pack<'py>(
             "overhead": c.overhead,
             "estimated": c.estimated,
             "reached": c.reached,
+            "small_ceiling": c.small_ceiling,
         })),
         "unmatched_includes": summary.plan.unmatched_includes,
         "warnings": summary

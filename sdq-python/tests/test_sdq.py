@@ -583,6 +583,16 @@ def test_pack_whole_file_cap(tmp_path):
     summary = sdq.pack(tensors, tmp_path / "c.sdq", bits_per_weight=4.5, file_bits_per_weight=4.7)
     assert summary["file_cap"]["cap"] == 4.7
     assert (tmp_path / "c.sdq").stat().st_size * 8 / floats <= 4.7
+    assert summary["file_cap"]["small_ceiling"] is None
+    # A model of many small tensors: they give up their extra bits to meet the cap.
+    small = {f"s{i}.weight": rng.standard_normal((32, 72)).astype(np.float32) for i in range(40)}
+    small["big.weight"] = tensors["a.weight"]
+    summary = sdq.pack(small, tmp_path / "s.sdq")
+    cap = summary["file_cap"]
+    assert cap["reached"] and 3.0 <= cap["small_ceiling"] < 8.5, cap
+    assert cap["budget"] == min(5.0, cap["small_ceiling"]), cap
+    floats = sum(v.size for v in small.values())
+    assert (tmp_path / "s.sdq").stat().st_size * 8 / floats <= 5.0
 
 
 def test_pack_rounding(tmp_path):

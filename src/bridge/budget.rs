@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 
-use super::pack::{in_tensor, load, matrix, Choice, PackOptions, Plan, TensorSetting};
+use super::pack::{in_tensor, load, matrix, Choice, PackOptions, Plan, SmallBits, TensorSetting};
 use super::progress::Progress;
 use super::safetensors::Checkpoint;
 use crate::error::Result;
@@ -62,6 +62,11 @@ pub struct FileCap {
     pub estimated: f64,
     /// Whether `estimated` is within `cap`.
     pub reached: bool,
+    /// When the cap is reached only by taking the small tensors' extra bits (their own bits
+    /// alone would keep the file over it even with the shared budget at [`FILE_BITS_FLOOR`]):
+    /// the most stored bits per weight that any quantized tensor's codes and steps get, small
+    /// or not (`budget` is then at most this too).
+    pub small_ceiling: Option<f64>,
 }
 
 impl FileCap {
@@ -112,6 +117,10 @@ pub(crate) fn file_cap(
     // Preamble and metadata; the quantized tensors' records are charged to their own budgets.
     let mut overhead_bits = 8.0 * (PREAMBLE_LEN + header_len(&[], ck.metadata())) as f64;
     let (mut raw_bits, mut own_bits) = (0.0, 0.0);
+    // Of own_bits: the tensors with `--tensor-type` bits; and each small tensor's own bits
+    // and weights.
+    let mut other_own_bits = 0.0;
+    let mut smalls: Vec<(SmallBits, f64)> = Vec::new();
     // The total, summed in file order (the budget below depends on it to the last bit).
     let mut fixed_bits = overhead_bits;
     let mut shared_weights = 0.0;
@@ -143,8 +152,14 @@ pub(crate) fn file_cap(
                 overhead_bits += 8.0 * 2.0 * (ALIGN - 1) as f64;
                 fixed_bits += 8.0 * 2.0 * (ALIGN - 1) as f64;
                 let own = match (opts.tensor_setting(name), plan.small.get(name)) {
-                    (Some(TensorSetting::Bits(b)), _) => Some(b),
-                    (_, Some(&b)) => Some(b),
+                    (Some(TensorSetting::Bits(b)), _) => {
+                        other_own_bits += b * weights;
+                        Some(b)
+                    }
+                    (_, Some(s)) => {
+                        smalls.push((*s, weights));
+                        Some(s.total(None))
+                    }
                     _ => None,
                 };
                 match own {
@@ -160,24 +175,65 @@ pub(crate) fn file_cap(
     let per_float = |b: f64| (fixed_bits + b * shared_weights) / float_weights.max(1.0);
     // Lowered only when that reaches the cap: a file that stays over it anyway keeps the
     // quality asked for.
+    let floor = FILE_BITS_FLOOR.min(bits);
     let fits = (cap * float_weights - fixed_bits) / shared_weights.max(1.0);
-    let budget = if shared_weights > 0.0 && fits >= FILE_BITS_FLOOR.min(bits) {
-        bits.min(fits)
-    } else {
-        bits
+    let cap_of = |budget: f64, estimated: f64, small_ceiling: Option<f64>| {
+        let own = smalls
+            .iter()
+            .map(|(s, w)| s.total(small_ceiling) * w)
+            .sum::<f64>()
+            + other_own_bits;
+        FileCap {
+            cap,
+            requested: bits,
+            budget,
+            fixed: (fixed_bits - own_bits + own) / float_weights.max(1.0),
+            raw: raw_bits / float_weights.max(1.0),
+            own: own / float_weights.max(1.0),
+            overhead: overhead_bits / float_weights.max(1.0),
+            estimated,
+            reached: within_cap(estimated, cap),
+            small_ceiling,
+        }
     };
-    let estimated = per_float(budget);
-    FileCap {
-        cap,
-        requested: bits,
-        budget,
-        fixed: fixed_bits / float_weights.max(1.0),
-        raw: raw_bits / float_weights.max(1.0),
-        own: own_bits / float_weights.max(1.0),
-        overhead: overhead_bits / float_weights.max(1.0),
-        estimated,
-        reached: within_cap(estimated, cap),
+    if shared_weights > 0.0 && fits >= floor {
+        let budget = bits.min(fits);
+        return cap_of(budget, per_float(budget), None);
     }
+    if within_cap(per_float(bits), cap) {
+        // Nothing shares the budget, and the file is within its cap.
+        return cap_of(bits, per_float(bits), None);
+    }
+    // The small tensors' own bits keep the file over the cap. They are presumed sensitive
+    // while they are few; where they are this many, they give up their extra bits first: every
+    // quantized tensor gets at most one ceiling y (the shared budget too), the largest that
+    // meets the cap, if one of at least the floor does.
+    let all_at = |y: f64| {
+        (fixed_bits - own_bits
+            + other_own_bits
+            + smalls
+                .iter()
+                .map(|(s, w)| s.total(Some(y)) * w)
+                .sum::<f64>()
+            + bits.min(y) * shared_weights)
+            / float_weights.max(1.0)
+    };
+    if smalls.is_empty() || !within_cap(all_at(floor), cap) {
+        return cap_of(bits, per_float(bits), None);
+    }
+    let (mut lo, mut hi) = (
+        floor,
+        smalls.iter().map(|(s, _)| s.codes).fold(bits, f64::max),
+    );
+    for _ in 0..60 {
+        let mid = 0.5 * (lo + hi);
+        if within_cap(all_at(mid), cap) {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    cap_of(bits.min(lo), all_at(lo), Some(lo))
 }
 
 /// Whether a file estimated at `estimated` bits per float weight meets `cap`: a budget lowered

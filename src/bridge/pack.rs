@@ -317,10 +317,27 @@ pub struct Plan {
     pub calibrated: HashSet<String>,
     /// pcm: small tensors given their own stored bits per weight ([`SMALL_TENSOR_BITS`]),
     /// outside the model-wide allocation (see [`plan`]).
-    pub small: HashMap<String, f64>,
+    pub small: HashMap<String, SmallBits>,
     /// pcm with least-squares steps ([`pcm::StepPolicy::LeastSquares`]): the quantized tensors
     /// record their vectors' measured errors.
     pub measured: bool,
+}
+
+/// The bits of its own that a small pcm tensor gets ([`Plan::small`]), per weight.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SmallBits {
+    /// Its codes and steps: [`small_tensor_bits`], within the limits [`plan`] sets.
+    pub codes: f64,
+    /// Its record and sections' padding.
+    pub fixed: f64,
+}
+
+impl SmallBits {
+    /// The stored bits per weight it gets, record included, its codes and steps at most
+    /// `ceiling` ([`FileCap::small_ceiling`]) if there is one.
+    pub fn total(&self, ceiling: Option<f64>) -> f64 {
+        ceiling.map_or(self.codes, |c| self.codes.min(c)) + self.fixed
+    }
 }
 
 /// The least bits per weight of the codes and steps of a pcm tensor too small for the model-wide
@@ -806,7 +823,7 @@ fn finish_plan(
 /// raw (with `--include`: raw only if the fixed costs alone reach its raw bytes).
 fn plan_pcm(ck: &Checkpoint, opts: &PackOptions, p: &PcmOptions) -> Result<Plan> {
     let mut choices: Vec<Choice> = vec![Choice::Raw; ck.tensors().len()];
-    let mut small: HashMap<String, f64> = HashMap::new();
+    let mut small: HashMap<String, SmallBits> = HashMap::new();
     let small_bits = small_tensor_bits(match p.target {
         pcm::RateTarget::BitsPerWeight(b) => Some(b),
         _ => None,
@@ -884,7 +901,13 @@ fn plan_pcm(ck: &Checkpoint, opts: &PackOptions, p: &PcmOptions) -> Result<Plan>
             let bits = small_bits
                 .min(room.max(shared.min(below_raw)))
                 .max(SMALL_TENSOR_BITS);
-            small.insert(t.name.clone(), bits + fixed_bits as f64 / weights);
+            small.insert(
+                t.name.clone(),
+                SmallBits {
+                    codes: bits,
+                    fixed: fixed_bits as f64 / weights,
+                },
+            );
         }
         choices[i] = Choice::Quantize {
             rows,
@@ -1391,10 +1414,12 @@ pub fn pack_nonfinite(
                     frame_size: popts.frame_size.or(Some(n)).filter(|_| family.is_some()),
                     target: match (opts.tensor_setting(name), plan.small.get(name)) {
                         (Some(TensorSetting::Bits(b)), _) => pcm::RateTarget::BitsPerWeight(b),
-                        (_, Some(&b))
+                        (_, Some(s))
                             if matches!(popts.target, pcm::RateTarget::BitsPerWeight(_)) =>
                         {
-                            pcm::RateTarget::BitsPerWeight(b)
+                            pcm::RateTarget::BitsPerWeight(
+                                s.total(file_cap.and_then(|c| c.small_ceiling)),
+                            )
                         }
                         _ => budgets
                             .get(name)

@@ -619,7 +619,12 @@ pub fn run(a: PackArgs, quiet: bool) -> CliResult {
             Some(m) if q > 0 => crate::outln!("note: {m} (the default cap)"),
             _ => {}
         }
-        if c.reached && c.budget < c.requested {
+        if let (true, Some(y)) = (c.reached, c.small_ceiling) {
+            crate::outln!(
+                "whole-file cap {} bits per float weight: the quantized tensors get {:.3} bits per weight instead of {}, and the small tensors at most {:.3} instead of their extra bits, which would keep the file over the cap ({} take {:.3})",
+                c.cap, c.budget, c.requested, y, c.breakdown(), c.fixed
+            );
+        } else if c.reached && c.budget < c.requested {
             crate::outln!(
                 "whole-file cap {} bits per float weight: the quantized tensors get {:.3} bits per weight instead of {} ({} take {:.3})",
                 c.cap, c.budget, c.requested, c.breakdown(), c.fixed
