@@ -714,8 +714,24 @@ pub fn pack_input(data: &[u8], dir: &Path) {
 /// Packs `ck` into `output` with `opts` and checks the file: it opens, verifies, meets every
 /// bound against the original, unpacks, and leaves no temporary file in `dir`.
 fn pack_and_check(ck: &Checkpoint, output: &Path, opts: &PackOptions, dir: &Path) {
-    if pack::pack(ck, output, opts, &mut NoProgress).is_err() {
+    let Ok(summary) = pack::pack(ck, output, opts, &mut NoProgress) else {
         return;
+    };
+    // A whole-file cap said to be reached is met: every byte of the file against every float
+    // element of the checkpoint (the cap's estimate is an upper bound).
+    if let Some(c) = summary.file_cap.filter(|c| c.reached) {
+        let floats: u64 = ck
+            .tensors()
+            .iter()
+            .filter(|t| t.dtype.is_quantizable_float())
+            .map(|t| t.elements)
+            .fold(0u64, u64::saturating_add);
+        let len = std::fs::metadata(output).expect("the packed file").len();
+        let bits = len as f64 * 8.0 / (floats.max(1)) as f64;
+        assert!(
+            bits <= c.cap * (1.0 + 1e-9),
+            "the file takes {bits} bits per float weight, over its cap {c:?}"
+        );
     }
     let f = SdqFile::open(output).expect("a packed file opens");
     f.verify_all().expect("a packed file verifies");

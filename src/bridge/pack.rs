@@ -156,7 +156,9 @@ pub struct PackOptions {
     /// pcm with a bit budget: a cap on the whole file's bits per float weight (raw tensors,
     /// records and header counted; every float tensor's elements count as weights). The
     /// quantized tensors' budget is lowered, never raised, to keep the file within it, but not
-    /// below [`budget::FILE_BITS_FLOOR`] ([`PackSummary::file_cap`] says what it did). `None`
+    /// below [`budget::FILE_BITS_FLOOR`]; where the small tensors' own bits alone would keep it
+    /// over, they give up their extra bits first ([`FileCap::small_ceiling`]).
+    /// [`PackSummary::file_cap`] says what it did. `None`
     /// (the library's default): no cap. The command line and the Python package set
     /// [`budget::DEFAULT_FILE_BITS`] when neither a budget nor an error is given.
     pub file_bits: Option<f64>,
