@@ -7,6 +7,8 @@ caveat below).
     python3 bench/quality/unseen_tflite.py          # writes docs/quality/unseen_tflite.txt
     python3 bench/quality/unseen_tflite.py iris hand # only models whose file name has one of
                                                      #   these words; prints, writes nothing
+    python3 bench/quality/unseen_tflite.py palm --pack-args='--bits-per-weight 8'
+                                                     # also sdq with these options (repeatable)
 
 The models come from the mediapipe 0.10.14 wheel (Apache-2.0; fetched once with `pip download
 --no-deps` into bench/quality/cache/unseen/wheels/): palm and hand-landmark detectors, face
@@ -135,12 +137,12 @@ def patched(buf, consts, values):
     return nb
 
 
-def sdq_values(tensors, wd):
+def sdq_values(tensors, wd, args=()):
     from safetensors.numpy import load_file, save_file
 
     st, sq, un = (os.path.join(wd, x) for x in ("m.safetensors", "m.sdq", "m.un.safetensors"))
     save_file(tensors, st)
-    subprocess.run([SDQ, "pack", st, "-o", sq, "-q"], check=True, capture_output=True)
+    subprocess.run([SDQ, "pack", st, "-o", sq, "-q", *args], check=True, capture_output=True)
     subprocess.run([SDQ, "unpack", sq, "-o", un, "-q"], check=True, capture_output=True)
     info = json.loads(subprocess.run([SDQ, "info", sq, "--json"], check=True,
                                      capture_output=True, text=True).stdout)
@@ -178,7 +180,8 @@ def main():
              "mediapipe 0.10.14's models, ai-edge-litert, gguf 0.19.0)",
              "cosine of each output, original vs decoded model, per photograph: min / mean;"
              " bits = whole payload of the float buffers per float weight (sdq: the .sdq file)"]
-    only = sys.argv[1:]
+    extra_args = [a.split("=", 1)[1].split() for a in sys.argv[1:] if a.startswith("--pack-args=")]
+    only = [a for a in sys.argv[1:] if not a.startswith("--pack-args=")]
     for rel, signed in MODELS:
         if only and not any(w in os.path.basename(rel) for w in only):
             continue
@@ -195,9 +198,12 @@ def main():
         ref, names = run(buf, xs)
         lines.append(f"\n== {os.path.basename(rel)}: {len(tensors)} float buffers, {floats} float "
                      f"weights ({dtypes}), outputs: " + ", ".join(names))
-        with tempfile.TemporaryDirectory() as wd:
-            dec, size, extra = sdq_values(tensors, wd)
-        rows = [("sdq (defaults)", dec, size * 8 / floats, "; ".join(f"{k} {v}" for k, v in extra.items()))]
+        rows = []
+        for args in [[]] + extra_args:
+            with tempfile.TemporaryDirectory() as wd:
+                dec, size, extra = sdq_values(tensors, wd, args)
+            rows.append((f"sdq {' '.join(args) or '(defaults)'}", dec, size * 8 / floats,
+                         "; ".join(f"{k} {v}" for k, v in extra.items())))
         for p in PEERS:
             vals, bits = peer_values(tensors, p)
             rows.append((p, vals, bits / floats, ""))
@@ -208,7 +214,7 @@ def main():
                 f"{min(c):.4f}/{np.mean(c):.4f}" for c in per) + (f"  ({note})" if note else ""))
         print("\n".join(lines[-len(rows) - 1:]), flush=True)
     lines.append(f"\n{time.time() - t0:.0f} s")
-    if only:
+    if only or extra_args:
         return
     with open(OUT, "w") as f:
         f.write("\n".join(lines) + "\n")
