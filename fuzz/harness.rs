@@ -481,12 +481,14 @@ fn roundtrip_pcm(
             _ => RateTarget::Scale(f64::from(u.range(1, 4000)) / 1000.0),
         },
         record_bytes: 0,
-        // Both roundings, from the shape (no input drawn: earlier inputs keep their meaning).
-        rounding: if count % 2 == 0 {
-            pcm::Rounding::ZeroSum
-        } else {
-            pcm::Rounding::Nearest
+        // Every rounding and kernel windows of 2 to 6 coefficients (dividing d or not), from
+        // the shape (no input drawn: earlier inputs keep their meaning).
+        rounding: match count % 3 {
+            0 => pcm::Rounding::ZeroSum,
+            1 => pcm::Rounding::ZeroSumRows,
+            _ => pcm::Rounding::Nearest,
         },
+        window: 2 + (count / 3) % 5,
     };
     // Data-aware codes (pcm scheme version 2, recorded errors) where they apply: rows, no frame,
     // not an error target; the Gram matrix drawn as a diagonal plus one drawn direction.

@@ -104,6 +104,8 @@ proptest! {
             },
             record_bytes: 0,
             rounding: if zero_sum { Rounding::ZeroSum } else { Rounding::Nearest },
+            // Kernel windows of 2 or 3 coefficients, or none.
+            window: (seed % 4) as usize,
         };
         let q = pcm::quantize(&m, orientation, &opts).unwrap();
         let file = SdqFile::from_bytes(write(&q, rows, cols, bias, zstd)).unwrap();

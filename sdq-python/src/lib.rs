@@ -826,25 +826,25 @@ fn pack<'py>(
             },
             target,
             record_bytes: 0,
+            window: 0,
             rounding: match rounding {
                 None => Rounding::ZeroSum,
                 Some("nearest") => Rounding::Nearest,
-                Some("zero-sum") if family.is_some() => {
-                    return perr(
-                        "rounding=\"zero-sum\" is for pcm without a frame (there a code is a weight): drop frame_family, or use rounding=\"nearest\""
-                            .into(),
-                    )
+                Some(r @ ("zero-sum" | "zero-sum-rows")) if family.is_some() => {
+                    return perr(format!(
+                        "rounding={r:?} is for pcm without a frame (there a code is a weight): drop frame_family, or use rounding=\"nearest\""
+                    ))
                 }
-                Some("zero-sum") if step_policy == "least-squares" => {
-                    return perr(
-                        "rounding=\"zero-sum\" is for certified steps: least-squares steps clip, and their codes are chosen for the least squared error"
-                            .into(),
-                    )
+                Some(r @ ("zero-sum" | "zero-sum-rows")) if step_policy == "least-squares" => {
+                    return perr(format!(
+                        "rounding={r:?} is for certified steps: least-squares steps clip, and their codes are chosen for the least squared error"
+                    ))
                 }
                 Some("zero-sum") => Rounding::ZeroSum,
+                Some("zero-sum-rows") => Rounding::ZeroSumRows,
                 Some(r) => {
                     return perr(format!(
-                        "rounding={r:?}: must be \"zero-sum\" or \"nearest\""
+                        "rounding={r:?}: must be \"zero-sum\", \"zero-sum-rows\" or \"nearest\""
                     ))
                 }
             },

@@ -817,6 +817,19 @@ fn finish_plan(
     plan
 }
 
+/// The kernel window of a weight's rows for zero-sum rounding ([`PcmOptions::window`]): the
+/// product of the dimensions after the second (kh·kw of a convolution [out, in, kh, kw]) for a
+/// tensor of rank 3 or more quantized by rows, else 0 (none).
+fn kernel_window(shape: &[u64], orientation: Orientation) -> usize {
+    match (orientation, shape) {
+        (Orientation::Rows, [_, _, rest @ ..]) if !rest.is_empty() => rest
+            .iter()
+            .try_fold(1usize, |w, &x| w.checked_mul(usize::try_from(x).ok()?))
+            .unwrap_or(0),
+        _ => 0,
+    }
+}
+
 /// The plan of a pcm pack: every quantizable tensor with d ≥ `min_dim` (or matched by an
 /// include) is quantized with N = d (no frame) or the family's smallest N. A tensor whose fixed
 /// costs (record, steps, section padding) would be more than a tenth of a 4-bit budget gets
@@ -1411,6 +1424,7 @@ pub fn pack_nonfinite(
                 };
                 let popts = PcmOptions {
                     record_bytes: record,
+                    window: kernel_window(&p.entry.shape, opts.orientation),
                     family,
                     sign_seed,
                     frame_size: popts.frame_size.or(Some(n)).filter(|_| family.is_some()),

@@ -91,9 +91,12 @@ pub enum StepRuleArg {
 pub enum RoundingArg {
     /// Each code the nearest level.
     Nearest,
-    /// Nearest levels, then the fewest codes moved by one level so that each vector's rounding
-    /// errors sum to within half a step of zero (no frame, certified steps).
+    /// Nearest levels, then the fewest codes moved by one level so that each convolution
+    /// kernel window's rounding errors (kh·kw of a [out, in, kh, kw] weight) and then each
+    /// vector's sum to within half a step of zero (no frame, certified steps).
     ZeroSum,
+    /// As zero-sum, each vector's errors only (the default before kernel windows).
+    ZeroSumRows,
 }
 
 /// How pcm steps are chosen.
@@ -208,7 +211,8 @@ pub struct PackArgs {
 
     /// pcm: how coefficients become codes [default: zero-sum without a frame, nearest with one
     /// or with least-squares steps]. zero-sum moves a few codes by one level so that each
-    /// vector's rounding errors sum to about zero (no bias shift on inputs with an offset).
+    /// convolution kernel window's and each vector's rounding errors sum to about zero (no
+    /// offset on outputs whose inputs have one); zero-sum-rows, each vector's only.
     #[arg(long, value_enum)]
     rounding: Option<RoundingArg>,
 
@@ -407,16 +411,21 @@ pub fn run(a: PackArgs, quiet: bool) -> CliResult {
         if a.group == Some(0) {
             return Err(Failure::usage("--group must be at least 1"));
         }
-        if a.rounding == Some(RoundingArg::ZeroSum) {
+        if let Some(r @ (RoundingArg::ZeroSum | RoundingArg::ZeroSumRows)) = a.rounding {
+            let name = if r == RoundingArg::ZeroSum {
+                "zero-sum"
+            } else {
+                "zero-sum-rows"
+            };
             if family.is_some() {
-                return Err(Failure::usage(
-                    "--rounding zero-sum is for pcm without a frame (there a code is a weight): drop --frame-family, or use --rounding nearest",
-                ));
+                return Err(Failure::usage(format!(
+                    "--rounding {name} is for pcm without a frame (there a code is a weight): drop --frame-family, or use --rounding nearest"
+                )));
             }
             if a.step_policy == StepPolicyArg::LeastSquares {
-                return Err(Failure::usage(
-                    "--rounding zero-sum is for certified steps: least-squares steps clip, and their codes are chosen for the least squared error",
-                ));
+                return Err(Failure::usage(format!(
+                    "--rounding {name} is for certified steps: least-squares steps clip, and their codes are chosen for the least squared error"
+                )));
             }
         }
         if a.levels != 1 || a.reorder || a.delta != DeltaChoice::Coefficient {
@@ -449,8 +458,10 @@ pub fn run(a: PackArgs, quiet: bool) -> CliResult {
             record_bytes: 0,
             rounding: match a.rounding {
                 Some(RoundingArg::Nearest) => Rounding::Nearest,
+                Some(RoundingArg::ZeroSumRows) => Rounding::ZeroSumRows,
                 Some(RoundingArg::ZeroSum) | None => Rounding::ZeroSum,
             },
+            window: 0,
         })
     } else {
         if a.rounding.is_some() {

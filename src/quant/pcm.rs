@@ -232,6 +232,10 @@ pub struct PcmOptions {
     pub record_bytes: u64,
     /// How coefficients become codes (with certified steps and no frame; otherwise nearest).
     pub rounding: Rounding,
+    /// [`Rounding::ZeroSum`]: the vectors' kernel windows, in coefficients (the product of a
+    /// convolution's dimensions after the second: kh·kw of [out, in, kh, kw]), each zero-summed
+    /// before the vector; 0 or 1: none (a matrix, or vectors that are not rows).
+    pub window: usize,
 }
 
 impl Default for PcmOptions {
@@ -248,6 +252,7 @@ impl Default for PcmOptions {
             target: RateTarget::BitsPerWeight(DEFAULT_BITS),
             record_bytes: 0,
             rounding: Rounding::ZeroSum,
+            window: 0,
         }
     }
 }
@@ -791,10 +796,18 @@ fn trial_with(
     }
 }
 
-/// The codes of every vector at `steps`: nearest levels, then, with `zero_sum` (the signs of a
-/// pcm without a frame), [`rounding::zero_sum`] on each vector, no code passing ±`max_code`.
+/// How [`codes_of`] moves codes after nearest rounding (without a frame, where a code is a
+/// weight): the coefficients' signs, and the kernel window (1: the vector alone).
 #[cfg(feature = "encode")]
-fn codes_of(a: &Analysed, steps: &[f32], zero_sum: Option<&[f64]>, max_code: u32) -> Vec<i32> {
+struct ZeroSum<'a> {
+    signs: &'a [f64],
+    window: usize,
+}
+
+/// The codes of every vector at `steps`: nearest levels, then, with `zero_sum`,
+/// [`rounding::zero_sum_windows`] on each vector, no code passing ±`max_code`.
+#[cfg(feature = "encode")]
+fn codes_of(a: &Analysed, steps: &[f32], zero_sum: Option<ZeroSum>, max_code: u32) -> Vec<i32> {
     let (n, group, groups) = (a.n, a.group, a.groups);
     let mut codes = vec![0i32; a.y.len()];
     let one = |(cj, (yj, sj)): (&mut [i32], (&[f64], &[f32]))| {
@@ -802,8 +815,8 @@ fn codes_of(a: &Analysed, steps: &[f32], zero_sum: Option<&[f64]>, max_code: u32
             let s = f64::from(sj.get((k / group).min(groups - 1)).copied().unwrap_or(0.0));
             *c = if s > 0.0 { (x / s).round() as i32 } else { 0 };
         }
-        if let Some(signs) = zero_sum {
-            rounding::zero_sum(yj, signs, sj, group, max_code, cj);
+        if let Some(z) = &zero_sum {
+            rounding::zero_sum_windows(yj, z.signs, sj, group, z.window, max_code, cj);
         }
     };
     #[cfg(feature = "parallel")]
@@ -1007,9 +1020,19 @@ pub fn quantize(
         }
         // Zero-sum rounding without a frame, where a code is a weight; never past the
         // largest code of nearest rounding, which sets the fixed-width codes' width.
-        let signs = (synth.frame.is_none() && options.rounding == Rounding::ZeroSum)
-            .then_some(&synth.signs[..]);
-        let codes = codes_of(&a, &t.steps, signs, t.k.min(u64::from(MAX_PCM_K)) as u32);
+        let zero_sum = match options.rounding {
+            _ if synth.frame.is_some() => None,
+            Rounding::Nearest => None,
+            Rounding::ZeroSum => Some(ZeroSum {
+                signs: &synth.signs,
+                window: options.window,
+            }),
+            Rounding::ZeroSumRows => Some(ZeroSum {
+                signs: &synth.signs,
+                window: 1,
+            }),
+        };
+        let codes = codes_of(&a, &t.steps, zero_sum, t.k.min(u64::from(MAX_PCM_K)) as u32);
         let k = largest_code(&codes);
         let section = stream::encode(&codes, n, k, options.coding)?;
         let bits = 8.0

@@ -19,11 +19,20 @@
 pub enum Rounding {
     /// Each code the nearest level (ties away from zero), independently.
     Nearest,
-    /// Nearest levels, then the fewest codes moved by one so that each vector's rounding errors
-    /// sum to within half a step of zero ([`zero_sum`]). Used without a frame only (there a
-    /// code is a weight); with a frame, [`Rounding::Nearest`].
+    /// Nearest levels, then the fewest codes moved by one so that each kernel window's rounding
+    /// errors sum to within half a step of zero, then each vector's ([`zero_sum_windows`]): a
+    /// convolution's input channel that is constant over a region (a flat patch of an image,
+    /// letterbox padding, a channel's mean) then adds no offset to any output channel. A window
+    /// is the product of a weight's dimensions after the second (kh·kw of a [out, in, kh, kw]
+    /// convolution), for tensors of rank 3 or more in the rows orientation; other tensors are
+    /// one window per vector, as with [`Rounding::ZeroSumRows`]. Used without a frame only
+    /// (there a code is a weight); with a frame, [`Rounding::Nearest`].
     #[default]
     ZeroSum,
+    /// Nearest levels, then the fewest codes moved by one so that each vector's rounding errors
+    /// sum to within half a step of zero ([`zero_sum`]); without a frame only. The default
+    /// before kernel windows were zero-summed too.
+    ZeroSumRows,
 }
 
 /// Moves codes of one vector so that its rounding errors sum to within half a step of zero.
@@ -43,27 +52,88 @@ pub fn zero_sum(
     max_code: u32,
     codes: &mut [i32],
 ) {
+    zero_sum_windows(y, signs, steps, group, 1, max_code, codes);
+}
+
+/// [`zero_sum`] on each window of `window` consecutive coefficients (the last, shorter one left
+/// alone), then on the whole vector: each window's errors sum to within half a step, and the
+/// vector's too (the vector pass moves a code of at most one window for each step the windows'
+/// remainders add up to). `window` below 2 or not shorter than the vector: [`zero_sum`] alone.
+/// No move takes the vector's squared error past ¼·Σ_k δ_k², as with [`zero_sum`].
+pub fn zero_sum_windows(
+    y: &[f64],
+    signs: &[f64],
+    steps: &[f32],
+    group: usize,
+    window: usize,
+    max_code: u32,
+    codes: &mut [i32],
+) {
     let len = y.len().min(signs.len()).min(codes.len());
     let group = group.max(1);
     let step = |k: usize| -> f64 { steps.get(k / group).map_or(0.0, |&s| f64::from(s)).max(0.0) };
-    let usable = |s: f64| s > 0.0 && s.is_finite();
-    // Each coefficient's error, the weight-domain sum, the squared error and its limit.
-    let mut sum = 0.0;
-    let mut err2 = 0.0;
-    let mut limit = 0.0;
-    let mut errs = Vec::with_capacity(len);
-    for (k, ((&x, &s), &q)) in y.iter().zip(signs).zip(codes.iter()).take(len).enumerate() {
+    // The vector's squared error and its certified limit ¼·Σ_k δ_k², which no move may pass.
+    let (mut err2, mut limit) = (0.0, 0.0);
+    for (k, (&x, &q)) in y.iter().zip(codes.iter()).take(len).enumerate() {
         let delta = step(k);
+        if usable(delta) {
+            let e = x - f64::from(q) * delta;
+            err2 += e * e;
+            limit += 0.25 * delta * delta;
+        }
+    }
+    let mut pass = |range: std::ops::Range<usize>, window: usize, err2: &mut f64| {
+        zero_sum_range(y, signs, &step, range, window, max_code, codes, err2, limit);
+    };
+    if window >= 2 && window < len {
+        for start in (0..len - len % window).step_by(window) {
+            pass(start..start + window, 0, &mut err2);
+        }
+        // The vector: at most one move per window, in windows whose remainder has the sum's
+        // sign (each then stays within a step); then, should that fall short, any code.
+        pass(0..len, window, &mut err2);
+    }
+    pass(0..len, 0, &mut err2);
+}
+
+/// Whether a step can be used: positive and finite.
+fn usable(s: f64) -> bool {
+    s > 0.0 && s.is_finite()
+}
+
+/// Moves codes among the coefficients `range` of a vector (indices into all of it; `step(k)`
+/// is coefficient k's step) so that their errors sum to within half a step, `err2` the vector's
+/// squared error (updated), which no move takes past `limit`. With `window` ≥ 2 (and `range`
+/// starting at 0), at most one code moves in each full window of that many coefficients, and
+/// only in a window whose errors sum with the same sign as the range's.
+#[allow(clippy::too_many_arguments)]
+fn zero_sum_range(
+    y: &[f64],
+    signs: &[f64],
+    step: &dyn Fn(usize) -> f64,
+    range: std::ops::Range<usize>,
+    window: usize,
+    max_code: u32,
+    codes: &mut [i32],
+    err2: &mut f64,
+    limit: f64,
+) {
+    let (Some(y), Some(signs)) = (y.get(range.clone()), signs.get(range.clone())) else {
+        return;
+    };
+    let first = range.start;
+    // Each coefficient's error and the weight-domain sum.
+    let mut sum = 0.0;
+    let mut errs = Vec::with_capacity(y.len());
+    for (i, (&x, &s)) in y.iter().zip(signs).enumerate() {
+        let delta = step(first + i);
+        let q = codes.get(first + i).copied().unwrap_or(0);
         let e = if usable(delta) {
             x - f64::from(q) * delta
         } else {
             0.0
         };
         sum += s * e;
-        err2 += e * e;
-        if usable(delta) {
-            limit += 0.25 * delta * delta;
-        }
         errs.push(e);
     }
     if !sum.is_finite() || sum == 0.0 {
@@ -76,37 +146,64 @@ pub fn zero_sum(
         .iter()
         .zip(signs)
         .enumerate()
-        .filter_map(|(k, (&e, &s))| {
-            let delta = step(k);
-            let q = codes.get(k).copied().unwrap_or(0);
+        .filter_map(|(i, (&e, &s))| {
+            let delta = step(first + i);
+            let q = codes.get(first + i).copied().unwrap_or(0);
             let next = i64::from(q) + if e > 0.0 { 1 } else { -1 };
             (usable(delta) && s * e * dir > 0.0 && next.unsigned_abs() <= u64::from(max_code))
-                .then(|| (e.abs() / delta, k))
+                .then(|| (e.abs() / delta, i))
         })
         .collect();
     cand.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-    let least = (0..len)
+    // With windows: each full window's error sum; a window that has had its move is spent.
+    let full = if window >= 2 {
+        errs.len() - errs.len() % window
+    } else {
+        0
+    };
+    let mut spent: Vec<bool> = Vec::new();
+    let mut remainders: Vec<f64> = Vec::new();
+    if full > 0 {
+        remainders = errs[..full]
+            .chunks(window)
+            .zip(signs.chunks(window))
+            .map(|(e, s)| e.iter().zip(s).map(|(e, s)| e * s).sum())
+            .collect();
+        spent = vec![false; remainders.len()];
+    }
+    let least = range
+        .clone()
         .map(step)
         .filter(|&s| usable(s))
         .fold(f64::INFINITY, f64::min);
-    for (_, k) in cand {
+    for (_, i) in cand {
         if 2.0 * sum.abs() <= least {
             break;
         }
-        let delta = step(k);
+        let w = (i < full).then(|| i / window);
+        if let Some(w) = w {
+            let own = remainders.get(w).copied().unwrap_or(0.0);
+            if spent.get(w).copied().unwrap_or(true) || own * dir <= 0.0 {
+                continue;
+            }
+        }
+        let delta = step(first + i);
         if (sum - dir * delta).abs() >= sum.abs() {
             // This move would overshoot; a coefficient with a smaller step may still help.
             continue;
         }
-        let e = errs.get(k).copied().unwrap_or(0.0);
+        let e = errs.get(i).copied().unwrap_or(0.0);
         let extra = delta * delta - 2.0 * e.abs() * delta;
-        if err2 + extra > limit {
+        if *err2 + extra > limit {
             continue;
         }
-        if let Some(c) = codes.get_mut(k) {
+        if let Some(c) = codes.get_mut(first + i) {
             *c += if e > 0.0 { 1 } else { -1 };
-            err2 += extra;
+            *err2 += extra;
             sum -= dir * delta;
+            if let Some(flag) = w.and_then(|w| spent.get_mut(w)) {
+                *flag = true;
+            }
         }
     }
 }
@@ -202,6 +299,59 @@ mod tests {
     }
 
     #[test]
+    fn windows_sum_to_within_half_a_step_and_so_does_the_vector() {
+        // A 3×3 convolution's row over 64 input channels: 64 windows of 9.
+        let mut seed = 5;
+        let (window, d) = (9, 576);
+        let (mut rows_e2, mut win_e2, mut rows_worst) = (0.0, 0.0, 0.0f64);
+        for _ in 0..50 {
+            let y: Vec<f64> = (0..d).map(|_| lcg(&mut seed) * 2.0).collect();
+            let s = vec![1.0; d];
+            let steps = [0.125f32];
+            let mut rows = nearest(&y, &steps, d);
+            zero_sum(&y, &s, &steps, d, 1000, &mut rows);
+            let mut q = nearest(&y, &steps, d);
+            zero_sum_windows(&y, &s, &steps, d, window, 1000, &mut q);
+            let (sum, e2) = measure(&y, &s, &steps, d, &q);
+            assert!(sum.abs() <= 0.0625 + 1e-12, "vector sum {sum}");
+            assert!(e2 <= 0.25 * d as f64 * 0.125f64.powi(2), "certificate");
+            // Each window within half a step, but for the few the vector pass moved one code of
+            // (about √(64/12) ≈ 2.3 steps of remainders to undo): those within a step.
+            let mut over = 0;
+            for w in 0..d / window {
+                let r = w * window..(w + 1) * window;
+                let (ws, _) = measure(&y[r.clone()], &s[r.clone()], &steps, d, &q[r.clone()]);
+                assert!(ws.abs() <= 0.125 + 1e-12, "window {w}: {ws}");
+                over += usize::from(ws.abs() > 0.0625 + 1e-12);
+                let (rs, _) = measure(&y[r.clone()], &s[r.clone()], &steps, d, &rows[r.clone()]);
+                rows_worst = rows_worst.max(rs.abs());
+            }
+            assert!(over <= 8, "{over} windows left over half a step");
+            rows_e2 += measure(&y, &s, &steps, d, &rows).1;
+            win_e2 += e2;
+        }
+        // Rows alone leave windows summing to a step or more; the windows cost a little error.
+        assert!(rows_worst > 0.125, "{rows_worst}");
+        assert!(win_e2 < rows_e2 * 1.25, "{win_e2} vs {rows_e2}");
+    }
+
+    #[test]
+    fn a_window_of_one_or_of_the_whole_vector_is_the_vector_alone() {
+        let mut seed = 3;
+        let d = 40;
+        let y: Vec<f64> = (0..d).map(|_| lcg(&mut seed)).collect();
+        let s = vec![1.0; d];
+        let steps = [0.1f32];
+        let mut plain = nearest(&y, &steps, d);
+        zero_sum(&y, &s, &steps, d, 100, &mut plain);
+        for window in [0, 1, d, d + 5] {
+            let mut q = nearest(&y, &steps, d);
+            zero_sum_windows(&y, &s, &steps, d, window, 100, &mut q);
+            assert_eq!(q, plain, "window {window}");
+        }
+    }
+
+    #[test]
     fn odd_inputs_do_not_panic() {
         let mut q = vec![0, 1, 2];
         zero_sum(&[0.0, 1.0], &[1.0], &[0.0], 0, 0, &mut q);
@@ -215,5 +365,7 @@ mod tests {
             &mut q,
         );
         assert_eq!(q, vec![0, 1, 2]);
+        zero_sum_windows(&[1.0, 2.0, 3.0], &[1.0], &[0.5], 1, 2, 9, &mut q);
+        zero_sum_windows(&[], &[], &[], 0, 3, 0, &mut []);
     }
 }
