@@ -624,7 +624,8 @@ fn tensor_settings(v: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<(String, Tensor
 /// errors, as `sdq pack --step-policy least-squares`), `frame_family` ("identity", the default:
 /// no frame; "harmonic" or "spectral-tetris", then `frame_size` N may be given), `rounding`
 /// ("zero-sum", the default without a frame: a few codes moved by one level so that each
-/// vector's rounding errors sum to about zero; or "nearest"; as `sdq pack --rounding`). Small
+/// convolution kernel window's and each vector's rounding errors sum to about zero;
+/// "zero-sum-rows", each vector's only; or "nearest"; as `sdq pack --rounding`). Small
 /// tensors, whose records and steps would dominate a shared budget, get bits per weight of their own,
 /// the budget plus 3.5 (at least 6, or raw when 6 would not halve them), as with `sdq pack`.
 /// `levels`, `code_bits`, `redundancy`, `reorder` and `delta` are refused with pcm.

@@ -597,7 +597,8 @@ def test_pack_whole_file_cap(tmp_path):
 
 def test_pack_rounding(tmp_path):
     """rounding= as `sdq pack --rounding`: zero-sum by default without a frame (each row's
-    errors sum to within half a step), nearest on request; refused where it cannot apply."""
+    errors sum to within half a step, and each convolution kernel window's), zero-sum-rows and
+    nearest on request; refused where it cannot apply."""
     rng = np.random.default_rng(9)
     w = rng.standard_normal((64, 384)).astype(np.float32)
     st = tmp_path / "in.safetensors"
@@ -619,9 +620,24 @@ def test_pack_rounding(tmp_path):
         ({"rounding": "zero-sum", "coding": "fixed", "step_policy": "least-squares"}, "certified"),
         ({"rounding": "nearest", "scheme": "first-order"}, "scheme=\"pcm\""),
         ({"rounding": "up"}, "must be"),
+        ({"rounding": "zero-sum-rows", "frame_family": "harmonic"}, "without a frame"),
     ]:
         with pytest.raises(sdq.ParameterError, match=needle):
             sdq.pack({"w": w}, tmp_path / "x.sdq", **kw)
+    # A convolution [out, in, 3, 3]: zero-sum also takes each kernel window (9 weights),
+    # zero-sum-rows only the rows; both files as the command line writes them.
+    conv = rng.standard_normal((32, 16, 3, 3)).astype(np.float32)
+    st = tmp_path / "conv.safetensors"
+    safetensors.numpy.save_file({"c": conv}, str(st))
+    window_sums = {}
+    for rounding in ["zero-sum", "zero-sum-rows"]:
+        sdq.pack(st, tmp_path / "py.sdq", rounding=rounding, bits_per_weight=4)
+        run_cli("pack", st, "-o", tmp_path / "cli.sdq", "-q", "--rounding", rounding,
+                "--bits-per-weight", "4")
+        assert (tmp_path / "py.sdq").read_bytes() == (tmp_path / "cli.sdq").read_bytes()
+        back = sdq.load_file(tmp_path / "py.sdq")["c"]
+        window_sums[rounding] = np.abs((conv.astype(np.float64) - back).sum(axis=(2, 3))).mean()
+    assert window_sums["zero-sum"] * 2 < window_sums["zero-sum-rows"], window_sums
 
 
 @pytest.mark.parametrize(
