@@ -133,6 +133,14 @@ fn an_unreachable_cap_keeps_the_budget_and_warns() {
     );
     // What takes the bits, largest first: here the raw tensors.
     assert!(out.contains(": the raw tensors ("), "{out}");
+    // And what the file would take with every quantized tensor at the floor: still over 5.
+    let at_floor = out
+        .split("with every quantized tensor at 3 bits per weight the file would still take ")
+        .nth(1)
+        .and_then(|r| r.split(',').next())
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(at_floor > 5.0, "{out}");
     assert!(file_bits(&a, floats) > 5.0);
     // The same file as without a cap: nothing was given up for a cap that cannot be met.
     assert_ok(&run_p(&[

@@ -989,6 +989,7 @@ fn pack<'py>(
             "estimated": c.estimated,
             "reached": c.reached,
             "small_ceiling": c.small_ceiling,
+            "floor_estimate": c.floor_estimate,
         })),
         "unmatched_includes": summary.plan.unmatched_includes,
         "warnings": summary

@@ -591,6 +591,7 @@ def test_pack_whole_file_cap(tmp_path):
     cap = summary["file_cap"]
     assert cap["reached"] and 3.0 <= cap["small_ceiling"] < 8.5, cap
     assert cap["budget"] == min(5.0, cap["small_ceiling"]), cap
+    assert cap["floor_estimate"] <= 5.0, cap
     floats = sum(v.size for v in small.values())
     assert (tmp_path / "s.sdq").stat().st_size * 8 / floats <= 5.0
 

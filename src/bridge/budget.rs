@@ -67,6 +67,10 @@ pub struct FileCap {
     /// the most stored bits per weight that any quantized tensor's codes and steps get, small
     /// or not (`budget` is then at most this too).
     pub small_ceiling: Option<f64>,
+    /// The file's estimated bits per float weight with every quantized tensor, small ones
+    /// too, at [`FILE_BITS_FLOOR`] (or the budget asked for, if lower): the least a cap must
+    /// allow for the cap to lower the budget.
+    pub floor_estimate: f64,
 }
 
 impl FileCap {
@@ -88,8 +92,8 @@ impl FileCap {
     pub fn over_cap(&self) -> Option<String> {
         (!self.reached).then(|| {
             format!(
-                "the whole file takes about {:.2} bits per float weight, over its cap of {}: {} alone take {:.2}, so the quantized tensors keep their {} bits per weight (the cap lowers them to no less than {FILE_BITS_FLOOR})",
-                self.estimated, self.cap, self.breakdown(), self.fixed, self.budget
+                "the whole file takes about {:.2} bits per float weight, over its cap of {}: {} alone take {:.2}, and with every quantized tensor at {} bits per weight the file would still take {:.2}, so the quantized tensors keep their {} bits per weight (the cap lowers them to no less than {FILE_BITS_FLOOR})",
+                self.estimated, self.cap, self.breakdown(), self.fixed, FILE_BITS_FLOOR.min(self.requested), self.floor_estimate, self.budget
             )
         })
     }
@@ -177,6 +181,18 @@ pub(crate) fn file_cap(
     // quality asked for.
     let floor = FILE_BITS_FLOOR.min(bits);
     let fits = (cap * float_weights - fixed_bits) / shared_weights.max(1.0);
+    // The file with every quantized tensor's codes and steps at most y bits per weight.
+    let all_at = |y: f64| {
+        (fixed_bits - own_bits
+            + other_own_bits
+            + smalls
+                .iter()
+                .map(|(s, w)| s.total(Some(y)) * w)
+                .sum::<f64>()
+            + bits.min(y) * shared_weights)
+            / float_weights.max(1.0)
+    };
+    let floor_estimate = all_at(floor);
     let cap_of = |budget: f64, estimated: f64, small_ceiling: Option<f64>| {
         let own = smalls
             .iter()
@@ -194,6 +210,7 @@ pub(crate) fn file_cap(
             estimated,
             reached: within_cap(estimated, cap),
             small_ceiling,
+            floor_estimate,
         }
     };
     if shared_weights > 0.0 && fits >= floor {
@@ -208,17 +225,7 @@ pub(crate) fn file_cap(
     // while they are few; where they are this many, they give up their extra bits first: every
     // quantized tensor gets at most one ceiling y (the shared budget too), the largest that
     // meets the cap, if one of at least the floor does.
-    let all_at = |y: f64| {
-        (fixed_bits - own_bits
-            + other_own_bits
-            + smalls
-                .iter()
-                .map(|(s, w)| s.total(Some(y)) * w)
-                .sum::<f64>()
-            + bits.min(y) * shared_weights)
-            / float_weights.max(1.0)
-    };
-    if smalls.is_empty() || !within_cap(all_at(floor), cap) {
+    if smalls.is_empty() || !within_cap(floor_estimate, cap) {
         return cap_of(bits, per_float(bits), None);
     }
     let (mut lo, mut hi) = (
