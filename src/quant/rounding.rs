@@ -82,8 +82,16 @@ pub fn zero_sum_windows(
             limit += 0.25 * delta * delta;
         }
     }
+    // The errors and candidates of a pass, kept between passes (windows are many and short).
+    let mut scratch = (Vec::new(), Vec::new());
     let mut pass = |range: std::ops::Range<usize>, window: usize, err2: &mut f64| {
-        zero_sum_range(y, signs, &step, range, window, max_code, codes, err2, limit);
+        let z = ZeroSumPass {
+            step: &step,
+            window,
+            max_code,
+            limit,
+        };
+        zero_sum_range(y, signs, range, &z, codes, err2, &mut scratch);
     };
     if window >= 2 && window < len {
         for start in (0..len - len % window).step_by(window) {
@@ -101,30 +109,39 @@ fn usable(s: f64) -> bool {
     s > 0.0 && s.is_finite()
 }
 
-/// Moves codes among the coefficients `range` of a vector (indices into all of it; `step(k)`
-/// is coefficient k's step) so that their errors sum to within half a step, `err2` the vector's
-/// squared error (updated), which no move takes past `limit`. With `window` ≥ 2 (and `range`
-/// starting at 0), at most one code moves in each full window of that many coefficients, and
-/// only in a window whose errors sum with the same sign as the range's.
-#[allow(clippy::too_many_arguments)]
+/// The settings of one [`zero_sum_range`] pass: `step(k)` is coefficient k's step; with
+/// `window` ≥ 2, at most one code moves in each full window of that many coefficients; no code
+/// passes ±`max_code`; no move takes the vector's squared error past `limit`.
+struct ZeroSumPass<'a> {
+    step: &'a dyn Fn(usize) -> f64,
+    window: usize,
+    max_code: u32,
+    limit: f64,
+}
+
+/// Moves codes among the coefficients `range` of a vector (indices into all of it) so that
+/// their errors sum to within half a step, `err2` the vector's squared error (updated). With
+/// `z.window` ≥ 2 (and `range` starting at 0), a code moves only in a window whose errors sum
+/// with the same sign as the range's, one per window. `scratch`: buffers reused between calls.
 fn zero_sum_range(
     y: &[f64],
     signs: &[f64],
-    step: &dyn Fn(usize) -> f64,
     range: std::ops::Range<usize>,
-    window: usize,
-    max_code: u32,
+    z: &ZeroSumPass,
     codes: &mut [i32],
     err2: &mut f64,
-    limit: f64,
+    scratch: &mut (Vec<f64>, Vec<(f64, usize)>),
 ) {
     let (Some(y), Some(signs)) = (y.get(range.clone()), signs.get(range.clone())) else {
         return;
     };
+    let (step, window, max_code, limit) = (z.step, z.window, z.max_code, z.limit);
     let first = range.start;
     // Each coefficient's error and the weight-domain sum.
     let mut sum = 0.0;
-    let mut errs = Vec::with_capacity(y.len());
+    let (errs, cand) = scratch;
+    errs.clear();
+    cand.clear();
     for (i, (&x, &s)) in y.iter().zip(signs).enumerate() {
         let delta = step(first + i);
         let q = codes.get(first + i).copied().unwrap_or(0);
@@ -142,18 +159,18 @@ fn zero_sum_range(
     let dir = sum.signum();
     // Candidates: moving code k by sign(e_k) lowers the sum by δ_k when signs[k]·e_k has the
     // sum's sign. Cheapest first: |e_k|/δ_k nearest ½; ties by position.
-    let mut cand: Vec<(f64, usize)> = errs
-        .iter()
-        .zip(signs)
-        .enumerate()
-        .filter_map(|(i, (&e, &s))| {
-            let delta = step(first + i);
-            let q = codes.get(first + i).copied().unwrap_or(0);
-            let next = i64::from(q) + if e > 0.0 { 1 } else { -1 };
-            (usable(delta) && s * e * dir > 0.0 && next.unsigned_abs() <= u64::from(max_code))
-                .then(|| (e.abs() / delta, i))
-        })
-        .collect();
+    cand.extend(
+        errs.iter()
+            .zip(signs)
+            .enumerate()
+            .filter_map(|(i, (&e, &s))| {
+                let delta = step(first + i);
+                let q = codes.get(first + i).copied().unwrap_or(0);
+                let next = i64::from(q) + if e > 0.0 { 1 } else { -1 };
+                (usable(delta) && s * e * dir > 0.0 && next.unsigned_abs() <= u64::from(max_code))
+                    .then(|| (e.abs() / delta, i))
+            }),
+    );
     cand.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
     // With windows: each full window's error sum; a window that has had its move is spent.
     let full = if window >= 2 {
@@ -176,7 +193,7 @@ fn zero_sum_range(
         .map(step)
         .filter(|&s| usable(s))
         .fold(f64::INFINITY, f64::min);
-    for (_, i) in cand {
+    for &(_, i) in cand.iter() {
         if 2.0 * sum.abs() <= least {
             break;
         }
