@@ -10,6 +10,13 @@
 //! distance ½ − t from the midpoint (in steps) costs 2t·δ² more squared error when moved, so with
 //! d in the hundreds the moves cost almost nothing: about √(d/12)/2 codes move, each near t = 0.
 //!
+//! A convolution's row meets its input one channel at a time, through a kernel window of kh·kw
+//! weights: where one input channel is constant over the kernel's reach (a flat patch, padding,
+//! the channel's own mean μ_c) the output carries Σ_c μ_c·E_c, E_c the window's error sum, which
+//! a zero row sum cancels only if every μ_c is equal. [`zero_sum_windows`] zero-sums each window
+//! first (about one move in a window of 9, from a weight near a midpoint: 2–4 % more squared
+//! error), then the row.
+//!
 //! The vector's certificate (‖w − w̃‖ ≤ ½·(Σ_k δ_k²)^½ without a frame, [`super::pcm`]) is kept:
 //! a move that would take the vector's squared error past ¼·Σ_k δ_k² is not made. Only the
 //! encoder changes: the decoder rebuilds q_k·δ_k as before.
