@@ -995,19 +995,22 @@ pub fn quantize(
         _ if zero => None,
         _ => lattice_trial(&a, &synth, options, d),
     };
-    if let (Some(t), RateTarget::BitsPerWeight(b)) = (&lattice, options.target) {
-        if t.bits <= b * a.weights as f64 * (1.0 + 1e-9) {
-            return exact(matrix, orientation, &synth, frame, options, &a, lattice);
+    let lattice = match (lattice, options.target) {
+        (Some(t), RateTarget::BitsPerWeight(b))
+            if t.bits <= b * a.weights as f64 * (1.0 + 1e-9) =>
+        {
+            return exact(matrix, orientation, &synth, frame, options, &a, t);
         }
-    }
+        (lattice, _) => lattice,
+    };
     let alpha = match options.target {
         RateTarget::Scale(alpha) => alpha,
         _ if zero => 1.0,
         _ => data_free_alpha(matrix, orientation, &synth, options, &a)?,
     };
-    if let (Some(t), RateTarget::RelativeError(_)) = (&lattice, options.target) {
+    if let (Some(t), RateTarget::RelativeError(_)) = (lattice, options.target) {
         if t.bits <= trial(&a, alpha, options, d).bits {
-            return exact(matrix, orientation, &synth, frame, options, &a, lattice);
+            return exact(matrix, orientation, &synth, frame, options, &a, t);
         }
     }
     // Settle: the exact coded size may exceed the estimate; coarsen until it fits.
@@ -1083,9 +1086,8 @@ fn exact(
     frame: PcmFrame,
     options: &PcmOptions,
     a: &Analysed,
-    lattice: Option<Trial>,
+    t: Trial,
 ) -> Result<PcmTensor> {
-    let t = lattice.ok_or_else(|| Error::param("no lattice steps"))?;
     let codes = codes_of(a, &t.steps, None, MAX_PCM_K);
     let k = largest_code(&codes);
     let section = stream::encode(&codes, synth.n, k, options.coding)?;
