@@ -14,7 +14,7 @@
 //! weights: where one input channel is constant over the kernel's reach (a flat patch, padding,
 //! the channel's own mean μ_c) the output carries Σ_c μ_c·E_c, E_c the window's error sum, which
 //! a zero row sum cancels only if every μ_c is equal. [`zero_sum_windows`] zero-sums each window
-//! first (about one move in a window of 9, from a weight near a midpoint: 2–4 % more squared
+//! first (about one move in a window of 9, from a weight near a midpoint: up to 4 % more relative
 //! error), then the row.
 //!
 //! The vector's certificate (‖w − w̃‖ ≤ ½·(Σ_k δ_k²)^½ without a frame, [`super::pcm`]) is kept:
