@@ -9,17 +9,15 @@ prints the whole file's bits per float weight and the mean / worst sentence-embe
 against the F32 model (and of the BF16 cast alone). Needs ml_dtypes (installed with onnx).
 """
 import os
-import subprocess
 import sys
-import tempfile
 
 import ml_dtypes
 import numpy as np
-from safetensors.numpy import load_file, save_file
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import models  # noqa: E402
+import sdq_cli  # noqa: E402
 import sentences  # noqa: E402
 
 SDQ = os.environ.get("SDQ", os.path.join(os.path.dirname(os.path.dirname(HERE)), "target", "release", "sdq"))
@@ -28,18 +26,12 @@ ref = m.embed(sentences.EVAL)
 W = {k: v.astype(ml_dtypes.bfloat16) for k, v in m.weights.items()}
 cast = m.embed(sentences.EVAL, {k: v.astype(np.float32) for k, v in W.items()})
 c0 = (cast * ref).sum(1)
-with tempfile.TemporaryDirectory() as wd:
-    src, sq, back = (os.path.join(wd, x) for x in ("m.safetensors", "m.sdq", "b.safetensors"))
-    save_file(W, src)
-    subprocess.run([SDQ, "pack", src, "-o", sq, "-q"], check=True)
-    subprocess.run([SDQ, "unpack", sq, "-o", back, "-q"], check=True)
-    B = load_file(back)
-    dtypes = sorted({str(v.dtype) for v in B.values()})
-    bits = os.path.getsize(sq) * 8 / sum(v.size for v in W.values())
-    verify = subprocess.run([SDQ, "verify", sq, "--against", src], capture_output=True, text=True)
+B, size, _, verify = sdq_cli.roundtrip(SDQ, W)
+dtypes = sorted({str(v.dtype) for v in B.values()})
+bits = size * 8 / sum(v.size for v in W.values())
 e = m.embed(sentences.EVAL, {k: B[k].astype(np.float32) for k in m.weights})
 c = (e * ref).sum(1)
 print(f"BF16 cast alone: sentence cosine vs F32 mean {c0.mean():.4f}, worst {c0.min():.4f}")
 print(f"sdq pack (defaults) on the BF16 file: {bits:.3f} bits per float weight, decoded as "
-      f"{'/'.join(dtypes)}, verify exit {verify.returncode}; sentence cosine vs F32 mean "
+      f"{'/'.join(dtypes)}, verify exit {verify}; sentence cosine vs F32 mean "
       f"{c.mean():.4f}, worst {c.min():.4f}; vs the BF16 model mean {(e * cast).sum(1).mean():.4f}")

@@ -12,16 +12,14 @@ that a change to the masks' coding is seen not to cost the other weights). Run i
 binary to compare.
 """
 import os
-import subprocess
 import sys
-import tempfile
 
 import numpy as np
-from safetensors.numpy import load_file, save_file
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import models  # noqa: E402
+import sdq_cli  # noqa: E402
 import sentences  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -36,14 +34,9 @@ def main():
     names = [f"h.{i}.attn.bias" for i in range(12)]
     for n in names:
         W[n] = mask
-    with tempfile.TemporaryDirectory() as wd:
-        src, sq, back = (os.path.join(wd, x) for x in ("m.safetensors", "m.sdq", "b.safetensors"))
-        save_file(W, src)
-        subprocess.run([sdq, "pack", src, "-o", sq, "-q"], check=True)
-        subprocess.run([sdq, "unpack", sq, "-o", back, "-q"], check=True)
-        B = load_file(back)
-        floats = sum(v.size for v in W.values())
-        bits = os.path.getsize(sq) * 8 / floats
+    B, size, _, _ = sdq_cli.roundtrip(sdq, W)
+    floats = sum(v.size for v in W.values())
+    bits = size * 8 / floats
     masked = sum(int(np.count_nonzero(B[n][mask == 0])) for n in names)
     kept = sum(int(np.count_nonzero(B[n][mask == 1] != 1)) for n in names)
     rel = max(float(np.linalg.norm(B[n] - mask) / np.linalg.norm(mask)) for n in names)

@@ -35,17 +35,16 @@ Q8_0 at 8.5 bits. Compare sdq with the peers row by row; the absolute cosines sa
 what a user of these models would see.
 """
 
-import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+import sdq_cli  # noqa: E402
 import unseen  # noqa: E402
 
 try:
@@ -137,18 +136,11 @@ def patched(buf, consts, values):
     return nb
 
 
-def sdq_values(tensors, wd, args=()):
-    from safetensors.numpy import load_file, save_file
-
-    st, sq, un = (os.path.join(wd, x) for x in ("m.safetensors", "m.sdq", "m.un.safetensors"))
-    save_file(tensors, st)
-    subprocess.run([SDQ, "pack", st, "-o", sq, "-q", *args], check=True, capture_output=True)
-    subprocess.run([SDQ, "unpack", sq, "-o", un, "-q"], check=True, capture_output=True)
-    info = json.loads(subprocess.run([SDQ, "info", sq, "--json"], check=True,
-                                     capture_output=True, text=True).stdout)
+def sdq_values(tensors, args=()):
+    dec, size, info, _ = sdq_cli.roundtrip(SDQ, tensors, args)
     q = [t for t in info["tensors"] if t["encoding"] != "raw"]
     qw = sum(t["elements"] for t in q)
-    return load_file(un), os.path.getsize(sq), {
+    return dec, size, {
         "quantized": f"{len(q)} tensors, {qw} weights, "
                      f"{sum(t['stored_bytes'] for t in q) * 8 / max(qw, 1):.2f} stored bits each",
         "rel.err": f"mean {np.mean([t['quantization']['relative_error'] for t in q]):.3f}, "
@@ -200,8 +192,7 @@ def main():
                      f"weights ({dtypes}), outputs: " + ", ".join(names))
         rows = []
         for args in [[]] + extra_args:
-            with tempfile.TemporaryDirectory() as wd:
-                dec, size, extra = sdq_values(tensors, wd, args)
+            dec, size, extra = sdq_values(tensors, args)
             rows.append((f"sdq {' '.join(args) or '(defaults)'}", dec, size * 8 / floats,
                          "; ".join(f"{k} {v}" for k, v in extra.items())))
         for p in PEERS:
