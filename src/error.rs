@@ -666,6 +666,16 @@ pub enum FileKind {
     Gguf,
     /// A ZIP archive (PyTorch's `.pt`/`.bin` checkpoints are ZIP archives).
     Zip,
+    /// A Python pickle (PyTorch's legacy `.pth`/`.bin` checkpoints start with one).
+    Pickle,
+    /// An ONNX model (a protobuf `ModelProto`: `ir_version` first, then a model field).
+    Onnx,
+    /// A TensorFlow Lite flatbuffer (`TFL3` at bytes 4..8).
+    TfLite,
+    /// An HDF5 file (Keras `.h5` weights).
+    Hdf5,
+    /// A NumPy `.npy` array.
+    Npy,
     /// An HTML page (often an error or login page saved instead of the file).
     Html,
     /// Some other text file.
@@ -683,6 +693,13 @@ impl std::fmt::Display for FileKind {
             FileKind::Safetensors => "it looks like a safetensors file",
             FileKind::Gguf => "it looks like a GGUF file",
             FileKind::Zip => "it is a ZIP archive (perhaps a PyTorch checkpoint)",
+            FileKind::Pickle => {
+                "it is a Python pickle (perhaps a PyTorch checkpoint in the legacy format)"
+            }
+            FileKind::Onnx => "it looks like an ONNX model",
+            FileKind::TfLite => "it is a TensorFlow Lite model",
+            FileKind::Hdf5 => "it is an HDF5 file (perhaps Keras weights)",
+            FileKind::Npy => "it is a NumPy array (.npy)",
             FileKind::Html => {
                 "it is an HTML page (perhaps an error or login page saved instead of the file)"
             }

@@ -59,6 +59,36 @@ fn non_safetensors_input_is_invalid_input() {
     )
     .unwrap();
     assert_fails(&run_p(&[&"pack", &lfs, &"-o", &out]), 3, &["Git LFS"]);
+    // Model files of other formats: what they are, and what to do about it.
+    for (name, bytes, says) in [
+        (
+            "model.pth",
+            &b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19.\x80\x02M\xe9\x03."[..],
+            &["Python pickle", "safetensors.torch.save_file"][..],
+        ),
+        (
+            "pytorch_model.bin",
+            b"PK\x03\x04\x14\x00\x00\x00\x08\x00archive/data.pkl",
+            &["ZIP archive", "safetensors.torch.save_file"],
+        ),
+        (
+            "model.onnx",
+            b"\x08\x08\x12\x07pytorch\x1a\x052.1.0:\x8a\x01\x0a",
+            &["ONNX model", "write its weights to a safetensors file"],
+        ),
+        (
+            "model.gguf",
+            b"GGUF\x03\x00\x00\x00\x02\x00\x00\x00\x00\x00\x00\x00\x01\x00",
+            &["GGUF", "float checkpoints in safetensors"],
+        ),
+    ] {
+        let path = dir.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        let mut want = vec![name, "not a safetensors file"];
+        want.extend_from_slice(says);
+        assert_fails(&run_p(&[&"pack", &path, &"-o", &out]), 3, &want);
+        assert!(!out.exists());
+    }
     let empty = dir.path().join("empty.safetensors");
     std::fs::write(&empty, b"").unwrap();
     assert_fails(&run_p(&[&"pack", &empty, &"-o", &out]), 3, &["empty"]);

@@ -410,6 +410,63 @@ fn cases() -> Vec<(&'static str, Vec<u8>, Check)> {
         b"\n<!DOCTYPE html>\n<html><head><title>Sign in</title></head><body>Please sign in</body></html>\n".to_vec(),
         fmt_err!(F::NotSdq { looks_like: FileKind::Html }),
     ));
+    // Model files of other formats, as a user might hand them to sdq (spec §3.1).
+    let others: [(&'static str, &[u8], Check); 7] = [
+        (
+            "gguf_file",
+            b"GGUF\x03\x00\x00\x00\x02\x00\x00\x00\x00\x00\x00\x00",
+            fmt_err!(F::NotSdq {
+                looks_like: FileKind::Gguf
+            }),
+        ),
+        (
+            "zip_archive",
+            b"PK\x03\x04\x14\x00\x00\x00\x08\x00archive/data.pkl",
+            fmt_err!(F::NotSdq {
+                looks_like: FileKind::Zip
+            }),
+        ),
+        (
+            "python_pickle",
+            b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19.",
+            fmt_err!(F::NotSdq {
+                looks_like: FileKind::Pickle
+            }),
+        ),
+        (
+            "onnx_model",
+            b"\x08\x08\x12\x07pytorch\x1a\x052.1.0:\x00",
+            fmt_err!(F::NotSdq {
+                looks_like: FileKind::Onnx
+            }),
+        ),
+        (
+            "tflite_model",
+            b"\x1c\x00\x00\x00TFL3\x14\x00\x20\x00\x1c\x00\x18\x00",
+            fmt_err!(F::NotSdq {
+                looks_like: FileKind::TfLite
+            }),
+        ),
+        (
+            "hdf5_file",
+            b"\x89HDF\r\n\x1a\n\x00\x00\x00\x00\x00\x08\x08\x00",
+            fmt_err!(F::NotSdq {
+                looks_like: FileKind::Hdf5
+            }),
+        ),
+        (
+            "npy_array",
+            b"\x93NUMPY\x01\x00v\x00{'descr': '<f4', ",
+            fmt_err!(F::NotSdq {
+                looks_like: FileKind::Npy
+            }),
+        ),
+    ];
+    for (name, bytes, check) in others {
+        let mut bytes = bytes.to_vec();
+        bytes.resize(96, 0);
+        v.push((name, bytes, check));
+    }
     let json = br#"{"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}"#;
     v.push((
         "safetensors_file",

@@ -24,7 +24,7 @@ use std::path::{Component, Path, PathBuf};
 
 use ::safetensors::tensor::{Dtype as StDtype, Metadata, SafeTensorError, SafeTensors};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, FileKind, Result};
 use crate::format::header::sniff;
 use crate::format::layout::MAGIC;
 use crate::format::Dtype;
@@ -129,6 +129,22 @@ fn file_is_index(file: &File, len: u64) -> bool {
     read_at(file, &mut bytes, 0).is_ok() && looks_like_index(&bytes)
 }
 
+/// What to do with a model file of another format: sdq reads safetensors only.
+fn convert_hint(kind: FileKind) -> Option<&'static str> {
+    match kind {
+        FileKind::Zip | FileKind::Pickle => Some(
+            "sdq packs safetensors: save its state dict with safetensors.torch.save_file first",
+        ),
+        FileKind::Onnx | FileKind::TfLite | FileKind::Hdf5 | FileKind::Npy => {
+            Some("sdq packs safetensors: write its weights to a safetensors file first")
+        }
+        FileKind::Gguf => Some(
+            "sdq packs float checkpoints in safetensors, as the model's own release ships them",
+        ),
+        _ => None,
+    }
+}
+
 /// Translates the safetensors crate's validation error into one readable cause.
 fn explain(e: &SafeTensorError, bytes: &[u8]) -> String {
     use SafeTensorError as E;
@@ -137,7 +153,11 @@ fn explain(e: &SafeTensorError, bytes: &[u8]) -> String {
         if first.starts_with(&MAGIC) {
             "it is an .sdq file (run `sdq unpack` to get a safetensors file back)".to_string()
         } else {
-            sniff(first).to_string()
+            let kind = sniff(first);
+            match convert_hint(kind) {
+                Some(hint) => format!("{kind}; {hint}"),
+                None => kind.to_string(),
+            }
         }
     };
     match e {

@@ -438,6 +438,24 @@ pub fn sniff(first: &[u8]) -> FileKind {
     if first.starts_with(b"PK\x03\x04") {
         return FileKind::Zip;
     }
+    // PROTO opcode with protocol 2..=5: how pickle.dump (and torch.save's legacy format) start.
+    if let [0x80, 2..=5, ..] = first {
+        return FileKind::Pickle;
+    }
+    if first.get(4..8) == Some(b"TFL3") {
+        return FileKind::TfLite;
+    }
+    if first.starts_with(b"\x89HDF\r\n\x1a\n") {
+        return FileKind::Hdf5;
+    }
+    if first.starts_with(b"\x93NUMPY") {
+        return FileKind::Npy;
+    }
+    // ModelProto: field 1 (ir_version, a varint of 1..=15) then field 2, 3, 4, 5, 7 or 8
+    // (producer name / version, domain, model_version, graph, opset_import).
+    if let [0x08, 1..=15, 0x12 | 0x1A | 0x22 | 0x28 | 0x3A | 0x42, ..] = first {
+        return FileKind::Onnx;
+    }
     if first.len() >= 9 && first.get(8) == Some(&b'{') {
         let n = le_u64(first, 0);
         if (2..=100_000_000).contains(&n) {
