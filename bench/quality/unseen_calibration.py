@@ -2,7 +2,7 @@
 """`sdq pack --calibration` on the unseen checkpoints of docs/quality/unseen.md: does data fix
 what the data-free defaults cannot see (PP-OCRv4 rec's sensitive 1×1 convolutions)?
 
-    python3 bench/quality/unseen_calibration.py [--models pprec,ppdet,yolo8n] [--inputs 16]
+    python3 bench/quality/unseen_calibration.py [--models pprec,ppdet,yolo8n,effl0] [--inputs N]
 
 For every Conv node with group 1 whose weight is one of the model's float tensors (W [out, C,
 kh, kw], the rows sdq quantizes, d = C·kh·kw) the script collects the Gram matrix of the
@@ -71,7 +71,37 @@ def cal_inputs(key, n):
                  "retina.jpg", "logo.png", "page.png", "text.png", "horse.png", "moon.png", "cell.png",
                  "clock_motion.png", "color.png", "motorcycle_right.png"]
         return unseen.photo_inputs(tuple(names[i % len(names)] for i in range(n)))
+    if key == "effl0":
+        # images that are none of the 22 evaluation photographs: scikit-image's remaining
+        # samples and matplotlib's (a portrait, a gift box, logos, a chessboard, a micrograph,
+        # a phantom), each as random crops of 40-100 % of its shorter side, some mirrored
+        return imagenet_crops(n)
     raise SystemExit(f"no calibration inputs for {key}")
+
+
+def imagenet_crops(n, size=224):
+    from PIL import Image
+    import matplotlib
+
+    mpl = os.path.join(os.path.dirname(matplotlib.__file__), "mpl-data", "sample_data")
+    ims = [Image.open(unseen.wheel_member("skimage", f)) for f in
+           ("chessboard_RGB.png", "microaneurysms.png", "phantom.png", "no_time_for_that_tiny.gif")]
+    ims += [Image.open(os.path.join(mpl, f)) for f in ("grace_hopper.jpg", "Minduka_Present_Blue_Pack.png", "logo2.png")]
+    ims = [im.convert("RGB") for im in ims]
+    mean, std = np.array([0.485, 0.456, 0.406], np.float32), np.array([0.229, 0.224, 0.225], np.float32)
+    rng = np.random.default_rng(7)
+    out = []
+    for i in range(n):
+        im = ims[i % len(ims)]
+        w, h = im.size
+        side = int(min(w, h) * rng.uniform(0.4, 1.0))
+        l, t = int(rng.integers(0, w - side + 1)), int(rng.integers(0, h - side + 1))
+        c = im.crop((l, t, l + side, t + side)).resize((size, size), Image.BILINEAR)
+        if rng.random() < 0.5:
+            c = c.transpose(Image.FLIP_LEFT_RIGHT)
+        a = (np.asarray(c, np.float32) / 255.0 - mean) / std
+        out.append(a.transpose(2, 0, 1)[None].astype(np.float32))
+    return out
 
 
 def conv_layers(model):
@@ -149,8 +179,10 @@ def grams(key, base, n_inputs):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--models", default="pprec,ppdet,yolo8n")
-    ap.add_argument("--inputs", type=int, default=16, help="calibration inputs per model")
+    ap.add_argument("--models", default="pprec,ppdet,yolo8n,effl0")
+    ap.add_argument("--inputs", type=int, default=None,
+                    help="calibration inputs per model (default 16; 48 for effl0, whose last layers see 7 x 7 "
+                         "pixels an image and need that many to have twice as many vectors as inputs)")
     ap.add_argument("--csv", default=os.path.join(unseen.ROOT, "docs", "quality", "unseen_calibration.csv"))
     a = ap.parse_args()
     rows = []
@@ -166,12 +198,13 @@ def main():
         st = os.path.join(wd, f"{key}-F32.safetensors")
         if not os.path.exists(st):
             unseen.export(m, st, np.float32)
-        G, count, convs = grams(key, base, a.inputs)
+        n_inputs = a.inputs or (48 if key == "effl0" else 16)
+        G, count, convs = grams(key, base, n_inputs)
         gp = os.path.join(wd, f"{key}-gram.safetensors")
         save_file(G, gp)
         vectors = sorted(set(count.values()))
         note = (f"{len(G)} of {convs} group-1 conv weights covered (Gram of {vectors[0]}–{vectors[-1]} "
-                f"input patches from {a.inputs} calibration inputs; the others had fewer "
+                f"input patches from {n_inputs} calibration inputs; the others had fewer "
                 f"than twice their inputs)")
         print(key, note, flush=True)
         for label, opts in (("default", []), ("default + --calibration", ["--calibration", gp])):
