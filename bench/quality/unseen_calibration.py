@@ -146,7 +146,15 @@ def patches(x, kh, kw, strides, pads, dil, rng, cap=4096):
     return np.stack(cols, 1).reshape(c * kh * kw, -1).T.astype(np.float64)
 
 
-def grams(key, base, n_inputs):
+def oracle_inputs(model, n):
+    """The evaluation inputs themselves, then mirrored, up to n: an upper bound on what
+    calibration can do, not a measurement of it (--oracle)."""
+    xs = list(model.inp)
+    xs += [np.ascontiguousarray(x[..., ::-1]) for x in xs]
+    return [xs[i % len(xs)] for i in range(n)]
+
+
+def grams(key, base, n_inputs, inputs=None):
     m = onnx.load_from_string(base)
     layers = conv_layers(m)
     shapes = {k: numpy_helper.to_array(t).shape for k, t in unseen.float_tensors(m.graph).items()}
@@ -161,7 +169,7 @@ def grams(key, base, n_inputs):
     H = {}
     count = {}
     rng = np.random.default_rng(0)
-    for x in cal_inputs(key, n_inputs):
+    for x in inputs if inputs is not None else cal_inputs(key, n_inputs):
         outs = dict(zip(names, s.run(None, {feed_name: x})))
         for wname, inp, strides, pads, dil in layers:
             if len(shapes[wname]) != 4:  # 2-D convolutions only (Conv1d: not handled here)
@@ -184,6 +192,9 @@ def main():
                     help="calibration inputs per model (default 16; 48 for effl0, whose last layers see 7 x 7 "
                          "pixels an image and need that many to have twice as many vectors as inputs)")
     ap.add_argument("--csv", default=os.path.join(unseen.ROOT, "docs", "quality", "unseen_calibration.csv"))
+    ap.add_argument("--oracle", action="store_true",
+                    help="calibrate on the evaluation inputs themselves (and their mirror images): an upper "
+                         "bound, printed only (the CSV is not written)")
     a = ap.parse_args()
     rows = []
     t0 = time.time()
@@ -199,7 +210,7 @@ def main():
         if not os.path.exists(st):
             unseen.export(m, st, np.float32)
         n_inputs = a.inputs or (48 if key == "effl0" else 16)
-        G, count, convs = grams(key, base, n_inputs)
+        G, count, convs = grams(key, base, n_inputs, oracle_inputs(model, n_inputs) if a.oracle else None)
         gp = os.path.join(wd, f"{key}-gram.safetensors")
         save_file(G, gp)
         vectors = sorted(set(count.values()))
@@ -209,18 +220,19 @@ def main():
         print(key, note, flush=True)
         for label, opts in (("default", []), ("default + --calibration", ["--calibration", gp])):
             r, _ = unseen.one(key, model, "F32", opts, ref, "cal" if opts else None, nfloat)
-            r["setting"] = label
+            r["setting"] = label + (" (oracle: calibrated on the evaluation inputs)" if opts and a.oracle else "")
             r["note"] = note if opts else ""
             rows.append(r)
             print({k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()}, flush=True)
     keys = ["model", "dtype", "setting", "floats", "file_bpw", "quant_bpw", "cos_min", "cos_mean",
             "agree", "agree_name", "mean_rel_err", "worst_rel_err", "worst_tensor", "pack_s", "note", "error"]
-    with open(a.csv, "w", newline="") as f:
-        w = csv.DictWriter(f, keys, extrasaction="ignore")
-        w.writeheader()
-        for r in rows:
-            w.writerow({k: (f"{r[k]:.6g}" if isinstance(r.get(k), (float, np.floating)) else r.get(k, ""))
-                        for k in keys})
+    if not a.oracle:
+        with open(a.csv, "w", newline="") as f:
+            w = csv.DictWriter(f, keys, extrasaction="ignore")
+            w.writeheader()
+            for r in rows:
+                w.writerow({k: (f"{r[k]:.6g}" if isinstance(r.get(k), (float, np.floating)) else r.get(k, ""))
+                            for k in keys})
     print(json.dumps(dict(seconds=round(time.time() - t0), cmd="python3 bench/quality/unseen_calibration.py "
                           + " ".join(sys.argv[1:]))))
 
