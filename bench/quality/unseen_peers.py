@@ -60,7 +60,7 @@ def peer(G, tensors, qt):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--models", default="effl0,yolo8n,ppdet,pprec,ppcls,dddddet,dddd,magika,silero")
+    ap.add_argument("--models", default="effl0,piper,yolo8n,ppdet,pprec,ppcls,dddddet,dddd,magika,silero")
     ap.add_argument("--out", default=os.path.join(unseen.ROOT, "docs", "quality", "unseen_peers.txt"))
     a = ap.parse_args()
     t0 = time.time()
