@@ -411,55 +411,48 @@ fn cases() -> Vec<(&'static str, Vec<u8>, Check)> {
         fmt_err!(F::NotSdq { looks_like: FileKind::Html }),
     ));
     // Model files of other formats, as a user might hand them to sdq (spec §3.1).
+    macro_rules! looks_like {
+        ($kind:ident) => {
+            fmt_err!(F::NotSdq {
+                looks_like: FileKind::$kind
+            })
+        };
+    }
     let others: [(&'static str, &[u8], Check); 7] = [
         (
             "gguf_file",
-            b"GGUF\x03\x00\x00\x00\x02\x00\x00\x00\x00\x00\x00\x00",
-            fmt_err!(F::NotSdq {
-                looks_like: FileKind::Gguf
-            }),
+            b"GGUF\x03\x00\x00\x00\x02\x00\x00\x00",
+            looks_like!(Gguf),
         ),
         (
             "zip_archive",
-            b"PK\x03\x04\x14\x00\x00\x00\x08\x00archive/data.pkl",
-            fmt_err!(F::NotSdq {
-                looks_like: FileKind::Zip
-            }),
+            b"PK\x03\x04\x14\x00archive/data.pkl",
+            looks_like!(Zip),
         ),
         (
             "python_pickle",
             b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19.",
-            fmt_err!(F::NotSdq {
-                looks_like: FileKind::Pickle
-            }),
+            looks_like!(Pickle),
         ),
         (
             "onnx_model",
             b"\x08\x08\x12\x07pytorch\x1a\x052.1.0:\x00",
-            fmt_err!(F::NotSdq {
-                looks_like: FileKind::Onnx
-            }),
+            looks_like!(Onnx),
         ),
         (
             "tflite_model",
-            b"\x1c\x00\x00\x00TFL3\x14\x00\x20\x00\x1c\x00\x18\x00",
-            fmt_err!(F::NotSdq {
-                looks_like: FileKind::TfLite
-            }),
+            b"\x1c\x00\x00\x00TFL3\x14\x00\x20\x00",
+            looks_like!(TfLite),
         ),
         (
             "hdf5_file",
-            b"\x89HDF\r\n\x1a\n\x00\x00\x00\x00\x00\x08\x08\x00",
-            fmt_err!(F::NotSdq {
-                looks_like: FileKind::Hdf5
-            }),
+            b"\x89HDF\r\n\x1a\n\x00\x00\x00\x00",
+            looks_like!(Hdf5),
         ),
         (
             "npy_array",
             b"\x93NUMPY\x01\x00v\x00{'descr': '<f4', ",
-            fmt_err!(F::NotSdq {
-                looks_like: FileKind::Npy
-            }),
+            looks_like!(Npy),
         ),
     ];
     for (name, bytes, check) in others {
