@@ -460,6 +460,14 @@ fn cases() -> Vec<(&'static str, Vec<u8>, Check)> {
         bytes.resize(96, 0);
         v.push((name, bytes, check));
     }
+    // A safetensors header of 640 bytes starts 80 02, like a pickle: still safetensors.
+    let mut header = br#"{"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}"#.to_vec();
+    header.resize(640, b' ');
+    v.push((
+        "safetensors_header_640",
+        [&640u64.to_le_bytes()[..], &header, &[0, 0, 0x80, 0x3F]].concat(),
+        looks_like!(Safetensors),
+    ));
     let json = br#"{"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}"#;
     v.push((
         "safetensors_file",

@@ -438,6 +438,13 @@ pub fn sniff(first: &[u8]) -> FileKind {
     if first.starts_with(b"PK\x03\x04") {
         return FileKind::Zip;
     }
+    if first.len() >= 9 && first.get(8) == Some(&b'{') {
+        let n = le_u64(first, 0);
+        if (2..=100_000_000).contains(&n) {
+            return FileKind::Safetensors;
+        }
+    }
+    // After safetensors, whose header length may start with the same bytes.
     // PROTO opcode with protocol 2..=5: how pickle.dump (and torch.save's legacy format) start.
     if let [0x80, 2..=5, ..] = first {
         return FileKind::Pickle;
@@ -455,12 +462,6 @@ pub fn sniff(first: &[u8]) -> FileKind {
     // (producer name / version, domain, model_version, graph, opset_import).
     if let [0x08, 1..=15, 0x12 | 0x1A | 0x22 | 0x28 | 0x3A | 0x42, ..] = first {
         return FileKind::Onnx;
-    }
-    if first.len() >= 9 && first.get(8) == Some(&b'{') {
-        let n = le_u64(first, 0);
-        if (2..=100_000_000).contains(&n) {
-            return FileKind::Safetensors;
-        }
     }
     let text = first.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(first);
     let start = text
