@@ -615,18 +615,19 @@ def efficientnet_lite0_onnx():
         return y
 
     x = bn(conv("input", "_conv_stem.weight", 2), "_bn0", True)
+    channels = sd["_conv_stem.weight"].shape[0]
     blocks = sorted({int(k.split(".")[1]) for k in sd if k.startswith("_blocks.")})
     for b in blocks:
         p = f"_blocks.{b}."
         stride = 2 if b in (1, 3, 5, 11) else 1
-        inp = x
+        inp, c_in = x, channels
         if p + "_expand_conv.weight" in sd:
             x = bn(conv(x, p + "_expand_conv.weight", 1), p + "_bn0", True)
         ch = sd[p + "_depthwise_conv.weight"].shape[0]
         x = bn(conv(x, p + "_depthwise_conv.weight", stride, groups=ch), p + "_bn1", True)
         x = bn(conv(x, p + "_project_conv.weight", 1), p + "_bn2", False)
-        c_in = sd[p + ("_expand_conv.weight" if p + "_expand_conv.weight" in sd else "_depthwise_conv.weight")].shape[1 if p + "_expand_conv.weight" in sd else 0]
-        if stride == 1 and c_in == sd[p + "_project_conv.weight"].shape[0]:
+        channels = sd[p + "_project_conv.weight"].shape[0]
+        if stride == 1 and c_in == channels:
             y = fresh()
             nodes.append(helper.make_node("Add", [x, inp], [y]))
             x = y
