@@ -31,7 +31,6 @@ import random
 import re
 import subprocess
 import sys
-import time
 
 import numpy as np
 

@@ -112,7 +112,6 @@ class GgmlQuants:
             d = getattr(self.lib, "dequantize_row_" + name)
             d.restype = None
             d.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64]
-        init = getattr(self.lib, "iq2xs_init_impl", None)  # not needed for the types above
 
     def roundtrip(self, W, qtype, imatrix=None):
         """Quantizes W[rows, n_per_row] (f32, C-contiguous) and returns (W~, bytes). imatrix:

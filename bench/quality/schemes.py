@@ -14,7 +14,6 @@ charged (see each class). Bits per weight = charged bits / number of quantized w
 import json
 import os
 import subprocess
-import tempfile
 import time
 
 import numpy as np
@@ -78,7 +77,7 @@ class Gguf(Scheme):
         self.label = f"gguf {qtype.name}"
 
     def tensor(self, W, name, info):
-        from ggml_c import C_TYPES, FALLBACK
+        from ggml_c import FALLBACK
 
         t = self.qtype
         if W.shape[1] % gguf.GGML_QUANT_SIZES[t][0] != 0 and t in FALLBACK:
