@@ -177,10 +177,16 @@ def page(seed):
     return np.clip(a, 0, 255).astype(np.uint8)
 
 
-def det_inputs():
+def imagenet_nchw(rgb):
+    """An RGB image (H x W x 3, 0-255) scaled to [0, 1], normalised with ImageNet's mean and
+    standard deviation, as a [1, 3, H, W] float32 batch."""
     mean = np.array([0.485, 0.456, 0.406], np.float32)
     std = np.array([0.229, 0.224, 0.225], np.float32)
-    return [((page(s).astype(np.float32) / 255 - mean) / std).transpose(2, 0, 1)[None].astype(np.float32) for s in range(4)]
+    return ((np.asarray(rgb, np.float32) / 255 - mean) / std).transpose(2, 0, 1)[None].astype(np.float32)
+
+
+def det_inputs():
+    return [imagenet_nchw(page(s)) for s in range(4)]
 
 
 def rec_image(im, h=48, w=None):
@@ -552,7 +558,6 @@ def imagenet_inputs(size=224):
     example), NCHW."""
     from PIL import Image
 
-    mean, std = np.array([0.485, 0.456, 0.406], np.float32), np.array([0.229, 0.224, 0.225], np.float32)
     out = []
     for n in PHOTOS:
         im = Image.open(wheel_member("skimage", n)).convert("RGB")
@@ -561,8 +566,7 @@ def imagenet_inputs(size=224):
         im = im.resize((max(size, round(w * k)), max(size, round(h * k))), Image.BILINEAR)
         w, h = im.size
         l, t = (w - size) // 2, (h - size) // 2
-        a = (np.asarray(im.crop((l, t, l + size, t + size)), np.float32) / 255.0 - mean) / std
-        out.append(a.transpose(2, 0, 1)[None].astype(np.float32))
+        out.append(imagenet_nchw(im.crop((l, t, l + size, t + size))))
     return out
 
 

@@ -59,10 +59,7 @@ def cal_inputs(key, n):
                                                   invert=i % 5 == 3))
                 for i in range(n)]
     if key == "ppdet":
-        mean = np.array([0.485, 0.456, 0.406], np.float32)
-        std = np.array([0.229, 0.224, 0.225], np.float32)
-        return [((unseen.page(s).astype(np.float32) / 255 - mean) / std).transpose(2, 0, 1)[None]
-                .astype(np.float32) for s in range(100, 100 + n)]
+        return [unseen.imagenet_nchw(unseen.page(s)) for s in range(100, 100 + n)]
     if key == "yolo8n":
         # scikit-image's other sample images (textures, coins, a galaxy field, micrographs, a
         # retina, a logo, a scanned page, a horse silhouette, the moon, ...): none of the six
@@ -88,7 +85,6 @@ def imagenet_crops(n, size=224):
            ("chessboard_RGB.png", "microaneurysms.png", "phantom.png", "no_time_for_that_tiny.gif")]
     ims += [Image.open(os.path.join(mpl, f)) for f in ("grace_hopper.jpg", "Minduka_Present_Blue_Pack.png", "logo2.png")]
     ims = [im.convert("RGB") for im in ims]
-    mean, std = np.array([0.485, 0.456, 0.406], np.float32), np.array([0.229, 0.224, 0.225], np.float32)
     rng = np.random.default_rng(7)
     out = []
     for i in range(n):
@@ -99,8 +95,7 @@ def imagenet_crops(n, size=224):
         c = im.crop((l, t, l + side, t + side)).resize((size, size), Image.BILINEAR)
         if rng.random() < 0.5:
             c = c.transpose(Image.FLIP_LEFT_RIGHT)
-        a = (np.asarray(c, np.float32) / 255.0 - mean) / std
-        out.append(a.transpose(2, 0, 1)[None].astype(np.float32))
+        out.append(unseen.imagenet_nchw(c))
     return out
 
 
