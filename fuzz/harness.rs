@@ -648,7 +648,7 @@ fn pack_options(b: u8) -> PackOptions {
             Orientation::Columns
         },
         bias: b & 64 != 0,
-        min_dim: 1,
+        min_dim: Some(1),
         zstd: (b & 128 != 0).then_some(3),
         ..PackOptions::default()
     }

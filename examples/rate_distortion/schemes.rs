@@ -115,7 +115,7 @@ impl Scheme {
             reorder: self.reorder,
             delta: self.delta,
             include: names.to_vec(),
-            min_dim: 1,
+            min_dim: Some(1),
             zstd,
             ..PackOptions::default()
         }

@@ -194,7 +194,7 @@ fn pack_file(st_path: &Path, sdq_path: &Path, spec: &PackSpec) -> Result<(), Str
         // Exact names: the bridge's globs only give `*` and `?` a meaning.
         include: spec.quantize.clone(),
         exclude: Vec::new(),
-        min_dim: 1,
+        min_dim: Some(1),
         zstd: None,
         tensor_types: Vec::new(),
         file_bits: None,

@@ -638,7 +638,7 @@ fn tensor_settings(v: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<(String, Tensor
 ///
 /// Both: `axis` ("rows" (default) or "columns"), `bias`, `include` / `exclude` (a glob or a
 /// list of globs), `tensor_types` (a dict {glob: "raw" | "q4" | "q6" | "q8" | bits}, first
-/// match wins), `min_dim` (16), `zstd` (True for level 9, or a level 1..=22), `nonfinite`
+/// match wins), `min_dim` (None: 9 with pcm, 16 with sigma-delta), `zstd` (True for level 9, or a level 1..=22), `nonfinite`
 /// ("refuse" (default) or "raw": store a tensor holding a NaN or infinity unquantized).
 /// `metadata` (a dict of strings) is stored with a dict of arrays. pcm: `calibration`, the path
 /// of a Gram file (`sdq.calibration.GramAccumulator.save`, docs/calibration.md), quantizes the
@@ -651,7 +651,7 @@ fn tensor_settings(v: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<(String, Tensor
     step_policy = "certified", rounding = None,
     frame_family = None, frame_size = None, redundancy = None, levels = None, code_bits = None,
     reorder = false, delta = None, axis = "rows", bias = false, include = None, exclude = None,
-    tensor_types = None, min_dim = 16, zstd = None, nonfinite = "refuse", metadata = None,
+    tensor_types = None, min_dim = None, zstd = None, nonfinite = "refuse", metadata = None,
     calibration = None, damping = 0.1
 ))]
 #[allow(clippy::too_many_arguments)]
@@ -683,7 +683,7 @@ fn pack<'py>(
     include: Option<&Bound<'py, PyAny>>,
     exclude: Option<&Bound<'py, PyAny>>,
     tensor_types: Option<&Bound<'py, PyAny>>,
-    min_dim: usize,
+    min_dim: Option<usize>,
     zstd: Option<&Bound<'py, PyAny>>,
     nonfinite: &str,
     metadata: Option<&Bound<'py, PyDict>>,

@@ -280,9 +280,10 @@ pub struct PackArgs {
     #[arg(long, value_name = "GLOB=SETTING", value_parser = parse_tensor_type)]
     tensor_type: Vec<(String, TensorSetting)>,
 
-    /// Smallest vector dimension d quantized when no --include is given.
-    #[arg(long, value_name = "D", default_value_t = 16)]
-    min_dim: usize,
+    /// Smallest vector dimension d quantized when no --include is given [default: 9 with pcm
+    /// (a 3×3 kernel window), 16 with sigma-delta]
+    #[arg(long, value_name = "D")]
+    min_dim: Option<usize>,
 
     /// Compress every section with zstd (level 9, or --zstd-level).
     #[arg(long)]
