@@ -812,8 +812,8 @@ def one(key, model, dtype, opts, ref, label, nfloat):
     sq = os.path.join(wd, tag + ".sdq")
     un = os.path.join(wd, tag + ".un.safetensors")
     setting = "default" if not opts else " ".join(opts)
-    if label == "d16":
-        setting = "--include each tensor with d >= 16 (the default's candidates without its too-small rule)"
+    if label == "d9":
+        setting = "--include each tensor with d >= 9 (the default's candidates without its too-small rule)"
     row = dict(model=key, dtype=dtype, setting=setting, floats=nfloat)
     t0 = time.time()
     rc, out, err = sh([SDQ, "pack", st, "-o", sq, "-q"] + opts)
@@ -914,8 +914,8 @@ def tables(csv_path, md_path):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--models", default=",".join(MODELS))
-    ap.add_argument("--settings", default="default,4,3,all,d16",
-                    help="comma-separated: default, all, d16, a budget B (--bits-per-weight B), or "
+    ap.add_argument("--settings", default="default,4,3,all,d9",
+                    help="comma-separated: default, all, d9, a budget B (--bits-per-weight B), or "
                          "options (given with '=': --settings='--bits-per-weight 4.5 --rounding nearest,4.5')")
     ap.add_argument("--csv", default=os.path.join(ROOT, "docs", "quality", "unseen.csv"))
     ap.add_argument("--details", default=os.path.join(ROOT, "docs", "quality", "unseen_tensors.txt"))
@@ -962,9 +962,9 @@ def main():
                 opts = {"default": [], "all": ["--include", "*"]}.get(s, ["--bits-per-weight", s])
                 if s.startswith("-"):  # a setting given as options, e.g. "--bits-per-weight 4.5 --rounding nearest"
                     opts = s.split()
-                if s == "d16":  # every float tensor of rank >= 2 whose rows have d >= 16 (sdq's --min-dim)
-                    opts = [x for k, t in ts.items() if len(t.dims) >= 2 and np.prod(t.dims[1:]) >= 16 for x in ("--include", k)]
-                r, det = one(key, model, dtype, opts, ref, s if s == "d16" else None, nfloat)
+                if s == "d9":  # every float tensor of rank >= 2 whose rows have d >= 9 (pcm's --min-dim)
+                    opts = [x for k, t in ts.items() if len(t.dims) >= 2 and np.prod(t.dims[1:]) >= 9 for x in ("--include", k)]
+                r, det = one(key, model, dtype, opts, ref, s if s == "d9" else None, nfloat)
                 rows.append(r)
                 print({k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()}, flush=True)
                 if det and dtype == "F32" and s == "default":
