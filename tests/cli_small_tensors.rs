@@ -9,16 +9,22 @@ use std::path::Path;
 
 use cli_common::*;
 
-/// (stored bits per weight, relative error) of `name` in `file`, from `sdq info --json`.
-fn tensor(file: &Path, name: &str) -> (f64, f64) {
+/// The entry of `name` in `file`'s `sdq info --json`.
+fn entry(file: &Path, name: &str) -> serde_json::Value {
     let j: serde_json::Value =
         serde_json::from_str(&assert_ok(&run_p(&[&"info", &file, &"--json"]))).unwrap();
-    let t = j["tensors"]
+    j["tensors"]
         .as_array()
         .unwrap()
         .iter()
         .find(|t| t["name"] == name)
-        .unwrap_or_else(|| panic!("{name} not in {file:?}"));
+        .unwrap_or_else(|| panic!("{name} not in {file:?}"))
+        .clone()
+}
+
+/// (stored bits per weight, relative error) of `name` in `file`, from `sdq info --json`.
+fn tensor(file: &Path, name: &str) -> (f64, f64) {
+    let t = entry(file, name);
     assert_eq!(t["encoding"], "pcm", "{t}");
     (
         t["bits_per_weight"].as_f64().unwrap(),
@@ -137,15 +143,7 @@ fn a_small_tensor_named_by_include_gets_bits_of_its_own() {
 
 /// The encoding of `name` in `file` ("pcm", "raw", …), from `sdq info --json`.
 fn encoding(file: &Path, name: &str) -> String {
-    let j: serde_json::Value =
-        serde_json::from_str(&assert_ok(&run_p(&[&"info", &file, &"--json"]))).unwrap();
-    let t = j["tensors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["name"] == name)
-        .unwrap_or_else(|| panic!("{name} not in {file:?}"));
-    t["encoding"].as_str().unwrap().to_string()
+    entry(file, name)["encoding"].as_str().unwrap().to_string()
 }
 
 #[test]
@@ -155,7 +153,10 @@ fn depthwise_3x3_kernels_are_quantized_by_default_when_that_halves_them() {
     // the same bits would not halve it, so it stays raw; --min-dim 16 (the default before) and
     // sigma-delta (whose default stays 16) keep it raw.
     let dir = tempfile::tempdir().unwrap();
-    let (m32, m16) = (dir.path().join("m32.safetensors"), dir.path().join("m16.safetensors"));
+    let (m32, m16) = (
+        dir.path().join("m32.safetensors"),
+        dir.path().join("m16.safetensors"),
+    );
     write(
         &m32,
         &[

@@ -638,8 +638,9 @@ fn tensor_settings(v: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<(String, Tensor
 ///
 /// Both: `axis` ("rows" (default) or "columns"), `bias`, `include` / `exclude` (a glob or a
 /// list of globs), `tensor_types` (a dict {glob: "raw" | "q4" | "q6" | "q8" | bits}, first
-/// match wins), `min_dim` (None: 9 with pcm, 16 with sigma-delta), `zstd` (True for level 9, or a level 1..=22), `nonfinite`
-/// ("refuse" (default) or "raw": store a tensor holding a NaN or infinity unquantized).
+/// match wins), `min_dim` (None: 9 with pcm, 16 with sigma-delta), `zstd` (True for level 9,
+/// or a level 1..=22), `nonfinite` ("refuse" (default) or "raw": store a tensor holding a NaN
+/// or infinity unquantized).
 /// `metadata` (a dict of strings) is stored with a dict of arrays. pcm: `calibration`, the path
 /// of a Gram file (`sdq.calibration.GramAccumulator.save`, docs/calibration.md), quantizes the
 /// weights it covers with error feedback (`damping`, default 0.1), as `sdq pack --calibration`.

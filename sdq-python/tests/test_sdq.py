@@ -163,6 +163,7 @@ def test_pack_matches_the_cli_byte_for_byte(tmp_path, checkpoint):
     options = [
         # pcm, the default (small tensors like these get bits per weight of their own)
         ([], {}),
+        (["--min-dim", "21"], {"min_dim": 21}),
         (["--include", "fc*.weight"], {"include": "fc*.weight"}),
         (
             ["--include", "fc*", "--bias", "--bits-per-weight", "6", "--zstd"],
@@ -220,6 +221,7 @@ def test_pack_matches_the_cli_byte_for_byte(tmp_path, checkpoint):
              "bits_per_weight": 2.5},
         ),
         (sd + ["--code-bits", "3"], {**sd_kw, "code_bits": 3}),
+        (sd + ["--min-dim", "8"], {**sd_kw, "min_dim": 8}),
     ]
     for i, (args, kwargs) in enumerate(options):
         by_cli = tmp_path / f"cli{i}.sdq"
