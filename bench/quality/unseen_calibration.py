@@ -3,6 +3,7 @@
 what the data-free defaults cannot see (PP-OCRv4 rec's sensitive 1×1 convolutions)?
 
     python3 bench/quality/unseen_calibration.py [--models pprec,ppdet,yolo8n,effl0] [--inputs N]
+        [--caps 4.8,4.9,5.0,5.1,5.2] [--extra '--frame-family identity'] [--csv PATH]
 
 For every Conv node with group 1 whose weight is one of the model's float tensors (W [out, C,
 kh, kw], the rows sdq quantizes, d = C·kh·kw) the script collects the Gram matrix of the
@@ -187,6 +188,13 @@ def main():
                     help="calibration inputs per model (default 16; 48 for effl0, whose last layers see 7 x 7 "
                          "pixels an image and need that many to have twice as many vectors as inputs)")
     ap.add_argument("--csv", default=os.path.join(unseen.ROOT, "docs", "quality", "unseen_calibration.csv"))
+    ap.add_argument("--caps", default="",
+                    help="comma-separated whole-file caps (--file-bits-per-weight C) to pack every setting at, "
+                         "instead of the default cap alone: how far a setting's output moves when every "
+                         "rounding is re-drawn (docs/quality/unseen.md, 'How firm each verdict is')")
+    ap.add_argument("--extra", action="append", default=[], metavar="ARGS",
+                    help="one more calibrated setting: the defaults plus --calibration plus ARGS "
+                         "(e.g. '--frame-family identity'); repeatable")
     ap.add_argument("--oracle", action="store_true",
                     help="calibrate on the evaluation inputs themselves (and their mirror images): an upper "
                          "bound, printed only (the CSV is not written)")
@@ -213,12 +221,17 @@ def main():
                 f"input patches from {n_inputs} calibration inputs; the others had fewer "
                 f"than twice their inputs)")
         print(key, note, flush=True)
-        for label, opts in (("default", []), ("default + --calibration", ["--calibration", gp])):
-            r, _ = unseen.one(key, model, "F32", opts, ref, "cal" if opts else None, nfloat)
-            r["setting"] = label + (" (oracle: calibrated on the evaluation inputs)" if opts and a.oracle else "")
-            r["note"] = note if opts else ""
-            rows.append(r)
-            print({k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()}, flush=True)
+        settings = [("default", []), ("default + --calibration", ["--calibration", gp])]
+        settings += [(f"default + --calibration {x}", ["--calibration", gp] + x.split()) for x in a.extra]
+        for cap in a.caps.split(",") if a.caps else [None]:
+            for label, opts in settings:
+                capped = opts + (["--file-bits-per-weight", cap] if cap else [])
+                r, _ = unseen.one(key, model, "F32", capped, ref, "cal" if opts else None, nfloat)
+                r["setting"] = (label + (f" (cap {cap})" if cap else "")
+                                + (" (oracle: calibrated on the evaluation inputs)" if opts and a.oracle else ""))
+                r["note"] = note if opts else ""
+                rows.append(r)
+                print({k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()}, flush=True)
     keys = ["model", "dtype", "setting", "floats", "file_bpw", "quant_bpw", "cos_min", "cos_mean",
             "agree", "agree_name", "mean_rel_err", "worst_rel_err", "worst_tensor", "pack_s", "note", "error"]
     if not a.oracle:
