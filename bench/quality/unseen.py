@@ -300,10 +300,10 @@ def magika_inputs(n=160):
     files = magika_files()
     rng = np.random.default_rng(3)
     pick = []
-    for source, quota in (("pygments:", n // 2), (None, n - n // 2)):
+    for from_pygments, quota in ((True, n // 2), (False, n - n // 2)):
         byext = {}
         for name, data in files:
-            if (source is None) != name.startswith("pygments:"):
+            if name.startswith("pygments:") == from_pygments:
                 byext.setdefault(os.path.splitext(name)[1].lower(), []).append((name, data))
         got = []
         while len(got) < quota and byext:
